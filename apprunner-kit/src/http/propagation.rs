@@ -1,0 +1,154 @@
+//! Trace context in and out of `http::HeaderMap`s.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector},
+    trace::SpanContext,
+};
+
+/// The `X-Amzn-Trace-Id` header: AWS X-Ray's trace header, added by App Runner's front end and
+/// returned by this kit on every traced response.
+pub const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
+/// Reads a header map for a propagator.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// Writes into a header map for a propagator; silently skips names or values that are not valid
+/// HTTP (a propagator never produces those).
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Extracts the remote trace context (and baggage) of an incoming request with the global
+/// text-map propagator.
+///
+/// [`telemetry::init`](crate::telemetry::init) installs X-Ray (`X-Amzn-Trace-Id`), W3C
+/// `traceparent` and W3C `baggage` propagators unless `OTEL_PROPAGATORS` says otherwise. The
+/// result is independent of the caller's current context: a request always starts from what its
+/// headers say. [`TraceLayer`](super::TraceLayer) calls this for every request.
+///
+/// # Example
+///
+/// ```
+/// use opentelemetry::trace::TraceContextExt;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert(
+///     "x-amzn-trace-id",
+///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+///         .parse()
+///         .unwrap(),
+/// );
+/// let cx = apprunner::http::extract_context(&headers);
+/// // Without `telemetry::init` the global propagator is a no-op, so nothing is extracted.
+/// assert!(!cx.span().span_context().is_valid());
+/// ```
+pub fn extract_context(headers: &HeaderMap) -> Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+    })
+}
+
+/// Injects `cx` into the headers of an outgoing request with the global text-map propagator, so
+/// the service called continues the trace.
+///
+/// # Example
+///
+/// ```
+/// use tracing_opentelemetry::OpenTelemetrySpanExt;
+///
+/// let mut request = http::Request::new(());
+/// apprunner::http::inject_context(&tracing::Span::current().context(), request.headers_mut());
+/// ```
+pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(cx, &mut HeaderInjector(headers));
+    });
+}
+
+/// The `X-Amzn-Trace-Id` value naming `span_context`:
+/// `Root=1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy;Parent=<span id>;Sampled=<0|1>`, or `None` when the
+/// context is not valid (no tracer provider installed, for example).
+///
+/// [`TraceLayer`](super::TraceLayer) puts this value, naming the SERVER span, on every response,
+/// so a caller can paste the trace id into the X-Ray console. Unlike a propagator it never copies
+/// trace state or baggage into the value.
+///
+/// # Example
+///
+/// ```
+/// use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+///
+/// let span_context = SpanContext::new(
+///     TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap(),
+///     SpanId::from_hex("53995c3f42cd8ad8").unwrap(),
+///     TraceFlags::SAMPLED,
+///     true,
+///     TraceState::default(),
+/// );
+/// let value = apprunner::http::xray_header_value(&span_context).unwrap();
+/// assert_eq!(
+///     value,
+///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+/// );
+/// ```
+pub fn xray_header_value(span_context: &SpanContext) -> Option<HeaderValue> {
+    if !span_context.is_valid() {
+        return None;
+    }
+    let value = format!(
+        "Root={};Parent={};Sampled={}",
+        crate::telemetry::xray_trace_id(span_context.trace_id()),
+        span_context.span_id(),
+        if span_context.is_sampled() { '1' } else { '0' },
+    );
+    HeaderValue::try_from(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injector_skips_values_that_are_not_http() {
+        let mut headers = HeaderMap::new();
+        let mut injector = HeaderInjector(&mut headers);
+        injector.set("traceparent", "00-abc".to_owned());
+        injector.set("bad name", "x".to_owned());
+        injector.set("x-bad-value", "line\nbreak".to_owned());
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["traceparent"], "00-abc");
+    }
+
+    #[test]
+    fn extractor_lists_every_header_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-trace-id", HeaderValue::from_static("Root=1"));
+        headers.insert("baggage", HeaderValue::from_static("k=v"));
+        let extractor = HeaderExtractor(&headers);
+        let mut keys = extractor.keys();
+        keys.sort_unstable();
+        assert_eq!(keys, ["baggage", "x-amzn-trace-id"]);
+        assert_eq!(extractor.get("X-Amzn-Trace-Id"), Some("Root=1"));
+    }
+}

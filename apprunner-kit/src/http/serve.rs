@@ -1,0 +1,463 @@
+//! The server runner: `0.0.0.0:$PORT`, HTTP/1.1 + h2c, graceful shutdown on SIGTERM / SIGINT.
+
+use std::{
+    future::Future,
+    io,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{Router, extract::ConnectInfo, extract::DefaultBodyLimit};
+use hyper::{Request, body::Incoming};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto::Builder,
+};
+use tokio::{net::TcpListener, net::TcpStream, sync::watch, task::JoinSet};
+use tower::ServiceExt as _;
+
+use super::{HealthRoute, HttpError, TraceLayer, limits::LimitsLayer};
+
+const TARGET: &str = "apprunner::http";
+
+/// Serves `router` the App Runner way, configured from the environment: see [`Server`].
+///
+/// Equivalent to `Server::from_env()?.serve(router).await`. Returns `Ok(())` after a SIGTERM or
+/// SIGINT once in-flight requests have finished (or the drain timeout has passed); then shut
+/// telemetry down to flush the last spans.
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let telemetry = apprunner::telemetry::init()?;
+///     let served = apprunner::serve(Router::new().route("/", get(|| async { "hello" }))).await;
+///     telemetry.shutdown().await?;
+///     Ok(served?)
+/// }
+/// ```
+pub async fn serve(router: Router) -> Result<(), HttpError> {
+    Server::from_env()?.serve(router).await
+}
+
+/// The server runner, with defaults fit for App Runner.
+///
+/// | setting | default |
+/// |---|---|
+/// | address | `0.0.0.0:$PORT`, `0.0.0.0:8080` without `PORT` |
+/// | protocols | HTTP/1.1 and h2c (HTTP/2 with prior knowledge, no TLS) |
+/// | [`trace_layer`](Self::trace_layer) | [`TraceLayer::new()`], applied with `Router::layer` |
+/// | [`request_timeout`](Self::request_timeout) | [`Server::DEFAULT_REQUEST_TIMEOUT`] → `504` |
+/// | [`body_limit`](Self::body_limit) | [`Server::DEFAULT_BODY_LIMIT`] → `413` |
+/// | [`drain_timeout`](Self::drain_timeout) | [`Server::DEFAULT_DRAIN_TIMEOUT`] |
+/// | [`health_route`](Self::health_route) | none |
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use apprunner::http::{HealthRoute, Server, TraceLayer};
+/// use axum::{Router, routing::get};
+///
+/// # async fn run() -> Result<(), apprunner::http::HttpError> {
+/// let app = Router::new().route("/", get(|| async { "hello" }));
+/// Server::from_env()?
+///     .request_timeout(Duration::from_secs(30))
+///     .body_limit(10 * 1024 * 1024)
+///     .drain_timeout(Duration::from_secs(10))
+///     .trace_layer(TraceLayer::new().record_query(true))
+///     .health_route(HealthRoute::new())
+///     .serve(app)
+///     .await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    listener: Option<TcpListener>,
+    trace: Option<TraceLayer>,
+    request_timeout: Option<Duration>,
+    body_limit: Option<usize>,
+    drain_timeout: Duration,
+    health: Option<HealthRoute>,
+}
+
+impl Server {
+    /// The port listened on when `PORT` is not set: App Runner's default port.
+    pub const DEFAULT_PORT: u16 = 8080;
+    /// The default request timeout: 60 s, well below App Runner's 120 s limit, so the caller
+    /// gets the kit's `504` and the span records it, rather than the front end's error.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default request body limit: 2 MiB.
+    pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+    /// The default time in-flight requests get to finish after SIGTERM: 20 s, under the 30 s
+    /// that ECS (and so App Runner) waits before sending SIGKILL.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// A server configured from the process environment: `PORT` (default 8080).
+    ///
+    /// ```
+    /// let server = apprunner::http::Server::from_env().expect("PORT is a port number");
+    /// # let _ = server;
+    /// ```
+    pub fn from_env() -> Result<Self, HttpError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// A server configured from `lookup` instead of the process environment (for tests).
+    ///
+    /// ```
+    /// let server = apprunner::http::Server::from_lookup(|key| {
+    ///     (key == "PORT").then(|| "3000".to_owned())
+    /// })
+    /// .unwrap();
+    /// # let _ = server;
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, HttpError> {
+        let port = match lookup("PORT") {
+            Some(value) if !value.trim().is_empty() => value
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| HttpError::InvalidPort { value })?,
+            _ => Self::DEFAULT_PORT,
+        };
+        Ok(Self {
+            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            listener: None,
+            trace: Some(TraceLayer::new()),
+            request_timeout: Some(Self::DEFAULT_REQUEST_TIMEOUT),
+            body_limit: Some(Self::DEFAULT_BODY_LIMIT),
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+            health: None,
+        })
+    }
+
+    /// Listens on `0.0.0.0:port`.
+    ///
+    /// ```
+    /// let server = apprunner::http::Server::from_env().unwrap().port(3000);
+    /// # let _ = server;
+    /// ```
+    pub fn port(mut self, port: u16) -> Self {
+        self.addr.set_port(port);
+        self
+    }
+
+    /// Listens on `addr`.
+    ///
+    /// ```
+    /// let server = apprunner::http::Server::from_env().unwrap().addr(([127, 0, 0, 1], 3000).into());
+    /// # let _ = server;
+    /// ```
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Serves on a listener you bound yourself (port 0 in tests, socket activation, ...)
+    /// instead of binding the configured address.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let server = apprunner::http::Server::from_env().unwrap().listener(listener);
+    /// # let _ = server;
+    /// # }
+    /// ```
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// The [`TraceLayer`] applied to every route; `None` when the router already carries one.
+    ///
+    /// ```
+    /// use apprunner::http::{Server, TraceLayer};
+    ///
+    /// let server = Server::from_env().unwrap().trace_layer(TraceLayer::new().record_query(true));
+    /// let untraced = Server::from_env().unwrap().trace_layer(None);
+    /// # let _ = (server, untraced);
+    /// ```
+    pub fn trace_layer(mut self, layer: impl Into<Option<TraceLayer>>) -> Self {
+        self.trace = layer.into();
+        self
+    }
+
+    /// How long a handler may take before the request is answered `504` with a JSON body
+    /// (`{"message": "request timed out after … ms"}`) and its span marked as an error; `None`
+    /// for no limit. The time counts until the response head, not while the body streams.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let server = apprunner::http::Server::from_env().unwrap().request_timeout(Duration::from_secs(30));
+    /// # let _ = server;
+    /// ```
+    pub fn request_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.request_timeout = timeout.into();
+        self
+    }
+
+    /// The largest request body accepted, in bytes; `None` for no server-wide limit (axum's
+    /// extractors then keep their own 2 MB default).
+    ///
+    /// A request declaring a larger `Content-Length` is answered `413` before the handler runs;
+    /// a body without one is cut off at the limit, so axum's body extractors answer `413`. This
+    /// limit replaces axum's `DefaultBodyLimit`.
+    ///
+    /// ```
+    /// let server = apprunner::http::Server::from_env().unwrap().body_limit(16 * 1024 * 1024);
+    /// # let _ = server;
+    /// ```
+    pub fn body_limit(mut self, bytes: impl Into<Option<usize>>) -> Self {
+        self.body_limit = bytes.into();
+        self
+    }
+
+    /// How long in-flight requests get to finish after SIGTERM / SIGINT before their
+    /// connections are closed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let server = apprunner::http::Server::from_env().unwrap().drain_timeout(Duration::from_secs(5));
+    /// # let _ = server;
+    /// ```
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Serves `health` next to the router, outside the trace layer and the request timeout, so
+    /// App Runner's health checks make no spans. Panics in [`serve`](Self::serve) if the router
+    /// already has a route at the same path.
+    ///
+    /// ```
+    /// use apprunner::http::{HealthRoute, Server};
+    ///
+    /// let server = Server::from_env().unwrap().health_route(HealthRoute::new());
+    /// # let _ = server;
+    /// ```
+    pub fn health_route(mut self, health: HealthRoute) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Serves `router` until SIGTERM or SIGINT, then drains: see [`serve_with_shutdown`](Self::serve_with_shutdown).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), apprunner::http::HttpError> {
+    /// let app = axum::Router::new();
+    /// apprunner::http::Server::from_env()?.serve(app).await
+    /// # }
+    /// ```
+    pub async fn serve(self, router: Router) -> Result<(), HttpError> {
+        let signal = shutdown_signal()?;
+        self.serve_with_shutdown(router, signal).await
+    }
+
+    /// Serves `router` until `signal` completes, then stops accepting connections, lets
+    /// in-flight requests finish within the [drain timeout](Self::drain_timeout), closes the
+    /// connections left and returns `Ok(())`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let server = apprunner::http::Server::from_env().unwrap().listener(listener);
+    /// // Stops at once: the signal is already complete.
+    /// server.serve_with_shutdown(axum::Router::new(), async {}).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn serve_with_shutdown(
+        self,
+        router: Router,
+        signal: impl Future<Output = ()> + Send,
+    ) -> Result<(), HttpError> {
+        let app = self.app(router);
+        let listener = match self.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(self.addr)
+                .await
+                .map_err(|source| HttpError::Bind {
+                    addr: self.addr,
+                    source,
+                })?,
+        };
+        let local_addr = listener.local_addr().unwrap_or(self.addr);
+        tracing::info!(target: TARGET, address = %local_addr, "listening");
+
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
+        let builder = Arc::new(builder);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut signal => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(serve_connection(
+                            Arc::clone(&builder),
+                            stream,
+                            peer,
+                            app.clone(),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    Err(error) => accept_failed(error).await,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+
+        drop(listener);
+        let _ = stop_tx.send(true);
+        tracing::info!(
+            target: TARGET,
+            connections = connections.len(),
+            drain_timeout_ms = self.drain_timeout.as_millis() as u64,
+            "shutting down: no new connections, draining in-flight requests"
+        );
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                target: TARGET,
+                connections = connections.len(),
+                "drain timeout elapsed: closing the connections still open"
+            );
+            connections.shutdown().await;
+        }
+        tracing::info!(target: TARGET, "server stopped");
+        Ok(())
+    }
+
+    /// The router with the kit's layers, applied with `Router::layer` so they see `MatchedPath`.
+    fn app(&self, router: Router) -> Router {
+        let mut app = router;
+        if self.body_limit.is_some() {
+            // Our limit replaces axum's default, which would otherwise cap extractors at 2 MB.
+            app = app.layer(DefaultBodyLimit::disable());
+        }
+        if self.body_limit.is_some() || self.request_timeout.is_some() {
+            app = app.layer(LimitsLayer {
+                request_timeout: self.request_timeout,
+                body_limit: self.body_limit,
+            });
+        }
+        if let Some(trace) = self.trace {
+            app = app.layer(trace);
+        }
+        if let Some(health) = self.health.clone() {
+            app = app.merge(health.into_router());
+        }
+        app
+    }
+}
+
+/// Serves one connection until it closes, or until shutdown asks it to finish what it is doing.
+async fn serve_connection(
+    builder: Arc<Builder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(request)
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        _ = stop.wait_for(|stop| *stop) => None,
+    };
+    let result = match result {
+        Some(result) => result,
+        None => {
+            // HTTP/1: close after the response in flight; HTTP/2: GOAWAY, finish open streams.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(target: TARGET, %peer, %error, "connection ended with an error");
+    }
+}
+
+async fn accept_failed(error: io::Error) {
+    if matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    // Out of file descriptors, most likely: wait for connections to close.
+    tracing::error!(target: TARGET, %error, "cannot accept a connection; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Completes on SIGTERM (what App Runner and ECS send) or SIGINT (Ctrl-C).
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send, HttpError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).map_err(HttpError::Signal)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(HttpError::Signal)?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            tracing::info!(target: TARGET, signal = name, "shutdown signal received");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(target: TARGET, signal = "Ctrl-C", "shutdown signal received");
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(port: Option<&str>) -> impl Fn(&str) -> Option<String> {
+        let port = port.map(str::to_owned);
+        move |key| (key == "PORT").then(|| port.clone()).flatten()
+    }
+
+    #[test]
+    fn port_defaults_to_8080() {
+        let server = Server::from_lookup(lookup(None)).unwrap();
+        assert_eq!(server.addr, SocketAddr::from(([0, 0, 0, 0], 8080)));
+        let server = Server::from_lookup(lookup(Some(" "))).unwrap();
+        assert_eq!(server.addr.port(), 8080);
+    }
+
+    #[test]
+    fn port_comes_from_the_environment() {
+        let server = Server::from_lookup(lookup(Some("3000"))).unwrap();
+        assert_eq!(server.addr, SocketAddr::from(([0, 0, 0, 0], 3000)));
+    }
+
+    #[test]
+    fn invalid_port_names_the_value() {
+        let err = Server::from_lookup(lookup(Some("70000"))).unwrap_err();
+        assert!(matches!(&err, HttpError::InvalidPort { value } if value == "70000"));
+        assert!(err.to_string().contains("70000"), "{err}");
+    }
+}

@@ -1,0 +1,815 @@
+//! `OTEL_*` environment parsing and the [`TelemetryConfig`] builder.
+
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::Sampler;
+
+use super::TelemetryError;
+
+/// Where finished spans go (`OTEL_TRACES_EXPORTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TracesExporter {
+    /// OTLP to a collector (the default; App Runner runs one on `localhost:4317`).
+    Otlp,
+    /// One readable line per span on standard error, for local development.
+    Console,
+    /// Spans are created (trace ids still reach logs) but sent nowhere.
+    None,
+}
+
+/// The OTLP transport (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` / `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtlpProtocol {
+    /// `grpc` (the default, port 4317).
+    Grpc,
+    /// `http/protobuf` (port 4318, path `/v1/traces`).
+    HttpProtobuf,
+}
+
+/// One entry of `OTEL_PROPAGATORS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PropagatorKind {
+    /// AWS X-Ray `X-Amzn-Trace-Id`.
+    Xray,
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+}
+
+/// How log lines are written to standard output (`APPRUNNER_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// JSON when standard output is not a terminal (App Runner, CI), text otherwise.
+    Auto,
+    /// One JSON object per line, with `trace_id` in X-Ray form and `span_id`.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Everything [`init`](super::init) needs, read from the environment and refined in code.
+///
+/// Programmatic settings win over environment variables, except for the service name, whose
+/// order is: [`service_name`](Self::service_name), then `OTEL_SERVICE_NAME`, then
+/// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, then
+/// [`default_service_name`](Self::default_service_name) (the macro passes the package name).
+///
+/// | variable | effect |
+/// |---|---|
+/// | `OTEL_SDK_DISABLED` | `true`: no spans are exported (logs still work) |
+/// | `OTEL_SERVICE_NAME` | `service.name` |
+/// | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2`, percent-decoded, added to the resource |
+/// | `OTEL_TRACES_EXPORTER` | `otlp` (default), `console`, `none` |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `grpc` (default), `http/protobuf` |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` / `_HEADERS` / `_TIMEOUT` | read by `opentelemetry-otlp` |
+/// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
+/// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
+/// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | batch processor |
+/// | `RUST_LOG` | log filter (default `info`) |
+/// | `APPRUNNER_LOG_FORMAT` | `json`, `text`, `auto` (default) |
+/// | `AWS_REGION` / `AWS_DEFAULT_REGION` | `cloud.region`, and `cloud.provider=aws` |
+///
+/// ```
+/// use apprunner::telemetry::{TelemetryConfig, TracesExporter};
+///
+/// let config = TelemetryConfig::from_lookup(|key| match key {
+///     "OTEL_TRACES_EXPORTER" => Some("none".to_owned()),
+///     _ => None,
+/// })?
+/// .service_name("users-api");
+/// assert_eq!(config.traces_exporter(), TracesExporter::None);
+/// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub(crate) disabled: bool,
+    pub(crate) service_name: Option<String>,
+    pub(crate) env_service_name: Option<String>,
+    pub(crate) default_service_name: Option<String>,
+    pub(crate) service_version: Option<String>,
+    pub(crate) resource_attributes: Vec<(String, String)>,
+    pub(crate) exporter: TracesExporter,
+    pub(crate) protocol: OtlpProtocol,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) export_timeout: Option<Duration>,
+    pub(crate) sampler: SamplerSetting,
+    pub(crate) propagators: Vec<PropagatorKind>,
+    pub(crate) log_format: LogFormat,
+    pub(crate) log_filter: String,
+    pub(crate) span_filter: String,
+    pub(crate) region: Option<String>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) bsp: BspSettings,
+    pub(crate) install_subscriber: bool,
+    pub(crate) min_flush_interval: Duration,
+}
+
+/// `OTEL_TRACES_SAMPLER` parsed; kept as data so the config stays `Clone + Debug`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SamplerSetting {
+    AlwaysOn,
+    AlwaysOff,
+    Ratio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedRatio(f64),
+}
+
+impl SamplerSetting {
+    /// The SDK sampler, plus the sampler a root span would get (for `Sampled=?` parents).
+    pub(crate) fn build(&self) -> (Sampler, Sampler) {
+        let parent_based = |root: Sampler| (Sampler::ParentBased(Box::new(root.clone())), root);
+        match *self {
+            SamplerSetting::AlwaysOn => (Sampler::AlwaysOn, Sampler::AlwaysOn),
+            SamplerSetting::AlwaysOff => (Sampler::AlwaysOff, Sampler::AlwaysOff),
+            SamplerSetting::Ratio(r) => (Sampler::TraceIdRatioBased(r), Sampler::TraceIdRatioBased(r)),
+            SamplerSetting::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
+            SamplerSetting::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
+            SamplerSetting::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
+        }
+    }
+}
+
+/// `OTEL_BSP_*` values; `None` keeps the SDK default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct BspSettings {
+    pub(crate) schedule_delay: Option<Duration>,
+    pub(crate) max_queue_size: Option<usize>,
+    pub(crate) max_export_batch_size: Option<usize>,
+}
+
+fn parse_bool(var: &'static str, value: Option<String>) -> Result<bool, TelemetryError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(TelemetryError::InvalidVar {
+            var,
+            value: v.to_owned(),
+            expected: "true or false",
+        }),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    var: &'static str,
+    value: Option<String>,
+    expected: &'static str,
+) -> Result<Option<T>, TelemetryError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| TelemetryError::InvalidVar {
+            var,
+            value: v.to_owned(),
+            expected,
+        }),
+    }
+}
+
+/// Percent-decodes a `OTEL_RESOURCE_ATTRIBUTES` value (W3C baggage octet rules).
+fn percent_decode(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(hex(bytes[i + 1]) * 16 + hex(bytes[i + 2]));
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `key1=value1,key2=value2` (`OTEL_RESOURCE_ATTRIBUTES`).
+pub(crate) fn parse_resource_attributes(value: &str) -> Result<Vec<(String, String)>, TelemetryError> {
+    let mut out = Vec::new();
+    for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(TelemetryError::InvalidVar {
+                var: "OTEL_RESOURCE_ATTRIBUTES",
+                value: value.to_owned(),
+                expected: "a comma-separated list of key=value pairs",
+            });
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(TelemetryError::InvalidVar {
+                var: "OTEL_RESOURCE_ATTRIBUTES",
+                value: value.to_owned(),
+                expected: "a comma-separated list of key=value pairs with non-empty keys",
+            });
+        }
+        out.push((percent_decode(k), percent_decode(v.trim())));
+    }
+    Ok(out)
+}
+
+fn parse_sampler(
+    name: Option<String>,
+    arg: Option<String>,
+) -> Result<SamplerSetting, TelemetryError> {
+    let ratio = || -> Result<f64, TelemetryError> {
+        match arg.as_deref().map(str::trim) {
+            None | Some("") => Ok(1.0),
+            Some(v) => match v.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(TelemetryError::InvalidVar {
+                    var: "OTEL_TRACES_SAMPLER_ARG",
+                    value: v.to_owned(),
+                    expected: "a probability between 0.0 and 1.0",
+                }),
+            },
+        }
+    };
+    let name = name.map(|n| n.trim().to_ascii_lowercase());
+    Ok(match name.as_deref() {
+        None | Some("") | Some("parentbased_always_on") => SamplerSetting::ParentBasedAlwaysOn,
+        Some("always_on") => SamplerSetting::AlwaysOn,
+        Some("always_off") => SamplerSetting::AlwaysOff,
+        Some("traceidratio") => SamplerSetting::Ratio(ratio()?),
+        Some("parentbased_always_off") => SamplerSetting::ParentBasedAlwaysOff,
+        Some("parentbased_traceidratio") => SamplerSetting::ParentBasedRatio(ratio()?),
+        Some(other) => {
+            return Err(TelemetryError::InvalidVar {
+                var: "OTEL_TRACES_SAMPLER",
+                value: other.to_owned(),
+                expected: "always_on, always_off, traceidratio, parentbased_always_on, \
+                           parentbased_always_off or parentbased_traceidratio",
+            });
+        }
+    })
+}
+
+fn parse_propagators(value: Option<String>) -> Result<Vec<PropagatorKind>, TelemetryError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(vec![
+            PropagatorKind::Xray,
+            PropagatorKind::TraceContext,
+            PropagatorKind::Baggage,
+        ]);
+    };
+    let mut out = Vec::new();
+    for name in value.split(',').map(|n| n.trim().to_ascii_lowercase()) {
+        let kind = match name.as_str() {
+            "xray" => PropagatorKind::Xray,
+            "tracecontext" => PropagatorKind::TraceContext,
+            "baggage" => PropagatorKind::Baggage,
+            "none" => return Ok(Vec::new()),
+            "" => continue,
+            _ => {
+                return Err(TelemetryError::InvalidVar {
+                    var: "OTEL_PROPAGATORS",
+                    value: value.clone(),
+                    expected: "a comma-separated list of xray, tracecontext, baggage, or none",
+                });
+            }
+        };
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    Ok(out)
+}
+
+impl TelemetryConfig {
+    /// Reads the configuration from the process environment.
+    ///
+    /// Fails with [`TelemetryError::InvalidVar`] naming the variable when a value is not
+    /// understood, rather than silently falling back.
+    ///
+    /// ```
+    /// let config = apprunner::telemetry::TelemetryConfig::from_env()?;
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, TelemetryError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads the configuration through `lookup` instead of the process environment.
+    ///
+    /// Useful in tests. Settings that `opentelemetry-otlp` reads itself (endpoint, headers,
+    /// timeout) are still taken from the process environment unless set in code.
+    ///
+    /// ```
+    /// use apprunner::telemetry::{OtlpProtocol, TelemetryConfig};
+    ///
+    /// let config = TelemetryConfig::from_lookup(|key| {
+    ///     (key == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/protobuf".to_owned())
+    /// })?;
+    /// assert_eq!(config.otlp_protocol(), OtlpProtocol::HttpProtobuf);
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, TelemetryError> {
+        let disabled = parse_bool("OTEL_SDK_DISABLED", lookup("OTEL_SDK_DISABLED"))?;
+
+        let exporter = match lookup("OTEL_TRACES_EXPORTER")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") | Some("otlp") => TracesExporter::Otlp,
+            Some("console") => TracesExporter::Console,
+            Some("none") => TracesExporter::None,
+            Some(other) => {
+                return Err(TelemetryError::InvalidVar {
+                    var: "OTEL_TRACES_EXPORTER",
+                    value: other.to_owned(),
+                    expected: "otlp, console or none",
+                });
+            }
+        };
+
+        let (protocol_var, protocol_value) = match lookup("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+            Some(v) if !v.trim().is_empty() => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(v)),
+            _ => ("OTEL_EXPORTER_OTLP_PROTOCOL", lookup("OTEL_EXPORTER_OTLP_PROTOCOL")),
+        };
+        let protocol = match protocol_value.as_deref().map(str::trim) {
+            None | Some("") | Some("grpc") => OtlpProtocol::Grpc,
+            Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+            Some(other) => {
+                return Err(TelemetryError::InvalidVar {
+                    var: protocol_var,
+                    value: other.to_owned(),
+                    expected: "grpc or http/protobuf",
+                });
+            }
+        };
+
+        let resource_attributes = match lookup("OTEL_RESOURCE_ATTRIBUTES") {
+            Some(v) => parse_resource_attributes(&v)?,
+            None => Vec::new(),
+        };
+
+        let log_format = match lookup("APPRUNNER_LOG_FORMAT")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") | Some("auto") => LogFormat::Auto,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(TelemetryError::InvalidVar {
+                    var: "APPRUNNER_LOG_FORMAT",
+                    value: other.to_owned(),
+                    expected: "json, text or auto",
+                });
+            }
+        };
+
+        let bsp = BspSettings {
+            schedule_delay: parse_number::<u64>(
+                "OTEL_BSP_SCHEDULE_DELAY",
+                lookup("OTEL_BSP_SCHEDULE_DELAY"),
+                "a delay in milliseconds",
+            )?
+            .map(Duration::from_millis),
+            max_queue_size: parse_number(
+                "OTEL_BSP_MAX_QUEUE_SIZE",
+                lookup("OTEL_BSP_MAX_QUEUE_SIZE"),
+                "a positive integer",
+            )?,
+            max_export_batch_size: parse_number(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                lookup("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+                "a positive integer",
+            )?,
+        };
+
+        let non_empty = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+
+        Ok(Self {
+            disabled,
+            service_name: None,
+            env_service_name: non_empty("OTEL_SERVICE_NAME"),
+            default_service_name: None,
+            service_version: None,
+            resource_attributes,
+            exporter,
+            protocol,
+            endpoint: None,
+            export_timeout: None,
+            sampler: parse_sampler(
+                lookup("OTEL_TRACES_SAMPLER"),
+                lookup("OTEL_TRACES_SAMPLER_ARG"),
+            )?,
+            propagators: parse_propagators(lookup("OTEL_PROPAGATORS"))?,
+            log_format,
+            log_filter: non_empty("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            span_filter: non_empty("APPRUNNER_SPAN_FILTER").unwrap_or_else(|| "info".to_owned()),
+            region: non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
+            shutdown_timeout: Duration::from_secs(5),
+            bsp,
+            install_subscriber: true,
+            min_flush_interval: Duration::from_millis(200),
+        })
+    }
+
+    /// Sets `service.name`; wins over `OTEL_SERVICE_NAME`.
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.service_name("users-api");
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// Sets the `service.name` used when neither code nor the environment names the service
+    /// (`#[apprunner::main]` passes the package name).
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.default_service_name(env!("CARGO_PKG_NAME"));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn default_service_name(mut self, name: impl Into<String>) -> Self {
+        self.default_service_name = Some(name.into());
+        self
+    }
+
+    /// Sets `service.version`.
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.service_version(env!("CARGO_PKG_VERSION"));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// Adds a resource attribute (after, and so overriding, `OTEL_RESOURCE_ATTRIBUTES`).
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.resource_attribute("cloud.platform", "aws_app_runner");
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.resource_attributes.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the OTLP endpoint (wins over `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`).
+    ///
+    /// For gRPC give `http://host:4317`; for http/protobuf give the base URL
+    /// (`http://host:4318`) and `/v1/traces` is appended when no path is given.
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.otlp_endpoint("http://127.0.0.1:4317");
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sets the OTLP transport (wins over `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    ///
+    /// ```
+    /// # use apprunner::telemetry::OtlpProtocol;
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.otlp_protocol_set(OtlpProtocol::HttpProtobuf);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn otlp_protocol_set(mut self, protocol: OtlpProtocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets the timeout of one OTLP export call (wins over `OTEL_EXPORTER_OTLP_TIMEOUT`).
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.export_timeout(std::time::Duration::from_secs(2));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn export_timeout(mut self, timeout: Duration) -> Self {
+        self.export_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets where spans go (wins over `OTEL_TRACES_EXPORTER`).
+    ///
+    /// ```
+    /// # use apprunner::telemetry::TracesExporter;
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.traces_exporter_set(TracesExporter::Console);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn traces_exporter_set(mut self, exporter: TracesExporter) -> Self {
+        self.exporter = exporter;
+        self
+    }
+
+    /// Sets the log output format (wins over `APPRUNNER_LOG_FORMAT`).
+    ///
+    /// ```
+    /// # use apprunner::telemetry::LogFormat;
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.log_format(LogFormat::Json);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// How long [`TelemetryGuard::shutdown`](super::TelemetryGuard::shutdown) waits for the
+    /// last spans to be exported (default 5 s).
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.shutdown_timeout(std::time::Duration::from_secs(3));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether [`init`](Self::init) installs the global `tracing` subscriber (default `true`).
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.install_subscriber(false);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn install_subscriber(mut self, install: bool) -> Self {
+        self.install_subscriber = install;
+        self
+    }
+
+    /// Minimum interval between two exports triggered by [`export_soon`](super::export_soon)
+    /// (default 200 ms).
+    ///
+    /// ```
+    /// # let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let config = config.min_flush_interval(std::time::Duration::from_millis(50));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn min_flush_interval(mut self, interval: Duration) -> Self {
+        self.min_flush_interval = interval;
+        self
+    }
+
+    /// Where spans go.
+    ///
+    /// ```
+    /// # use apprunner::telemetry::{TelemetryConfig, TracesExporter};
+    /// let config = TelemetryConfig::from_lookup(|_| None)?;
+    /// assert_eq!(config.traces_exporter(), TracesExporter::Otlp);
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn traces_exporter(&self) -> TracesExporter {
+        if self.disabled {
+            TracesExporter::None
+        } else {
+            self.exporter
+        }
+    }
+
+    /// The OTLP transport.
+    ///
+    /// ```
+    /// # use apprunner::telemetry::{OtlpProtocol, TelemetryConfig};
+    /// let config = TelemetryConfig::from_lookup(|_| None)?;
+    /// assert_eq!(config.otlp_protocol(), OtlpProtocol::Grpc);
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn otlp_protocol(&self) -> OtlpProtocol {
+        self.protocol
+    }
+
+    /// The configured propagators, in order.
+    ///
+    /// ```
+    /// # use apprunner::telemetry::{PropagatorKind, TelemetryConfig};
+    /// let config = TelemetryConfig::from_lookup(|_| None)?;
+    /// assert_eq!(config.propagators()[0], PropagatorKind::Xray);
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn propagators(&self) -> &[PropagatorKind] {
+        &self.propagators
+    }
+
+    /// The text-map propagator for [`propagators`](Self::propagators), as [`init`](Self::init)
+    /// installs it globally; handy for injecting context into outgoing requests by hand.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use opentelemetry::propagation::TextMapPropagator;
+    /// use opentelemetry::trace::TraceContextExt;
+    ///
+    /// let config = apprunner::telemetry::TelemetryConfig::from_lookup(|_| None)?;
+    /// let headers = HashMap::from([(
+    ///     "x-amzn-trace-id".to_owned(),
+    ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".to_owned(),
+    /// )]);
+    /// let cx = config.propagator().extract(&headers);
+    /// assert!(cx.span().span_context().is_sampled());
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn propagator(&self) -> opentelemetry::propagation::TextMapCompositePropagator {
+        super::xray::propagator(&self.propagators)
+    }
+
+    /// The `service.name` that will be reported, following the documented precedence.
+    ///
+    /// ```
+    /// # use apprunner::telemetry::TelemetryConfig;
+    /// let config = TelemetryConfig::from_lookup(|k| (k == "OTEL_SERVICE_NAME").then(|| "env".into()))?
+    ///     .default_service_name("pkg");
+    /// assert_eq!(config.resolved_service_name(), "env");
+    /// assert_eq!(config.service_name("code").resolved_service_name(), "code");
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn resolved_service_name(&self) -> String {
+        self.service_name
+            .clone()
+            .or_else(|| self.env_service_name.clone())
+            .or_else(|| {
+                self.resource_attributes
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "service.name")
+                    .map(|(_, v)| v.clone())
+            })
+            .or_else(|| self.default_service_name.clone())
+            .or_else(|| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            })
+            .unwrap_or_else(|| "unknown_service".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<TelemetryConfig, TelemetryError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TelemetryConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.traces_exporter(), TracesExporter::Otlp);
+        assert_eq!(c.otlp_protocol(), OtlpProtocol::Grpc);
+        assert_eq!(c.sampler, SamplerSetting::ParentBasedAlwaysOn);
+        assert_eq!(
+            c.propagators(),
+            &[
+                PropagatorKind::Xray,
+                PropagatorKind::TraceContext,
+                PropagatorKind::Baggage
+            ]
+        );
+        assert_eq!(c.log_filter, "info");
+        assert!(!c.disabled);
+    }
+
+    #[test]
+    fn sdk_disabled_means_no_export() {
+        let c = config(&[("OTEL_SDK_DISABLED", "TRUE")]).unwrap();
+        assert_eq!(c.traces_exporter(), TracesExporter::None);
+        let err = config(&[("OTEL_SDK_DISABLED", "yes")]).unwrap_err();
+        assert!(err.to_string().contains("OTEL_SDK_DISABLED"), "{err}");
+    }
+
+    #[test]
+    fn signal_specific_protocol_wins() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+        ])
+        .unwrap();
+        assert_eq!(c.otlp_protocol(), OtlpProtocol::HttpProtobuf);
+        let err = config(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err();
+        assert!(err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
+    }
+
+    #[test]
+    fn samplers() {
+        let s = |name: &str, arg: Option<&str>| {
+            let mut vars = vec![("OTEL_TRACES_SAMPLER", name)];
+            if let Some(a) = arg {
+                vars.push(("OTEL_TRACES_SAMPLER_ARG", a));
+            }
+            config(&vars).map(|c| c.sampler)
+        };
+        assert_eq!(s("always_off", None).unwrap(), SamplerSetting::AlwaysOff);
+        assert_eq!(
+            s("parentbased_traceidratio", Some("0.25")).unwrap(),
+            SamplerSetting::ParentBasedRatio(0.25)
+        );
+        assert_eq!(s("traceidratio", None).unwrap(), SamplerSetting::Ratio(1.0));
+        assert!(
+            s("traceidratio", Some("2"))
+                .unwrap_err()
+                .to_string()
+                .contains("OTEL_TRACES_SAMPLER_ARG")
+        );
+        assert!(
+            s("jaeger_remote", None)
+                .unwrap_err()
+                .to_string()
+                .contains("OTEL_TRACES_SAMPLER")
+        );
+    }
+
+    #[test]
+    fn propagators() {
+        let p = |v: &str| config(&[("OTEL_PROPAGATORS", v)]).map(|c| c.propagators);
+        assert_eq!(p("tracecontext").unwrap(), vec![PropagatorKind::TraceContext]);
+        assert_eq!(
+            p(" xray , xray,baggage").unwrap(),
+            vec![PropagatorKind::Xray, PropagatorKind::Baggage]
+        );
+        assert!(p("none").unwrap().is_empty());
+        assert!(p("b3").unwrap_err().to_string().contains("OTEL_PROPAGATORS"));
+    }
+
+    #[test]
+    fn resource_attributes_are_percent_decoded() {
+        let attrs = parse_resource_attributes(
+            "service.name=users%20api, cloud.platform=aws_app_runner,deployment.environment.name=prod",
+        )
+        .unwrap();
+        assert_eq!(
+            attrs,
+            vec![
+                ("service.name".into(), "users api".into()),
+                ("cloud.platform".into(), "aws_app_runner".into()),
+                ("deployment.environment.name".into(), "prod".into()),
+            ]
+        );
+        assert!(parse_resource_attributes("novalue").is_err());
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let c = config(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs")]).unwrap();
+        assert_eq!(c.clone().default_service_name("pkg").resolved_service_name(), "from-attrs");
+        let c = config(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"),
+            ("OTEL_SERVICE_NAME", "from-env"),
+        ])
+        .unwrap();
+        assert_eq!(c.resolved_service_name(), "from-env");
+        assert_eq!(c.service_name("from-code").resolved_service_name(), "from-code");
+        let c = config(&[]).unwrap().default_service_name("pkg");
+        assert_eq!(c.resolved_service_name(), "pkg");
+    }
+
+    #[test]
+    fn bsp_settings() {
+        let c = config(&[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
+        ])
+        .unwrap();
+        assert_eq!(c.bsp.schedule_delay, Some(Duration::from_millis(100)));
+        assert_eq!(c.bsp.max_queue_size, Some(10));
+        let err = config(&[("OTEL_BSP_MAX_QUEUE_SIZE", "-1")]).unwrap_err();
+        assert!(err.to_string().contains("OTEL_BSP_MAX_QUEUE_SIZE"));
+    }
+}

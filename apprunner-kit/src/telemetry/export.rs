@@ -1,0 +1,521 @@
+//! The export pipeline: OTLP (or console) exporter, batch processor, accounting and the
+//! dedicated export thread.
+//!
+//! The OTLP gRPC client lives on a small current-thread Tokio runtime owned by the kit, on its
+//! own thread (`apprunner-otlp`). Exports therefore never depend on the application's runtime:
+//! they work from a `#[tokio::test]`, while the application's runtime is busy or blocked, and
+//! during shutdown after the application's runtime has stopped accepting work.
+
+use std::fmt;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor,
+};
+use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use tokio::sync::{Notify, oneshot};
+
+use super::config::{OtlpProtocol, TelemetryConfig, TracesExporter};
+use super::{TelemetryError, xray_trace_id};
+
+/// Counters of the export pipeline, shared between the processor, the exporter and the guard.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) ended: AtomicU64,
+    pub(crate) exported: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    failing: AtomicBool,
+}
+
+/// A snapshot of what the export pipeline did with finished spans.
+///
+/// ```
+/// let stats = apprunner::telemetry::ExportStats::default();
+/// assert_eq!(stats.spans_dropped(), 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Sampled spans that ended and were handed to the batch processor.
+    pub spans_ended: u64,
+    /// Spans the collector accepted.
+    pub spans_exported: u64,
+    /// Spans whose export failed (collector down, timeout, rejected).
+    pub spans_failed: u64,
+}
+
+impl ExportStats {
+    /// Spans neither exported nor failed: dropped because the queue was full, or (before
+    /// shutdown) still waiting in the queue.
+    ///
+    /// ```
+    /// let stats = apprunner::telemetry::ExportStats { spans_ended: 10, spans_exported: 7, spans_failed: 1 };
+    /// assert_eq!(stats.spans_dropped(), 2);
+    /// ```
+    pub fn spans_dropped(&self) -> u64 {
+        self.spans_ended
+            .saturating_sub(self.spans_exported + self.spans_failed)
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> ExportStats {
+        ExportStats {
+            spans_ended: self.ended.load(Ordering::Relaxed),
+            spans_exported: self.exported.load(Ordering::Relaxed),
+            spans_failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Wraps the real exporter: counts, and logs a failure once (then once on recovery) instead of
+/// once per batch.
+#[derive(Debug)]
+struct ReportingExporter<E> {
+    inner: E,
+    endpoint: String,
+    counters: Arc<Counters>,
+}
+
+impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        match &result {
+            Ok(()) => {
+                self.counters.exported.fetch_add(n, Ordering::Relaxed);
+                if self.counters.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        target: "apprunner::telemetry",
+                        endpoint = %self.endpoint,
+                        "span export recovered"
+                    );
+                }
+            }
+            Err(err) => {
+                self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                if !self.counters.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "apprunner::telemetry",
+                        endpoint = %self.endpoint,
+                        error = %err,
+                        "span export failed; spans are dropped and counted until the collector \
+                         answers again (logged once)"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Counts sampled spans handed to the batch processor.
+#[derive(Debug)]
+struct CountingProcessor<P> {
+    inner: P,
+    counters: Arc<Counters>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if span.span_context.is_sampled() {
+            self.counters.ended.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// `OTEL_TRACES_EXPORTER=console`: one readable line per span on standard error.
+#[derive(Debug, Default)]
+pub(crate) struct ConsoleExporter;
+
+fn kind_name(kind: &SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Server => "SERVER",
+        SpanKind::Client => "CLIENT",
+        SpanKind::Producer => "PRODUCER",
+        SpanKind::Consumer => "CONSUMER",
+        SpanKind::Internal => "INTERNAL",
+    }
+}
+
+pub(crate) fn console_line(span: &SpanData) -> String {
+    let ms = span
+        .end_time
+        .duration_since(span.start_time)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0;
+    let status = match &span.status {
+        Status::Unset => String::new(),
+        Status::Ok => " status=ok".to_owned(),
+        Status::Error { description } => format!(" status=error({description})"),
+    };
+    let mut line = format!(
+        "span {} {:>8} {:<40} {:>9.3}ms trace={} span={}{}",
+        span.instrumentation_scope.name(),
+        kind_name(&span.span_kind),
+        span.name,
+        ms,
+        xray_trace_id(span.span_context.trace_id()),
+        span.span_context.span_id(),
+        status
+    );
+    for kv in &span.attributes {
+        line.push_str(&format!(" {}={}", kv.key, kv.value));
+    }
+    line
+}
+
+impl SpanExporter for ConsoleExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut err = std::io::stderr().lock();
+        for span in &batch {
+            let _ = writeln!(err, "{}", console_line(span));
+        }
+        Ok(())
+    }
+}
+
+/// The kit's export thread: a current-thread runtime driving the OTLP client and the
+/// `export_soon` flusher.
+pub(crate) struct ExportThread {
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for ExportThread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportThread").finish_non_exhaustive()
+    }
+}
+
+impl ExportThread {
+    /// Stops the runtime (after the provider has been shut down) and joins the thread.
+    pub(crate) fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for ExportThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The nudge used by [`export_soon`]; `None` when telemetry is not initialised.
+static NUDGE: RwLock<Option<Arc<Notify>>> = RwLock::new(None);
+
+/// Asks the exporter to send queued spans promptly, without waiting for the batch timer.
+///
+/// Cheap and non-blocking: it only wakes the kit's export thread, which flushes at most once
+/// per [`min_flush_interval`](super::TelemetryConfig::min_flush_interval) and coalesces
+/// nudges that arrive while a flush is running. The HTTP layer calls it after each response,
+/// because App Runner throttles the CPU between requests and a batch timer may not fire while
+/// the service is idle: the last request's spans would otherwise wait for the next request.
+/// Does nothing when telemetry is not initialised.
+///
+/// ```
+/// apprunner::telemetry::export_soon();
+/// ```
+pub fn export_soon() {
+    if let Ok(guard) = NUDGE.read() {
+        if let Some(notify) = guard.as_ref() {
+            notify.notify_one();
+        }
+    }
+}
+
+fn set_nudge(notify: Option<Arc<Notify>>) {
+    if let Ok(mut guard) = NUDGE.write() {
+        *guard = notify;
+    }
+}
+
+pub(crate) fn clear_nudge() {
+    set_nudge(None);
+}
+
+/// Endpoint text for messages (never contains headers, which may hold credentials).
+fn endpoint_label(config: &TelemetryConfig) -> String {
+    config.endpoint.clone().unwrap_or_else(|| {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .unwrap_or_else(|| match config.protocol {
+                OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
+                OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
+            })
+    })
+}
+
+fn http_traces_url(base: &str) -> String {
+    let trimmed = base.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
+    if after_scheme.contains('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/v1/traces")
+    }
+}
+
+fn build_otlp(config: &TelemetryConfig) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let label = endpoint_label(config);
+    let map_err = |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
+        endpoint: label.clone(),
+        reason: e.to_string(),
+    };
+    match config.protocol {
+        OtlpProtocol::Grpc => {
+            let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            if let Some(endpoint) = &config.endpoint {
+                b = b.with_endpoint(endpoint.clone());
+            }
+            if let Some(timeout) = config.export_timeout {
+                b = b.with_timeout(timeout);
+            }
+            b.build().map_err(map_err)
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let mut b = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+            if let Some(endpoint) = &config.endpoint {
+                b = b.with_endpoint(http_traces_url(endpoint));
+            }
+            if let Some(timeout) = config.export_timeout {
+                b = b.with_timeout(timeout);
+            }
+            b.build().map_err(map_err)
+        }
+    }
+}
+
+fn batch_processor<E: SpanExporter + 'static>(
+    exporter: E,
+    config: &TelemetryConfig,
+) -> BatchSpanProcessor {
+    let mut batch = BatchConfigBuilder::default();
+    if let Some(delay) = config.bsp.schedule_delay {
+        batch = batch.with_scheduled_delay(delay);
+    }
+    if let Some(size) = config.bsp.max_queue_size {
+        batch = batch.with_max_queue_size(size);
+    }
+    if let Some(size) = config.bsp.max_export_batch_size {
+        batch = batch.with_max_export_batch_size(size);
+    }
+    BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch.build())
+        .build()
+}
+
+/// What [`pipeline`] returns: the provider to install and the export thread to stop last.
+pub(crate) struct Pipeline {
+    pub(crate) provider: SdkTracerProvider,
+    pub(crate) thread: Option<ExportThread>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// Builds the provider for `config`, starting the export thread when spans leave the process.
+pub(crate) fn pipeline(
+    config: &TelemetryConfig,
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+) -> Result<Pipeline, TelemetryError> {
+    let counters = Arc::new(Counters::default());
+    match config.traces_exporter() {
+        TracesExporter::None => Ok(Pipeline {
+            provider: builder.build(),
+            thread: None,
+            counters,
+        }),
+        TracesExporter::Console => {
+            let exporter = ReportingExporter {
+                inner: ConsoleExporter,
+                endpoint: "console".to_owned(),
+                counters: counters.clone(),
+            };
+            let processor = CountingProcessor {
+                inner: batch_processor(exporter, config),
+                counters: counters.clone(),
+            };
+            let provider = builder.with_span_processor(processor).build();
+            let (provider_tx, provider_rx) = std::sync::mpsc::channel();
+            let _ = provider_tx.send(provider.clone());
+            let thread = spawn_export_thread(config, None, provider_rx)?;
+            Ok(Pipeline {
+                provider,
+                thread: Some(thread),
+                counters,
+            })
+        }
+        TracesExporter::Otlp => {
+            // The exporter must be built on the export runtime (tonic spawns its connection
+            // task there), so the thread builds it and hands it back.
+            let (exporter_tx, exporter_rx) = std::sync::mpsc::channel();
+            let config_for_thread = config.clone();
+            let build: Box<dyn FnOnce() + Send> = Box::new(move || {
+                let _ = exporter_tx.send(build_otlp(&config_for_thread));
+            });
+            let (provider_tx, provider_rx) = std::sync::mpsc::channel();
+            let mut thread = spawn_export_thread(config, Some(build), provider_rx)?;
+            let exporter = match exporter_rx.recv() {
+                Ok(Ok(exporter)) => exporter,
+                Ok(Err(e)) => {
+                    drop(provider_tx);
+                    thread.stop();
+                    return Err(e);
+                }
+                Err(_) => {
+                    drop(provider_tx);
+                    thread.stop();
+                    return Err(TelemetryError::Thread(std::io::Error::other(
+                        "the export thread stopped while building the exporter",
+                    )));
+                }
+            };
+            let exporter = ReportingExporter {
+                inner: exporter,
+                endpoint: endpoint_label(config),
+                counters: counters.clone(),
+            };
+            let processor = CountingProcessor {
+                inner: batch_processor(exporter, config),
+                counters: counters.clone(),
+            };
+            let provider = builder.with_span_processor(processor).build();
+            let _ = provider_tx.send(provider.clone());
+            Ok(Pipeline {
+                provider,
+                thread: Some(thread),
+                counters,
+            })
+        }
+    }
+}
+
+/// Starts the export thread. With `build`, the thread first runs the builder closure inside
+/// its runtime; then it receives the provider it must flush on `export_soon`.
+fn spawn_export_thread(
+    config: &TelemetryConfig,
+    build: Option<Box<dyn FnOnce() + Send>>,
+    provider_rx: std::sync::mpsc::Receiver<SdkTracerProvider>,
+) -> Result<ExportThread, TelemetryError> {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let notify = Arc::new(Notify::new());
+    let notify_for_thread = notify.clone();
+    let min_interval = config.min_flush_interval;
+    let handle = std::thread::Builder::new()
+        .name("apprunner-otlp".to_owned())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(target: "apprunner::telemetry", error = %e, "cannot start the telemetry runtime");
+                    return;
+                }
+            };
+            if let Some(build) = build {
+                let _enter = rt.enter();
+                build();
+            }
+            let Ok(provider) = provider_rx.recv() else {
+                return;
+            };
+            rt.block_on(async move {
+                let flusher = async {
+                    let mut last = Instant::now() - min_interval;
+                    loop {
+                        notify_for_thread.notified().await;
+                        let since = last.elapsed();
+                        if since < min_interval {
+                            tokio::time::sleep(min_interval - since).await;
+                        }
+                        let p = provider.clone();
+                        // force_flush blocks until the batch thread has exported, and that
+                        // export needs this runtime: run it on the blocking pool.
+                        let _ = tokio::task::spawn_blocking(move || p.force_flush()).await;
+                        last = Instant::now();
+                    }
+                };
+                tokio::select! {
+                    _ = stop_rx => {}
+                    _ = flusher => {}
+                }
+            });
+            // Dropping `rt` here cancels the OTLP connection tasks; the provider was shut down
+            // before `stop` was signalled.
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(TelemetryError::Thread)?;
+    set_nudge(Some(notify));
+    Ok(ExportThread {
+        stop: Some(stop_tx),
+        handle: Some(handle),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_url_gets_the_traces_path() {
+        assert_eq!(http_traces_url("http://h:4318"), "http://h:4318/v1/traces");
+        assert_eq!(http_traces_url("http://h:4318/"), "http://h:4318/v1/traces");
+        assert_eq!(http_traces_url("http://h:4318/custom"), "http://h:4318/custom");
+    }
+
+    #[test]
+    fn stats_count_drops() {
+        let s = ExportStats {
+            spans_ended: 5,
+            spans_exported: 5,
+            spans_failed: 0,
+        };
+        assert_eq!(s.spans_dropped(), 0);
+    }
+}

@@ -1,0 +1,25 @@
+//! Shared integration-test harness for apprunner-kit: real peers for real tests.
+//!
+//! - [`OtlpReceiver`]: an OTLP trace receiver (gRPC and http/protobuf) recording every span.
+//! - [`Postgres`]: a throwaway PostgreSQL cluster (or `APPRUNNER_TEST_DATABASE_URL`).
+//! - `SecretsEmulator`: a moto Secrets Manager server.
+//!
+//! Run everything with `./scripts/test` (it installs the peers these need).
+
+pub mod otlp;
+pub mod postgres;
+pub mod secrets_emulator;
+
+pub use otlp::{
+    AttrValue, ExportRequestInfo, OtlpProtocol, OtlpReceiver, ReceiverBehavior, SpanEvent,
+    SpanKind, SpanLink, SpanRecord, SpanStatus, StatusCode,
+};
+pub use postgres::Postgres;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0 to find a free port")
+        .port()
+}

@@ -1,0 +1,1 @@
+//! Secrets Manager emulator (moto server); written by helper "secrets".

@@ -1,0 +1,399 @@
+//! `apprunner::telemetry` against a real OTLP receiver.
+//!
+//! Each scenario runs the `telemetry-probe` binary as a child process with its own
+//! environment (the `OTEL_*` variables under test), so no test shares global state.
+
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use apprunner_kit_tests::{OtlpReceiver, ReceiverBehavior, SpanKind, SpanRecord};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Probe {
+    output: Output,
+}
+
+impl Probe {
+    fn run(scenario: &str, env: &[(&str, String)]) -> Probe {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
+        cmd.arg(scenario);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("OTEL_")
+                || key.starts_with("AWS_")
+                || key == "RUST_LOG"
+                || key.starts_with("APPRUNNER_")
+            {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("APPRUNNER_LOG_FORMAT", "json");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let output = cmd.output().expect("run telemetry-probe");
+        assert!(
+            output.status.success(),
+            "probe failed: {}\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Probe { output }
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// The JSON log lines (everything but the final result line).
+    fn logs(&self) -> Vec<Value> {
+        self.stdout()
+            .lines()
+            .filter(|l| !l.starts_with("PROBE_RESULT "))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    fn result(&self) -> Value {
+        let line = self
+            .stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix("PROBE_RESULT ").map(str::to_owned))
+            .expect("probe result line");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn log(&self, message: &str) -> Value {
+        self.logs()
+            .into_iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no log line {message:?} in:\n{}", self.stdout()))
+    }
+}
+
+fn grpc_env(receiver: &OtlpReceiver) -> Vec<(&'static str, String)> {
+    vec![("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())]
+}
+
+fn one<'a>(spans: &'a [SpanRecord], name: &str) -> &'a SpanRecord {
+    let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "expected one span {name:?}, got {spans:#?}");
+    found[0]
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn spans_arrive_with_xray_ids_parent_links_and_resource() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push((
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "cloud.platform=aws_app_runner,deployment.environment.name=test".into(),
+    ));
+    env.push(("AWS_REGION", "eu-west-1".into()));
+    let probe = Probe::run("spans", &env);
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    assert_eq!(probe.result()["ok"], true, "{}", probe.stdout());
+
+    let root = one(&spans, "root");
+    let child = one(&spans, "child");
+    let control = one(&spans, "control");
+    assert_eq!(root.kind, SpanKind::Server);
+    assert_eq!(child.kind, SpanKind::Internal);
+    assert!(root.parent_span_id.is_none(), "{root:#?}");
+    assert_eq!(child.parent_span_id.as_deref(), Some(root.span_id.as_str()));
+    assert_eq!(child.trace_id, root.trace_id);
+    assert_ne!(control.trace_id, root.trace_id);
+    assert_eq!(child.attr_i64("answer"), Some(42));
+
+    // X-Ray ids: the first 8 hex digits are the epoch seconds.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    for span in [root, control] {
+        let epoch = i64::from_str_radix(&span.trace_id[..8], 16).unwrap();
+        assert!((now - epoch).abs() < 60, "trace id {} is not X-Ray", span.trace_id);
+    }
+
+    for span in &spans {
+        assert_eq!(span.resource_str("service.name"), Some("telemetry-probe"));
+        assert_eq!(span.resource_str("service.version"), Some("9.9.9"));
+        assert_eq!(span.resource_str("cloud.platform"), Some("aws_app_runner"));
+        assert_eq!(span.resource_str("cloud.provider"), Some("aws"));
+        assert_eq!(span.resource_str("cloud.region"), Some("eu-west-1"));
+        assert_eq!(span.resource_str("deployment.environment.name"), Some("test"));
+        assert!(span.resource_str("service.instance.id").is_some());
+        assert_eq!(span.scope_name, "apprunner");
+    }
+}
+
+#[test]
+fn json_logs_carry_the_xray_trace_id_and_span_id() {
+    let receiver = OtlpReceiver::start_blocking();
+    let probe = Probe::run("spans", &grpc_env(&receiver));
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    let child = one(&spans, "child");
+
+    let line = probe.log("inside child");
+    assert_eq!(line["trace_id"], child.xray_trace_id());
+    assert!(line["trace_id"].as_str().unwrap().starts_with("1-"));
+    assert_eq!(line["span_id"], child.span_id);
+    assert_eq!(line["span"], "child");
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["user_id"], 7);
+    let root_line = probe.log("inside root");
+    assert_eq!(root_line["span_id"], one(&spans, "root").span_id);
+    // Every line parsed as JSON (checked by `logs()`), including ones outside spans.
+    assert!(probe.logs().len() >= 3);
+}
+
+#[test]
+fn an_app_runner_trace_header_is_continued() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push((
+        "PROBE_TRACE_HEADER",
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+    ));
+    Probe::run("spans", &env);
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    let root = one(&spans, "root");
+    assert_eq!(root.trace_id, "5759e988bd862e3fe1be46a994272793");
+    assert_eq!(root.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+    assert_eq!(root.xray_trace_id(), "1-5759e988-bd862e3fe1be46a994272793");
+    assert_eq!(one(&spans, "child").trace_id, root.trace_id);
+}
+
+#[test]
+fn a_header_without_sampled_is_not_dropped() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push((
+        "PROBE_TRACE_HEADER",
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8".into(),
+    ));
+    Probe::run("spans", &env);
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    assert_eq!(one(&spans, "root").trace_id, "5759e988bd862e3fe1be46a994272793");
+}
+
+#[test]
+fn sampled_0_is_honoured() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push((
+        "PROBE_TRACE_HEADER",
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0".into(),
+    ));
+    let probe = Probe::run("spans", &env);
+    // The control span proves the exporter worked; root and child were not sampled.
+    let spans = block_on(receiver.wait_for_spans(1, WAIT));
+    assert_eq!(probe.result()["ok"], true);
+    let names: Vec<_> = receiver.spans().iter().map(|s| s.name.clone()).collect();
+    assert_eq!(names, vec!["control"], "{spans:#?}");
+    // The log line inside the unsampled request still names its trace.
+    assert_eq!(
+        probe.log("inside child")["trace_id"],
+        "1-5759e988-bd862e3fe1be46a994272793"
+    );
+}
+
+#[test]
+fn a_malformed_header_starts_a_fresh_trace() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("PROBE_TRACE_HEADER", "Root=1-zzzz;Parent=;Sampled=yes;;=".into()));
+    Probe::run("spans", &env);
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    let root = one(&spans, "root");
+    assert!(root.parent_span_id.is_none());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - i64::from_str_radix(&root.trace_id[..8], 16).unwrap()).abs() < 60);
+}
+
+#[test]
+fn otel_service_name_and_sampler_variables_apply() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_SERVICE_NAME", "from-env".into()));
+    Probe::run("spans", &env);
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    assert!(spans.iter().all(|s| s.resource_str("service.name") == Some("from-env")));
+
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_TRACES_SAMPLER", "always_off".into()));
+    let probe = Probe::run("spans", &env);
+    assert_eq!(probe.result()["ok"], true);
+    // Shutdown has flushed everything the process had: nothing was sampled.
+    assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
+}
+
+#[test]
+fn otel_sdk_disabled_exports_nothing_but_logs_keep_working() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_SDK_DISABLED", "true".into()));
+    let probe = Probe::run("spans", &env);
+    assert_eq!(probe.result()["ok"], true);
+    assert!(receiver.spans().is_empty());
+    assert!(receiver.export_requests().is_empty());
+    assert_eq!(probe.log("inside child")["message"], "inside child");
+}
+
+#[test]
+fn http_protobuf_and_headers_variables_apply() {
+    let receiver = OtlpReceiver::start_blocking();
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=kit,x-note=a%20b".to_owned()),
+    ];
+    Probe::run("spans", &env);
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    assert_eq!(one(&spans, "child").parent_span_id.as_deref(), Some(one(&spans, "root").span_id.as_str()));
+    let requests = receiver.export_requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(r.protocol, apprunner_kit_tests::OtlpProtocol::HttpProtobuf);
+        assert_eq!(r.header("x-team"), Some("kit"));
+        assert_eq!(r.header("x-note"), Some("a b"));
+    }
+
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "authorization=Bearer%20t0k".into()));
+    Probe::run("spans", &env);
+    block_on(receiver.wait_for_spans(3, WAIT));
+    for r in receiver.export_requests() {
+        assert_eq!(r.protocol, apprunner_kit_tests::OtlpProtocol::Grpc);
+        assert_eq!(r.header("authorization"), Some("Bearer t0k"));
+    }
+}
+
+#[test]
+fn otel_propagators_selects_the_header_format() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_PROPAGATORS", "tracecontext".into()));
+    env.push((
+        "PROBE_TRACE_HEADER",
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+    ));
+    Probe::run("spans", &env);
+    let spans = block_on(receiver.wait_for_spans(3, WAIT));
+    // With only W3C propagation the X-Ray header is ignored: a fresh trace.
+    assert_ne!(one(&spans, "root").trace_id, "5759e988bd862e3fe1be46a994272793");
+}
+
+#[test]
+fn invalid_variables_are_named_in_the_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"))
+        .env("OTEL_TRACES_EXPORTER", "zipkin")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("OTEL_TRACES_EXPORTER"), "{stderr}");
+    assert!(stderr.contains("zipkin"), "{stderr}");
+}
+
+#[test]
+fn spans_ended_right_before_shutdown_all_arrive() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    // A one-minute batch timer: only the shutdown flush can deliver these spans.
+    env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
+    env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "4096".into()));
+    env.push(("PROBE_COUNT", "1500".into()));
+    let probe = Probe::run("burst", &env);
+    let result = probe.result();
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["exported"], 1500, "{result}");
+    assert_eq!(result["dropped"], 0, "{result}");
+    let spans = receiver.spans_named("burst");
+    assert_eq!(spans.len(), 1500);
+    let mut seen: Vec<i64> = spans.iter().map(|s| s.attr_i64("i").unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..1500).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_spans() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
+    env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "64".into()));
+    env.push(("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000".into()));
+    env.push(("PROBE_COUNT", "500".into()));
+    let probe = Probe::run("burst", &env);
+    let result = probe.result();
+    let exported = result["exported"].as_u64().unwrap();
+    let dropped = result["dropped"].as_u64().unwrap();
+    assert_eq!(exported + dropped, 500, "{result}");
+    assert!(dropped > 0, "{result}");
+    assert_eq!(receiver.spans_named("burst").len() as u64, exported);
+    let warned = probe
+        .logs()
+        .iter()
+        .any(|l| l["message"] == "telemetry shut down with spans lost" && l["spans_dropped"] == dropped);
+    assert!(warned, "{}", probe.stdout());
+}
+
+#[test]
+fn without_a_collector_the_process_works_and_shutdown_is_bounded() {
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", OtlpReceiver::unused_endpoint()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "500".to_owned()),
+        ("PROBE_SHUTDOWN_TIMEOUT_MS", "2000".to_owned()),
+    ];
+    let started = std::time::Instant::now();
+    let probe = Probe::run("spans", &env);
+    let elapsed = started.elapsed();
+    // The service kept working: its log lines were written with trace ids.
+    assert!(probe.log("inside child")["trace_id"].as_str().unwrap().starts_with("1-"));
+    let result = probe.result();
+    assert!(result["shutdown_ms"].as_u64().unwrap() <= 2000 + 1500, "{result}");
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
+    // The export failure is logged once, not once per batch.
+    let failures = probe
+        .logs()
+        .iter()
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("span export failed")))
+        .count();
+    assert!(failures <= 1, "{}", probe.stdout());
+
+    // A collector that accepts connections but never answers in time.
+    let slow = OtlpReceiver::start_blocking_with(ReceiverBehavior::Delay(Duration::from_secs(30)));
+    env[0].1 = slow.grpc_endpoint();
+    let probe = Probe::run("spans", &env);
+    let result = probe.result();
+    assert!(result["shutdown_ms"].as_u64().unwrap() <= 2000 + 1500, "{result}");
+}
+
+#[test]
+fn console_exporter_prints_readable_spans() {
+    let output = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"))
+        .env("OTEL_TRACES_EXPORTER", "console")
+        .env("APPRUNNER_LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" child "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("trace=1-"), "{line}");
+    assert!(line.contains("answer=42"), "{line}");
+    // Text logs on stdout, not JSON.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("inside child") && !stdout.contains("\"message\""), "{stdout}");
+}
