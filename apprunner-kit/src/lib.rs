@@ -22,7 +22,35 @@
 #[allow(unused_extern_crates)]
 extern crate self as apprunner;
 
+mod entry;
+mod error;
 pub mod telemetry;
+
+pub use entry::{App, Context, FromContext, IntoOutcome};
+pub use error::{Error, Result};
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc(inline)]
+pub use apprunner_kit_macros::main;
+
+/// What `#[apprunner::main]` expands to. Not public API: no stability guarantee.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::entry::{App, Context, FromContext, IntoOutcome};
+
+    /// Placeholder for the `migrate` option when the `db` feature is off.
+    #[cfg(not(feature = "db"))]
+    #[macro_export]
+    #[doc(hidden)]
+    macro_rules! __apprunner_migrate_needs_db {
+        ($($t:tt)*) => {
+            ::core::compile_error!("the `migrate` option of #[apprunner::main] needs the `db` feature of apprunner-kit")
+        };
+    }
+    #[cfg(not(feature = "db"))]
+    pub use __apprunner_migrate_needs_db as migrate;
+}
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

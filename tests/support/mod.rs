@@ -2,7 +2,7 @@
 //!
 //! - [`OtlpReceiver`]: an OTLP trace receiver (gRPC and http/protobuf) recording every span.
 //! - [`Postgres`]: a throwaway PostgreSQL cluster (or `APPRUNNER_TEST_DATABASE_URL`).
-//! - `SecretsEmulator`: a moto Secrets Manager server.
+//! - [`SecretsEmulator`]: a moto Secrets Manager server.
 //!
 //! Run everything with `./scripts/test` (it installs the peers these need).
 
@@ -15,6 +15,7 @@ pub use otlp::{
     SpanKind, SpanLink, SpanRecord, SpanStatus, StatusCode,
 };
 pub use postgres::Postgres;
+pub use secrets_emulator::{IamUser, RecordedRequest, SecretsEmulator};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released).
 pub fn free_port() -> u16 {

@@ -148,14 +148,27 @@ impl Fetcher {
         stage: &str,
         err: &SdkError<GetSecretValueError, aws_sdk_secretsmanager::config::http::HttpResponse>,
     ) -> SecretsError {
+        let status = err.raw_response().map(|r| r.status().as_u16());
         let SdkError::ServiceError(service) = err else {
+            // An answer that could not be parsed as a Secrets Manager error, but says 403.
+            if status == Some(403) {
+                return SecretsError::AccessDenied {
+                    secret,
+                    region: self.region.clone(),
+                };
+            }
             return SecretsError::Request {
                 secret,
                 cause: DisplayErrorContext(err).to_string(),
             };
         };
         let service = service.err();
-        let code = service.code().unwrap_or("Unknown");
+        let code = match service.code() {
+            Some(code) => code,
+            // No error code: a 403 is a denial (some proxies and emulators answer so).
+            None if status == Some(403) => "AccessDeniedException",
+            None => "Unknown",
+        };
         classify(
             secret,
             stage,
@@ -204,7 +217,7 @@ fn classify(
             stage: stage.to_owned(),
             region: region.to_owned(),
         }
-    } else if code == "AccessDeniedException" {
+    } else if code == "AccessDeniedException" || code == "AccessDenied" {
         SecretsError::AccessDenied {
             secret,
             region: region.to_owned(),

@@ -1,0 +1,332 @@
+//! [`App`]: what `#[apprunner::main]` expands to, usable by hand.
+//!
+//! The run order is the point of this module:
+//!
+//! 1. secrets are bootstrapped (Secrets Manager → environment) while the process has a single
+//!    thread, so `set_var` is sound;
+//! 2. the Tokio multi-thread runtime is built;
+//! 3. telemetry is initialised;
+//! 4. the service runs (parameters come from [`FromContext`], the result goes through
+//!    [`IntoOutcome`], which serves a returned `axum::Router`);
+//! 5. telemetry is shut down, flushing every span;
+//! 6. an [`ExitCode`] is returned — `std::process::exit` is never called, so nothing skips the
+//!    flush. An error at any step becomes one logged line and exit code 1.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Chain;
+use crate::telemetry::{TelemetryConfig, TelemetryGuard};
+use crate::{Error, Result};
+
+/// A service's entry point: configuration, then [`run`](Self::run).
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     apprunner::App::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+///         .service_name("worker")
+///         .run(|_cx| async {
+///             tracing::info!("working");
+///             Ok(())
+///         })
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct App {
+    package: String,
+    version: String,
+    service_name: Option<String>,
+    secrets: Option<String>,
+}
+
+/// What the runtime hands to [`FromContext`] implementations: the service's identity and
+/// configuration. Cheap to clone.
+///
+/// ```
+/// fn describe(cx: &apprunner::Context) -> String {
+///     format!("{} {}", cx.service_name(), cx.version())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    service_name: String,
+    version: String,
+}
+
+impl Context {
+    /// The `service.name` telemetry reports.
+    ///
+    /// ```
+    /// # fn f(cx: &apprunner::Context) { let _ = cx.service_name(); }
+    /// ```
+    pub fn service_name(&self) -> &str {
+        &self.inner.service_name
+    }
+
+    /// The service's version (the package version).
+    ///
+    /// ```
+    /// # fn f(cx: &apprunner::Context) { let _ = cx.version(); }
+    /// ```
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+}
+
+/// A type `#[apprunner::main]` can provide as a parameter.
+///
+/// Implement it for your own resources to have them injected the same way.
+///
+/// ```
+/// struct Greeting(String);
+///
+/// impl apprunner::FromContext for Greeting {
+///     async fn from_context(cx: &apprunner::Context) -> apprunner::Result<Self> {
+///         Ok(Greeting(format!("hello from {}", cx.service_name())))
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of `#[apprunner::main]`",
+    label = "not provided by the runtime",
+    note = "supported parameter types: `apprunner::Context`, `apprunner::db::Pool<DB>` (feature `db`), \
+            `apprunner::secrets::SecretCache` (feature `secrets`), or your own type implementing `apprunner::FromContext`"
+)]
+pub trait FromContext: Sized {
+    /// Builds the value, e.g. connects a database pool.
+    fn from_context(cx: &Context) -> impl Future<Output = Result<Self>>;
+}
+
+impl FromContext for Context {
+    async fn from_context(cx: &Context) -> Result<Self> {
+        Ok(cx.clone())
+    }
+}
+
+/// What `#[apprunner::main]` does with the value the service returns.
+///
+/// - `()`: nothing; the service is done.
+/// - `axum::Router` (feature `http`): served with [`http::Server::from_env`](crate::http::Server::from_env)
+///   until SIGTERM/SIGINT.
+/// - `Result<T, E>`: `T` as above; an `Err` is logged on one line and the exit code is 1.
+///
+/// ```
+/// # async fn f(cx: apprunner::Context) -> apprunner::Result<()> {
+/// use apprunner::IntoOutcome;
+/// ().into_outcome(&cx).await
+/// # }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`#[apprunner::main]` cannot return `{Self}`",
+    label = "unsupported return type",
+    note = "supported return types: `()`, `axum::Router` (feature `http`), and `Result<T, E>` of those \
+            where `E` converts into `Box<dyn std::error::Error + Send + Sync>` (e.g. `apprunner::Result<axum::Router>`)"
+)]
+pub trait IntoOutcome {
+    /// Finishes the service with this value.
+    fn into_outcome(self, cx: &Context) -> impl Future<Output = Result<()>>;
+}
+
+impl IntoOutcome for () {
+    async fn into_outcome(self, _cx: &Context) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "http")]
+impl IntoOutcome for axum::Router {
+    async fn into_outcome(self, _cx: &Context) -> Result<()> {
+        crate::http::Server::from_env()?.serve(self).await?;
+        Ok(())
+    }
+}
+
+impl<T, E> IntoOutcome for std::result::Result<T, E>
+where
+    T: IntoOutcome,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn into_outcome(self, cx: &Context) -> Result<()> {
+        match self {
+            Ok(value) => value.into_outcome(cx).await,
+            Err(e) => {
+                let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+                // Keep the kit's own errors as they are (they name what to fix).
+                match boxed.downcast::<Error>() {
+                    Ok(kit) => Err(*kit),
+                    Err(other) => Err(Error::Service(other)),
+                }
+            }
+        }
+    }
+}
+
+impl App {
+    /// An app named after its package (`env!("CARGO_PKG_NAME")`, `env!("CARGO_PKG_VERSION")`).
+    ///
+    /// ```
+    /// let app = apprunner::App::new("users-api", "1.0.0");
+    /// # let _ = app;
+    /// ```
+    pub fn new(package: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            package: package.into(),
+            version: version.into(),
+            service_name: None,
+            secrets: None,
+        }
+    }
+
+    /// Sets `service.name` (wins over `OTEL_SERVICE_NAME`; the package name is the fallback).
+    ///
+    /// ```
+    /// let app = apprunner::App::new("users-api", "1.0.0").service_name("users");
+    /// # let _ = app;
+    /// ```
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// Adds secret mappings (the syntax of `APPRUNNER_SECRETS`, see
+    /// `apprunner::secrets::Plan::mappings`) to those declared in the environment.
+    ///
+    /// ```
+    /// let app = apprunner::App::new("users-api", "1.0.0").secrets("JWT_SECRET=users/jwt#key");
+    /// # let _ = app;
+    /// ```
+    pub fn secrets(mut self, mappings: impl Into<String>) -> Self {
+        self.secrets = Some(mappings.into());
+        self
+    }
+
+    fn telemetry_config(&self) -> Result<TelemetryConfig> {
+        let mut config = TelemetryConfig::from_env()?
+            .default_service_name(self.package.clone())
+            .service_version(self.version.clone());
+        if let Some(name) = &self.service_name {
+            config = config.service_name(name.clone());
+        }
+        Ok(config)
+    }
+
+    #[cfg(feature = "secrets")]
+    fn bootstrap_secrets(&self) -> Result<crate::secrets::Report> {
+        let mut plan = crate::secrets::Plan::from_env()?;
+        if let Some(spec) = &self.secrets {
+            plan = plan.mappings(spec)?;
+        }
+        Ok(crate::secrets::bootstrap(&plan)?)
+    }
+
+    /// Runs the service: see the [module documentation](self) for the order of steps.
+    ///
+    /// Call it from a synchronous `main`, before any thread or runtime exists. `service`
+    /// receives the [`Context`] and returns the service's future.
+    ///
+    /// ```no_run
+    /// fn main() -> std::process::ExitCode {
+    ///     apprunner::App::new("hello", "0.1.0").run(|_cx| async { Ok(()) })
+    /// }
+    /// ```
+    pub fn run<F, Fut>(self, service: F) -> ExitCode
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        // 1. Secrets, while this is the only thread.
+        #[cfg(feature = "secrets")]
+        let report = match self.bootstrap_secrets() {
+            Ok(report) => Some(report),
+            Err(e) => return self.fail_before_runtime(&e),
+        };
+        #[cfg(not(feature = "secrets"))]
+        if self.secrets.is_some() {
+            return self.fail_before_runtime(&Error::service(
+                "`secrets` needs the `secrets` feature of apprunner-kit",
+            ));
+        }
+
+        // 2. The runtime.
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return self.fail_before_runtime(&Error::Runtime(e)),
+        };
+
+        // 3. Telemetry.
+        let started = self.telemetry_config().and_then(|config| {
+            let service_name = config.resolved_service_name();
+            Ok((config.init()?, service_name))
+        });
+        let (telemetry, service_name) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                report_without_telemetry(&e);
+                return ExitCode::FAILURE;
+            }
+        };
+        #[cfg(feature = "secrets")]
+        if let Some(report) = &report {
+            runtime.block_on(async { report.emit_spans() });
+        }
+        let cx = Context {
+            inner: Arc::new(ContextInner {
+                service_name,
+                version: self.version.clone(),
+            }),
+        };
+
+        // 4. The service.
+        let result = runtime.block_on(service(cx));
+        if let Err(e) = &result {
+            tracing::error!(target: "apprunner", error = %Chain(e), "service failed");
+        }
+
+        // 5. Flush.
+        let flushed = runtime.block_on(telemetry.shutdown());
+        if let Err(e) = &flushed {
+            tracing::warn!(target: "apprunner", error = %Chain(e), "telemetry shutdown incomplete");
+        }
+        runtime.shutdown_timeout(Duration::from_secs(1));
+
+        // 6. The exit code.
+        if result.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+
+    /// An error before the runtime exists: now that no environment variable will be set any
+    /// more, telemetry may start (it spawns threads) so the error is logged like any other.
+    fn fail_before_runtime(&self, error: &Error) -> ExitCode {
+        match self.telemetry_config().and_then(|c| Ok(c.init()?)) {
+            Ok(guard) => {
+                tracing::error!(target: "apprunner", error = %Chain(error), "service failed to start");
+                finish(guard);
+            }
+            Err(_) => report_without_telemetry(error),
+        }
+        ExitCode::FAILURE
+    }
+}
+
+fn finish(guard: TelemetryGuard) {
+    let _ = guard.shutdown_blocking();
+}
+
+/// Last resort when not even logging could be set up: one line on standard error.
+#[allow(clippy::print_stderr)]
+fn report_without_telemetry(error: &Error) {
+    eprintln!("error: {}", Chain(error));
+}

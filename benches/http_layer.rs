@@ -1,0 +1,109 @@
+//! Cost of the traced request layer: a `GET /hello` served by `apprunner::http::Server` with
+//! the `TraceLayer` against the same server without it, side by side in one run, over real TCP
+//! with an in-process keep-alive client. Telemetry is on in both (100% sampling: every request
+//! is a root span, `parentbased_always_on`), exporting over OTLP/gRPC to a live receiver.
+//!
+//! Each iteration sends a batch of `CONCURRENCY` concurrent requests; criterion reports
+//! requests per second. Target: traced throughput ≥ 0.9 × untraced.
+//!
+//! Run with: `cargo bench -p apprunner-kit-benches --bench http_layer`
+#![allow(clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use apprunner::http::Server;
+use apprunner::telemetry::TelemetryConfig;
+use apprunner_kit_tests::OtlpReceiver;
+use axum::{Router, body::Bytes, routing::get};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+
+const CONCURRENCY: usize = 16;
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+async fn start(server: Server) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/hello", get(|| async { "hello" }));
+    tokio::spawn(
+        server
+            .listener(listener)
+            .serve_with_shutdown(app, std::future::pending()),
+    );
+    addr
+}
+
+async fn batch(client: &HttpClient, uri: &http::Uri) {
+    let requests = (0..CONCURRENCY).map(|_| async {
+        let response = client.get(uri.clone()).await.expect("request");
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.expect("body");
+    });
+    futures_util::future::join_all(requests).await;
+}
+
+fn hello(c: &mut Criterion) {
+    let receiver = OtlpReceiver::start_blocking();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let telemetry = runtime.block_on(async {
+        TelemetryConfig::from_lookup(|key| (key == "RUST_LOG").then(|| "warn".to_owned()))
+            .expect("config")
+            .service_name("bench-http")
+            .otlp_endpoint(receiver.grpc_endpoint())
+            .init()
+            .expect("telemetry init")
+    });
+    let server = || Server::from_lookup(|_| None).expect("server config");
+    let (plain, traced) = runtime.block_on(async {
+        (
+            start(server().trace_layer(None)).await,
+            start(server()).await,
+        )
+    });
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build_http();
+
+    let mut group = c.benchmark_group("hello");
+    group.throughput(Throughput::Elements(CONCURRENCY as u64));
+    group.measurement_time(Duration::from_secs(10));
+    for (name, addr) in [("without_layer", plain), ("with_layer", traced)] {
+        let uri: http::Uri = format!("http://{addr}/hello").parse().unwrap();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                // The receiver keeps every span it decodes: keep its memory bounded.
+                receiver.clear();
+                runtime.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        batch(&client, &uri).await;
+                    }
+                    started.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+
+    let stats = runtime
+        .block_on(telemetry.shutdown())
+        .expect("telemetry shutdown");
+    eprintln!(
+        "spans: ended {}, exported {}, failed {}, dropped {}",
+        stats.spans_ended,
+        stats.spans_exported,
+        stats.spans_failed,
+        stats.spans_dropped(),
+    );
+    assert!(stats.spans_exported > 0, "the receiver got no span: {stats:?}");
+}
+
+criterion_group!(benches, hello);
+criterion_main!(benches);

@@ -1,0 +1,97 @@
+import { App, AppProps, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { SECRETS_MODES, SecretsMode, UsersApiStack, UsersApiStackProps } from './users-api-stack';
+
+/** The stack's name in CloudFormation (and in `cdk deploy UsersApi`). */
+export const STACK_NAME = 'UsersApi';
+
+/** Context keys (`cdk.json` or `cdk deploy -c users-api:secretsMode=names`). */
+export const CONTEXT = {
+  secretsMode: 'users-api:secretsMode',
+  dbMinCapacity: 'users-api:dbMinCapacity',
+  dbMaxCapacity: 'users-api:dbMaxCapacity',
+  dbAutoPauseMinutes: 'users-api:dbAutoPauseMinutes',
+  dbDeletionProtection: 'users-api:dbDeletionProtection',
+  dbDestroyOnDelete: 'users-api:dbDestroyOnDelete',
+  maxInstances: 'users-api:maxInstances',
+  account: 'users-api:account',
+  region: 'users-api:region',
+} as const;
+
+export interface BuiltApp {
+  readonly app: App;
+  readonly stack: UsersApiStack;
+}
+
+/**
+ * Builds the CDK app: one `UsersApi` stack configured from context (overridable by `props`),
+ * with cdk-nag's AwsSolutions pack registered as a validation plugin, so that `cdk synth` fails
+ * on any finding that is not acknowledged with a reason in code.
+ *
+ * The stack is environment-agnostic unless both `users-api:account` and `users-api:region` are
+ * given: it deploys to the account and region of the AWS credentials `cdk deploy` runs with,
+ * and synth needs neither credentials nor network (no lookups).
+ */
+export function buildApp(appProps: AppProps = {}, props: UsersApiStackProps = {}): BuiltApp {
+  const app = new App(appProps);
+  const ctx = (key: string): unknown => app.node.tryGetContext(key);
+
+  const account = optionalString(ctx(CONTEXT.account));
+  const region = optionalString(ctx(CONTEXT.region));
+  if ((account === undefined) !== (region === undefined)) {
+    throw new Error(`give both ${CONTEXT.account} and ${CONTEXT.region}, or neither`);
+  }
+  const autoPauseMinutes = optionalNumber(CONTEXT.dbAutoPauseMinutes, ctx(CONTEXT.dbAutoPauseMinutes));
+  const fromContext: UsersApiStackProps = {
+    ...(account && region ? { env: { account, region } } : {}),
+    secretsMode: secretsModeOf(ctx(CONTEXT.secretsMode)),
+    dbMinCapacity: optionalNumber(CONTEXT.dbMinCapacity, ctx(CONTEXT.dbMinCapacity)),
+    dbMaxCapacity: optionalNumber(CONTEXT.dbMaxCapacity, ctx(CONTEXT.dbMaxCapacity)),
+    dbAutoPauseAfter: autoPauseMinutes === undefined ? undefined : Duration.minutes(autoPauseMinutes),
+    dbDeletionProtection: optionalBoolean(CONTEXT.dbDeletionProtection, ctx(CONTEXT.dbDeletionProtection)),
+    dbRemovalPolicy: optionalBoolean(CONTEXT.dbDestroyOnDelete, ctx(CONTEXT.dbDestroyOnDelete))
+      ? RemovalPolicy.DESTROY
+      : undefined,
+    maxInstances: optionalNumber(CONTEXT.maxInstances, ctx(CONTEXT.maxInstances)),
+  };
+  const merged = { ...withoutUndefined(fromContext), ...withoutUndefined(props) } as UsersApiStackProps;
+
+  const stack = new UsersApiStack(app, STACK_NAME, merged);
+  Validations.of(app).addPlugins(
+    new AwsSolutionsChecks(app, { verbose: true, writeSuppressionsToCloudFormation: true }),
+  );
+  return { app, stack };
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function optionalString(v: unknown): string | undefined {
+  return v === undefined || v === null || v === '' ? undefined : String(v);
+}
+
+function optionalNumber(key: string, v: unknown): number | undefined {
+  const s = optionalString(v);
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!Number.isFinite(n)) throw new Error(`${key} must be a number, not ${s}`);
+  return n;
+}
+
+function optionalBoolean(key: string, v: unknown): boolean | undefined {
+  const s = optionalString(v);
+  if (s === undefined) return undefined;
+  if (s === 'true') return true;
+  if (s === 'false') return false;
+  throw new Error(`${key} must be true or false, not ${s}`);
+}
+
+function secretsModeOf(v: unknown): SecretsMode | undefined {
+  const s = optionalString(v);
+  if (s === undefined) return undefined;
+  if (!(SECRETS_MODES as readonly string[]).includes(s)) {
+    throw new Error(`${CONTEXT.secretsMode} must be one of ${SECRETS_MODES.join(', ')}, not ${s}`);
+  }
+  return s as SecretsMode;
+}
