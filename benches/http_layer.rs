@@ -102,7 +102,10 @@ fn hello(c: &mut Criterion) {
         stats.spans_failed,
         stats.spans_dropped(),
     );
-    assert!(stats.spans_exported > 0, "the receiver got no span: {stats:?}");
+    assert!(
+        stats.spans_exported > 0,
+        "the receiver got no span: {stats:?}"
+    );
 }
 
 criterion_group!(benches, hello);

@@ -24,11 +24,10 @@ fn trace_id(c: &mut Criterion) {
 }
 
 fn extract_inject(c: &mut Criterion) {
-    let propagator = TelemetryConfig::from_lookup(|key| {
-        (key == "OTEL_PROPAGATORS").then(|| "xray".to_owned())
-    })
-    .expect("config")
-    .propagator();
+    let propagator =
+        TelemetryConfig::from_lookup(|key| (key == "OTEL_PROPAGATORS").then(|| "xray".to_owned()))
+            .expect("config")
+            .propagator();
     let incoming = HashMap::from([("x-amzn-trace-id".to_owned(), HEADER.to_owned())]);
     let mut outgoing = HashMap::with_capacity(4);
     c.bench_function("xray_header_extract_inject", |b| {
@@ -57,8 +56,16 @@ fn span_through_batch_processor(c: &mut Criterion) {
         });
     });
     let stats = telemetry.shutdown_blocking().expect("shutdown");
-    assert!(stats.spans_exported > 0, "the receiver got nothing: {stats:?}");
+    assert!(
+        stats.spans_exported > 0,
+        "the receiver got nothing: {stats:?}"
+    );
 }
 
-criterion_group!(benches, trace_id, extract_inject, span_through_batch_processor);
+criterion_group!(
+    benches,
+    trace_id,
+    extract_inject,
+    span_through_batch_processor
+);
 criterion_main!(benches);

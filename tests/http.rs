@@ -3,6 +3,8 @@
 //!
 //! Telemetry is process-global, so it is set up once for this binary ([`receiver`]); tests run
 //! in parallel and find their spans by the trace id each request carries in `X-Amzn-Trace-Id`.
+//! The batch exporter's timer is set to two minutes: every span that arrives within [`WAIT`]
+//! was sent because the layer asked for an export when its response ended.
 //! The SIGTERM tests need a child process and live in `http_shutdown.rs`.
 
 use std::net::SocketAddr;
@@ -36,8 +38,13 @@ fn receiver() -> &'static OtlpReceiver {
     &TELEMETRY
         .get_or_init(|| {
             let receiver = OtlpReceiver::start_blocking();
-            let guard = TelemetryConfig::from_lookup(|key| {
-                (key == "RUST_LOG").then(|| "warn".to_owned())
+            let guard = TelemetryConfig::from_lookup(|key| match key {
+                "RUST_LOG" => Some("warn".to_owned()),
+                // Far beyond `WAIT`: spans arrive in time only thanks to the layer's
+                // `export_soon` after each response (App Runner throttles the CPU when idle,
+                // so the kit must not count on the batch timer).
+                "OTEL_BSP_SCHEDULE_DELAY" => Some("120000".to_owned()),
+                _ => None,
             })
             .expect("telemetry configuration")
             .service_name("http-tests")
@@ -62,9 +69,13 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server.listener(listener).serve_with_shutdown(router, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(
+            server
+                .listener(listener)
+                .serve_with_shutdown(router, async {
+                    let _ = stopped.await;
+                }),
+        );
         Self {
             addr,
             stop: Some(stop),
@@ -106,7 +117,10 @@ struct TraceHeader {
 fn trace_header() -> TraceHeader {
     let ids = RandomIdGenerator::default();
     let random = ids.new_trace_id().to_string();
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let trace_id = format!("{secs:08x}{}", &random[8..]);
     let parent = ids.new_span_id().to_string();
     let value = format!(
@@ -279,7 +293,11 @@ async fn xray_header_is_continued_and_returned() {
     // Work inside the handler is a child of the SERVER span.
     let spans = receiver()
         .wait_until(
-            |spans| spans.iter().any(|s| s.name == "load user" && s.trace_id == trace.trace_id),
+            |spans| {
+                spans
+                    .iter()
+                    .any(|s| s.name == "load user" && s.trace_id == trace.trace_id)
+            },
             WAIT,
         )
         .await;
@@ -296,11 +314,16 @@ async fn request_without_trace_header_starts_a_trace_named_in_the_response() {
     let server = TestServer::start(server(), routes()).await;
     let answer = send(
         &http1(),
-        Request::get(server.url("/users/7")).body(Full::default()).unwrap(),
+        Request::get(server.url("/users/7"))
+            .body(Full::default())
+            .unwrap(),
     )
     .await;
     assert_eq!(answer.status, 200);
-    let header = answer.headers["x-amzn-trace-id"].to_str().unwrap().to_owned();
+    let header = answer.headers["x-amzn-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     // Root=1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy;Parent=<16 hex>;Sampled=1
     let root = header
         .strip_prefix("Root=1-")
@@ -312,10 +335,16 @@ async fn request_without_trace_header_starts_a_trace_named_in_the_response() {
     let span = server_span(&trace_id).await;
     assert!(span.is_root(), "{}", span.summary());
     assert_eq!(span.name, "GET /users/{id}");
-    assert!(header.ends_with(&format!(";Parent={};Sampled=1", span.span_id)), "{header}");
+    assert!(
+        header.ends_with(&format!(";Parent={};Sampled=1", span.span_id)),
+        "{header}"
+    );
     // X-Ray trace ids start with the epoch seconds.
     let secs = u64::from_str_radix(&trace_id[..8], 16).unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     assert!(now.abs_diff(secs) < 600, "{trace_id}");
     server.stop().await;
 }
@@ -366,12 +395,17 @@ async fn panicking_handler_answers_500_and_marks_the_span() {
     assert_eq!(span.status.message, "request handler panicked");
     assert_eq!(span.attr_str("error.type"), Some("500"));
     let exception = span.event("exception").expect("an exception event");
-    assert_eq!(exception.attr_str("exception.message"), Some("boom in handler"));
+    assert_eq!(
+        exception.attr_str("exception.message"),
+        Some("boom in handler")
+    );
 
     // The server (and the connection pool) still serve.
     let again = send(
         &client,
-        Request::get(server.url("/users/1")).body(Full::default()).unwrap(),
+        Request::get(server.url("/users/1"))
+            .body(Full::default())
+            .unwrap(),
     )
     .await;
     assert_eq!(again.status, 200);
@@ -384,7 +418,11 @@ async fn unknown_path_and_wrong_method_are_not_errors() {
     let client = http1();
 
     let trace = trace_header();
-    let answer = send(&client, get_traced(&server.url("/no/such/path/123"), &trace)).await;
+    let answer = send(
+        &client,
+        get_traced(&server.url("/no/such/path/123"), &trace),
+    )
+    .await;
     assert_eq!(answer.status, 404);
     let span = server_span(&trace.trace_id).await;
     assert_eq!(span.name, "GET", "a 404 is named without the raw path");
@@ -476,12 +514,15 @@ async fn oversized_bodies_answer_413() {
     );
     let span = server_span(&trace.trace_id).await;
     assert_eq!(span.attr_i64("http.response.status_code"), Some(413));
-    assert_eq!(span.status.code, StatusCode::Unset, "a 413 is the client's fault");
+    assert_eq!(
+        span.status.code,
+        StatusCode::Unset,
+        "a 413 is the client's fault"
+    );
 
     // Streamed without a length: cut off at the limit.
-    let chunks = (0..8).map(|_| {
-        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'y'; 512])))
-    });
+    let chunks = (0..8)
+        .map(|_| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'y'; 512]))));
     let streamed = StreamBody::new(futures_util::stream::iter(chunks));
     let streaming_client: Client<HttpConnector, _> =
         Client::builder(TokioExecutor::new()).build_http();
@@ -508,7 +549,11 @@ async fn malformed_requests_get_4xx_and_the_server_keeps_serving() {
     let head = raw_exchange(server.addr, b"THIS IS NOT HTTP\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 
-    let head = raw_exchange(server.addr, b"GET /users/1 HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n").await;
+    let head = raw_exchange(
+        server.addr,
+        b"GET /users/1 HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 
     let mut many_headers = b"GET /users/1 HTTP/1.1\r\nhost: x\r\n".to_vec();
@@ -526,12 +571,18 @@ async fn malformed_requests_get_4xx_and_the_server_keeps_serving() {
     .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 
-    let head = raw_exchange(server.addr, b"GET /users/not-a-number HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let head = raw_exchange(
+        server.addr,
+        b"GET /users/not-a-number HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 
     let answer = send(
         &http1(),
-        Request::get(server.url("/users/1")).body(Full::default()).unwrap(),
+        Request::get(server.url("/users/1"))
+            .body(Full::default())
+            .unwrap(),
     )
     .await;
     assert_eq!(answer.status, 200);
@@ -556,11 +607,7 @@ async fn h2c_is_served_and_traced() {
 
 #[tokio::test]
 async fn health_route_answers_without_a_span() {
-    let server = TestServer::start(
-        server().health_route(HealthRoute::new()),
-        routes(),
-    )
-    .await;
+    let server = TestServer::start(server().health_route(HealthRoute::new()), routes()).await;
     let client = http1();
     let health = trace_header();
     let answer = send(&client, get_traced(&server.url("/health"), &health)).await;
@@ -573,7 +620,10 @@ async fn health_route_answers_without_a_span() {
     send(&client, get_traced(&server.url("/users/9"), &traced)).await;
     server_span(&traced.trace_id).await;
     assert!(
-        receiver().spans().iter().all(|s| s.trace_id != health.trace_id),
+        receiver()
+            .spans()
+            .iter()
+            .all(|s| s.trace_id != health.trace_id),
         "the health check made a span"
     );
     server.stop().await;

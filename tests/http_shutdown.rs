@@ -41,7 +41,7 @@ impl ChildServer {
         let mut child = command.spawn().expect("start http-test-server");
         let lines = read_lines(child.stdout.take().unwrap());
         let mut server = Self { child, port, lines };
-        server.wait_for_log("listening");
+        server.wait_for_log_blocking("listening");
         server
     }
 
@@ -49,8 +49,13 @@ impl ChildServer {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// The next JSON log line whose message is `message` (panics after [`WAIT`]).
+    /// The next JSON log line whose message is `message` (panics after [`WAIT`]). Blocks the
+    /// calling worker thread only: the client requests keep running on the other.
     fn wait_for_log(&mut self, message: &str) -> serde_json::Value {
+        tokio::task::block_in_place(|| self.wait_for_log_blocking(message))
+    }
+
+    fn wait_for_log_blocking(&mut self, message: &str) -> serde_json::Value {
         let deadline = Instant::now() + WAIT;
         let mut seen = Vec::new();
         loop {
@@ -64,7 +69,10 @@ impl ChildServer {
                     }
                     seen.push(line);
                 }
-                Err(_) => panic!("no log line {message:?}; stdout so far:\n{}", seen.join("\n")),
+                Err(_) => panic!(
+                    "no log line {message:?}; stdout so far:\n{}",
+                    seen.join("\n")
+                ),
             }
         }
     }
@@ -117,7 +125,7 @@ async fn get(url: String) -> Result<(u16, Bytes), hyper_util::client::legacy::Er
     Ok((status, body))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish_and_its_span_arrive() {
     let receiver = OtlpReceiver::start().await;
     let mut server = ChildServer::start(&receiver, &[]);
@@ -132,7 +140,10 @@ async fn sigterm_lets_the_request_in_flight_finish_and_its_span_arrive() {
     assert!(refused.is_err(), "a connection was accepted while draining");
 
     // ...but the request in flight completes.
-    let (status, body) = in_flight.await.unwrap().expect("the in-flight request completes");
+    let (status, body) = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(status, 200);
     assert_eq!(body, "slept 1500 ms");
 
@@ -155,7 +166,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_its_span_arrive() {
     assert_eq!(started["trace_id"], span.xray_trace_id().as_str());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_bounds_the_shutdown() {
     let receiver = OtlpReceiver::start().await;
     let mut server = ChildServer::start(&receiver, &[("DRAIN_TIMEOUT_MS", "300")]);

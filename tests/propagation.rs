@@ -31,7 +31,10 @@ fn round_trips_an_app_runner_header() {
     let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
     let cx = propagator().extract(&carrier(header));
     let sc = cx.span().span_context().clone();
-    assert_eq!(sc.trace_id(), TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap());
+    assert_eq!(
+        sc.trace_id(),
+        TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap()
+    );
     assert_eq!(sc.span_id(), SpanId::from_hex("53995c3f42cd8ad8").unwrap());
     assert!(sc.is_sampled() && sc.is_remote());
 

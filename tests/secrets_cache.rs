@@ -2,19 +2,23 @@
 //! after a rotation, the AWSPENDING stage, errors, and the CLIENT spans of each fetch.
 //!
 //! Fetches are counted on the emulator's side (moto records every request it receives), so
-//! "served from the cache" means no request reached Secrets Manager. Spans and logs are captured
-//! with a subscriber scoped to each test's thread (`tracing::subscriber::set_default`), so the
-//! tests share no global state.
+//! "served from the cache" means no request reached Secrets Manager. Spans and logs of the whole
+//! binary are captured by one global subscriber (this binary's own global state).
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use apprunner::secrets::{SecretCache, SecretsError, VersionStage};
 use apprunner_kit_tests::SecretsEmulator;
 use serde_json::Value;
 
-/// Log lines (JSON, TRACE level, all targets) captured for one test.
+/// Log lines (JSON, TRACE level, all targets) of the whole test binary.
+///
+/// One global subscriber rather than one per test: `tracing` caches per call site whether it is
+/// enabled, and with thread-scoped subscribers that cache goes wrong across threads (a call site
+/// first hit on a thread without a subscriber stays disabled for everyone). Tests therefore
+/// tell their spans apart by their (unique) secret ids.
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
@@ -28,10 +32,12 @@ impl Write for Capture {
     }
 }
 
-impl Capture {
-    /// Captures everything `tracing` emits on this thread until the guard is dropped.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
+/// The binary's capture, installed as the global subscriber on first use.
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
             .with_max_level(tracing::Level::TRACE)
@@ -39,28 +45,35 @@ impl Capture {
             .with_current_span(true)
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
+        tracing::subscriber::set_global_default(subscriber).expect("install the capture");
+        capture
+    })
+}
 
+impl Capture {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// The fields of each closed `SecretsManager.GetSecretValue` span, in order.
-    fn fetch_spans(&self) -> Vec<Value> {
+    /// The fields of each closed `SecretsManager.GetSecretValue` span for `secret_id`, in order.
+    fn fetch_spans(&self, secret_id: &str) -> Vec<Value> {
         self.text()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|l| l["fields"]["message"] == "close")
             .map(|l| l["span"].clone())
             .filter(|s| s["name"] == "SecretsManager.GetSecretValue")
+            .filter(|s| s["aws.secretsmanager.secret_id"] == secret_id)
             .collect()
     }
 
     fn assert_no_leak(&self, values: &[&str]) {
         let text = self.text();
         for value in values {
-            assert!(!text.contains(value), "{value:?} leaked into logs or spans:\n{text}");
+            assert!(
+                !text.contains(value),
+                "{value:?} leaked into logs or spans:\n{text}"
+            );
         }
     }
 }
@@ -73,32 +86,46 @@ fn cache(moto: &SecretsEmulator) -> SecretCache {
 
 #[tokio::test]
 async fn rotation_refresh_returns_the_new_value_and_cached_reads_do_not_call_the_api() {
-    let capture = Capture::default();
-    let _guard = capture.install();
+    let capture = capture();
     let mut moto = SecretsEmulator::start();
     moto.create_secret("prod/token", "token-v1-8841").await;
     let cache = cache(&moto);
 
-    assert_eq!(cache.get("prod/token").await.unwrap().expose(), "token-v1-8841");
+    assert_eq!(
+        cache.get("prod/token").await.unwrap().expose(),
+        "token-v1-8841"
+    );
     assert_eq!(moto.get_secret_value_calls("prod/token"), 1);
 
     // Rotation: a new AWSCURRENT version.
     moto.update_secret("prod/token", "token-v2-8842").await;
 
     // Within the TTL the cached value is served and Secrets Manager is not asked.
-    assert_eq!(cache.get("prod/token").await.unwrap().expose(), "token-v1-8841");
+    assert_eq!(
+        cache.get("prod/token").await.unwrap().expose(),
+        "token-v1-8841"
+    );
     assert_eq!(moto.get_secret_value_calls("prod/token"), 1);
 
     // A forced refresh asks and returns the rotated value, which is then cached.
-    assert_eq!(cache.refresh("prod/token").await.unwrap().expose(), "token-v2-8842");
+    assert_eq!(
+        cache.refresh("prod/token").await.unwrap().expose(),
+        "token-v2-8842"
+    );
     assert_eq!(moto.get_secret_value_calls("prod/token"), 2);
-    assert_eq!(cache.get("prod/token").await.unwrap().expose(), "token-v2-8842");
+    assert_eq!(
+        cache.get("prod/token").await.unwrap().expose(),
+        "token-v2-8842"
+    );
     assert_eq!(moto.get_secret_value_calls("prod/token"), 2);
 
     // With Secrets Manager gone, cached reads still work; a refresh fails, naming the secret,
     // and keeps the cached value.
     moto.stop();
-    assert_eq!(cache.get("prod/token").await.unwrap().expose(), "token-v2-8842");
+    assert_eq!(
+        cache.get("prod/token").await.unwrap().expose(),
+        "token-v2-8842"
+    );
     let err = cache.refresh("prod/token").await.unwrap_err();
     assert!(matches!(err, SecretsError::Request { .. }), "{err:?}");
     assert!(
@@ -106,10 +133,13 @@ async fn rotation_refresh_returns_the_new_value_and_cached_reads_do_not_call_the
             .starts_with("could not call Secrets Manager GetSecretValue for secret `prod/token`"),
         "{err}"
     );
-    assert_eq!(cache.get("prod/token").await.unwrap().expose(), "token-v2-8842");
+    assert_eq!(
+        cache.get("prod/token").await.unwrap().expose(),
+        "token-v2-8842"
+    );
 
     // One span per request that was made (2 answered, 1 failed), none for cached reads.
-    let spans = capture.fetch_spans();
+    let spans = capture.fetch_spans("prod/token");
     assert_eq!(spans.len(), 3, "{}", capture.text());
     for span in &spans[..2] {
         assert_eq!(span["otel.kind"], "client");
@@ -120,7 +150,11 @@ async fn rotation_refresh_returns_the_new_value_and_cached_reads_do_not_call_the
         assert_eq!(span["aws.secretsmanager.secret_id"], "prod/token");
         assert_eq!(span["aws.secretsmanager.version_stage"], "AWSCURRENT");
         assert_eq!(span["otel.status_code"], "ok");
-        assert!(span["aws.request_id"].as_str().is_some_and(|id| !id.is_empty()));
+        assert!(
+            span["aws.request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        );
     }
     assert_eq!(spans[2]["otel.status_code"], "error");
     assert_eq!(spans[2]["error.type"], "RequestFailed");
@@ -135,6 +169,7 @@ async fn rotation_refresh_returns_the_new_value_and_cached_reads_do_not_call_the
 
 #[tokio::test]
 async fn a_zero_ttl_asks_every_time() {
+    let capture = capture();
     let moto = SecretsEmulator::start();
     moto.create_secret("uncached", "u-4410").await;
     let cache = cache(&moto).ttl(Duration::ZERO);
@@ -142,18 +177,23 @@ async fn a_zero_ttl_asks_every_time() {
         assert_eq!(cache.get("uncached").await.unwrap().expose(), "u-4410");
     }
     assert_eq!(moto.get_secret_value_calls("uncached"), 3);
+    assert_eq!(capture.fetch_spans("uncached").len(), 3);
+    capture.assert_no_leak(&["u-4410"]);
 }
 
 #[tokio::test]
 async fn the_pending_stage_is_readable_during_a_rotation() {
-    let capture = Capture::default();
-    let _guard = capture.install();
+    let capture = capture();
     let moto = SecretsEmulator::start();
-    moto.create_secret("prod/db-pass", "current-pass-1001").await;
+    moto.create_secret("prod/db-pass", "current-pass-1001")
+        .await;
     moto.put_pending("prod/db-pass", "pending-pass-1002").await;
     let cache = cache(&moto);
 
-    assert_eq!(cache.get("prod/db-pass").await.unwrap().expose(), "current-pass-1001");
+    assert_eq!(
+        cache.get("prod/db-pass").await.unwrap().expose(),
+        "current-pass-1001"
+    );
     assert_eq!(
         cache
             .get_stage("prod/db-pass", VersionStage::Pending)
@@ -171,7 +211,7 @@ async fn the_pending_stage_is_readable_during_a_rotation() {
         .collect();
     assert_eq!(stages, ["AWSCURRENT", "AWSPENDING"]);
     assert_eq!(
-        capture.fetch_spans()[1]["aws.secretsmanager.version_stage"],
+        capture.fetch_spans("prod/db-pass")[1]["aws.secretsmanager.version_stage"],
         "AWSPENDING"
     );
 
@@ -181,8 +221,9 @@ async fn the_pending_stage_is_readable_during_a_rotation() {
         .await
         .unwrap_err();
     assert!(
-        err.to_string()
-            .starts_with("secret `prod/db-pass` was not found in Secrets Manager (stage AWSPREVIOUS"),
+        err.to_string().starts_with(
+            "secret `prod/db-pass` was not found in Secrets Manager (stage AWSPREVIOUS"
+        ),
         "{err}"
     );
     capture.assert_no_leak(&["current-pass-1001", "pending-pass-1002"]);
@@ -190,13 +231,15 @@ async fn the_pending_stage_is_readable_during_a_rotation() {
 
 #[tokio::test]
 async fn rds_credentials_follow_a_rotated_password_on_refresh() {
+    let capture = capture();
     let moto = SecretsEmulator::start();
     let secret = |password: &str| {
         serde_json::json!({"username":"app","password":password,"host":"db","port":5432,
                            "dbname":"users","engine":"aurora-postgresql"})
         .to_string()
     };
-    moto.create_secret("prod/users-db", &secret("old:pass@1")).await;
+    moto.create_secret("prod/users-db", &secret("old:pass@1"))
+        .await;
     let cache = cache(&moto);
 
     let creds = cache.rds("prod/users-db").await.unwrap();
@@ -206,9 +249,15 @@ async fn rds_credentials_follow_a_rotated_password_on_refresh() {
         "postgres://app:old%3Apass%401@db:5432/users"
     );
 
-    moto.update_secret("prod/users-db", &secret("new/pass#2")).await;
+    moto.update_secret("prod/users-db", &secret("new/pass#2"))
+        .await;
     assert_eq!(
-        cache.rds("prod/users-db").await.unwrap().password().expose(),
+        cache
+            .rds("prod/users-db")
+            .await
+            .unwrap()
+            .password()
+            .expose(),
         "old:pass@1",
         "cached within the TTL"
     );
@@ -220,28 +269,52 @@ async fn rds_credentials_follow_a_rotated_password_on_refresh() {
     );
     assert!(!format!("{fresh:?}").contains("new/pass#2"));
     assert_eq!(moto.get_secret_value_calls("prod/users-db"), 2);
+    capture.assert_no_leak(&[
+        "old:pass@1",
+        "new/pass#2",
+        "old%3Apass%401",
+        "new%2Fpass%232",
+    ]);
 }
 
 #[tokio::test]
 async fn errors_name_the_secret_and_never_the_value() {
-    let capture = Capture::default();
-    let _guard = capture.install();
+    let capture = capture();
     let moto = SecretsEmulator::start();
     moto.create_secret("not-json", "raw-s3cret-text-3301").await;
     let cache = cache(&moto);
 
     let missing = cache.get("prod/absent").await.unwrap_err();
-    assert!(matches!(missing, SecretsError::NotFound { .. }), "{missing:?}");
-    assert!(missing.to_string().contains("secret `prod/absent` was not found"));
-    let span = &capture.fetch_spans()[0];
+    assert!(
+        matches!(missing, SecretsError::NotFound { .. }),
+        "{missing:?}"
+    );
+    assert!(
+        missing
+            .to_string()
+            .contains("secret `prod/absent` was not found")
+    );
+    let spans = capture.fetch_spans("prod/absent");
+    assert_eq!(spans.len(), 1, "{}", capture.text());
+    let span = &spans[0];
     assert_eq!(span["otel.status_code"], "error");
     assert_eq!(span["error.type"], "ResourceNotFoundException");
-    assert!(span["aws.request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        span["aws.request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
 
     let not_json = cache.rds("not-json").await.unwrap_err();
-    assert!(matches!(not_json, SecretsError::NotJson { .. }), "{not_json:?}");
+    assert!(
+        matches!(not_json, SecretsError::NotJson { .. }),
+        "{not_json:?}"
+    );
     let text = format!("{not_json} {not_json:?}");
-    assert!(text.contains("secret `not-json` is not a JSON object"), "{text}");
+    assert!(
+        text.contains("secret `not-json` is not a JSON object"),
+        "{text}"
+    );
     assert!(!text.contains("raw-s3cret-text-3301"), "{text}");
     capture.assert_no_leak(&["raw-s3cret-text-3301"]);
 }

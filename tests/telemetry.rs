@@ -116,10 +116,17 @@ fn spans_arrive_with_xray_ids_parent_links_and_resource() {
     assert_eq!(child.attr_i64("answer"), Some(42));
 
     // X-Ray ids: the first 8 hex digits are the epoch seconds.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     for span in [root, control] {
         let epoch = i64::from_str_radix(&span.trace_id[..8], 16).unwrap();
-        assert!((now - epoch).abs() < 60, "trace id {} is not X-Ray", span.trace_id);
+        assert!(
+            (now - epoch).abs() < 60,
+            "trace id {} is not X-Ray",
+            span.trace_id
+        );
     }
 
     for span in &spans {
@@ -128,7 +135,10 @@ fn spans_arrive_with_xray_ids_parent_links_and_resource() {
         assert_eq!(span.resource_str("cloud.platform"), Some("aws_app_runner"));
         assert_eq!(span.resource_str("cloud.provider"), Some("aws"));
         assert_eq!(span.resource_str("cloud.region"), Some("eu-west-1"));
-        assert_eq!(span.resource_str("deployment.environment.name"), Some("test"));
+        assert_eq!(
+            span.resource_str("deployment.environment.name"),
+            Some("test")
+        );
         assert!(span.resource_str("service.instance.id").is_some());
         assert_eq!(span.scope_name, "apprunner");
     }
@@ -181,7 +191,10 @@ fn a_header_without_sampled_is_not_dropped() {
     ));
     Probe::run("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
-    assert_eq!(one(&spans, "root").trace_id, "5759e988bd862e3fe1be46a994272793");
+    assert_eq!(
+        one(&spans, "root").trace_id,
+        "5759e988bd862e3fe1be46a994272793"
+    );
 }
 
 #[test]
@@ -209,12 +222,18 @@ fn sampled_0_is_honoured() {
 fn a_malformed_header_starts_a_fresh_trace() {
     let receiver = OtlpReceiver::start_blocking();
     let mut env = grpc_env(&receiver);
-    env.push(("PROBE_TRACE_HEADER", "Root=1-zzzz;Parent=;Sampled=yes;;=".into()));
+    env.push((
+        "PROBE_TRACE_HEADER",
+        "Root=1-zzzz;Parent=;Sampled=yes;;=".into(),
+    ));
     Probe::run("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     let root = one(&spans, "root");
     assert!(root.parent_span_id.is_none());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     assert!((now - i64::from_str_radix(&root.trace_id[..8], 16).unwrap()).abs() < 60);
 }
 
@@ -225,7 +244,11 @@ fn otel_service_name_and_sampler_variables_apply() {
     env.push(("OTEL_SERVICE_NAME", "from-env".into()));
     Probe::run("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
-    assert!(spans.iter().all(|s| s.resource_str("service.name") == Some("from-env")));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.resource_str("service.name") == Some("from-env"))
+    );
 
     let receiver = OtlpReceiver::start_blocking();
     let mut env = grpc_env(&receiver);
@@ -254,11 +277,17 @@ fn http_protobuf_and_headers_variables_apply() {
     let env = vec![
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint()),
-        ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=kit,x-note=a%20b".to_owned()),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-team=kit,x-note=a%20b".to_owned(),
+        ),
     ];
     Probe::run("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
-    assert_eq!(one(&spans, "child").parent_span_id.as_deref(), Some(one(&spans, "root").span_id.as_str()));
+    assert_eq!(
+        one(&spans, "child").parent_span_id.as_deref(),
+        Some(one(&spans, "root").span_id.as_str())
+    );
     let requests = receiver.export_requests();
     assert!(!requests.is_empty());
     for r in &requests {
@@ -269,7 +298,10 @@ fn http_protobuf_and_headers_variables_apply() {
 
     let receiver = OtlpReceiver::start_blocking();
     let mut env = grpc_env(&receiver);
-    env.push(("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "authorization=Bearer%20t0k".into()));
+    env.push((
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "authorization=Bearer%20t0k".into(),
+    ));
     Probe::run("spans", &env);
     block_on(receiver.wait_for_spans(3, WAIT));
     for r in receiver.export_requests() {
@@ -290,7 +322,10 @@ fn otel_propagators_selects_the_header_format() {
     Probe::run("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     // With only W3C propagation the X-Ray header is ignored: a fresh trace.
-    assert_ne!(one(&spans, "root").trace_id, "5759e988bd862e3fe1be46a994272793");
+    assert_ne!(
+        one(&spans, "root").trace_id,
+        "5759e988bd862e3fe1be46a994272793"
+    );
 }
 
 #[test]
@@ -340,17 +375,19 @@ fn a_full_queue_drops_and_counts_spans() {
     assert_eq!(exported + dropped, 500, "{result}");
     assert!(dropped > 0, "{result}");
     assert_eq!(receiver.spans_named("burst").len() as u64, exported);
-    let warned = probe
-        .logs()
-        .iter()
-        .any(|l| l["message"] == "telemetry shut down with spans lost" && l["spans_dropped"] == dropped);
+    let warned = probe.logs().iter().any(|l| {
+        l["message"] == "telemetry shut down with spans lost" && l["spans_dropped"] == dropped
+    });
     assert!(warned, "{}", probe.stdout());
 }
 
 #[test]
 fn without_a_collector_the_process_works_and_shutdown_is_bounded() {
     let mut env = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", OtlpReceiver::unused_endpoint()),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            OtlpReceiver::unused_endpoint(),
+        ),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "500".to_owned()),
         ("PROBE_SHUTDOWN_TIMEOUT_MS", "2000".to_owned()),
     ];
@@ -358,24 +395,50 @@ fn without_a_collector_the_process_works_and_shutdown_is_bounded() {
     let probe = Probe::run("spans", &env);
     let elapsed = started.elapsed();
     // The service kept working: its log lines were written with trace ids.
-    assert!(probe.log("inside child")["trace_id"].as_str().unwrap().starts_with("1-"));
+    assert!(
+        probe.log("inside child")["trace_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("1-")
+    );
     let result = probe.result();
-    assert!(result["shutdown_ms"].as_u64().unwrap() <= 2000 + 1500, "{result}");
+    assert!(
+        result["shutdown_ms"].as_u64().unwrap() <= 2000 + 1500,
+        "{result}"
+    );
     assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
     // The export failure is logged once, not once per batch.
     let failures = probe
         .logs()
         .iter()
-        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("span export failed")))
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("span export failed"))
+        })
         .count();
     assert!(failures <= 1, "{}", probe.stdout());
+    // ... and nothing else complains (the SDK's own per-batch errors are filtered out).
+    let other_warnings = probe
+        .logs()
+        .iter()
+        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+        .filter(|l| {
+            let m = l["message"].as_str().unwrap_or_default();
+            !m.starts_with("span export failed") && m != "telemetry shut down with spans lost"
+        })
+        .count();
+    assert_eq!(other_warnings, 0, "{}", probe.stdout());
 
     // A collector that accepts connections but never answers in time.
     let slow = OtlpReceiver::start_blocking_with(ReceiverBehavior::Delay(Duration::from_secs(30)));
     env[0].1 = slow.grpc_endpoint();
     let probe = Probe::run("spans", &env);
     let result = probe.result();
-    assert!(result["shutdown_ms"].as_u64().unwrap() <= 2000 + 1500, "{result}");
+    assert!(
+        result["shutdown_ms"].as_u64().unwrap() <= 2000 + 1500,
+        "{result}"
+    );
 }
 
 #[test]
@@ -395,5 +458,8 @@ fn console_exporter_prints_readable_spans() {
     assert!(line.contains("answer=42"), "{line}");
     // Text logs on stdout, not JSON.
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("inside child") && !stdout.contains("\"message\""), "{stdout}");
+    assert!(
+        stdout.contains("inside child") && !stdout.contains("\"message\""),
+        "{stdout}"
+    );
 }

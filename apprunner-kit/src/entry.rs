@@ -207,6 +207,13 @@ impl App {
         self
     }
 
+    /// Placeholder so a `migrate` option without the `db` feature reports one error.
+    #[cfg(not(feature = "db"))]
+    #[doc(hidden)]
+    pub fn migrations(self, _none: crate::__private::NoDb) -> Self {
+        self
+    }
+
     fn telemetry_config(&self) -> Result<TelemetryConfig> {
         let mut config = TelemetryConfig::from_env()?
             .default_service_name(self.package.clone())

@@ -8,6 +8,7 @@
 //! | [`telemetry`] | OpenTelemetry with X-Ray trace ids, X-Ray + W3C propagation, OTLP export, JSON logs carrying the X-Ray trace id |
 //! | [`http`] | a tower layer turning each request into a SERVER span, and an App Runner server runner |
 //! | `secrets` | AWS Secrets Manager to environment at start-up, before any thread exists |
+//! | [`db`] | sqlx pools in which every statement is a CLIENT span, with start-up retry, credential rotation and migrations |
 //!
 //! ## Feature flags
 //!
@@ -16,6 +17,7 @@
 //! | `macros` | yes | `#[apprunner::main]` |
 //! | `http` | yes | `apprunner::http` |
 //! | `secrets` | yes | `apprunner::secrets` |
+//! | `db` | yes | `apprunner::db` (sqlx 0.9: PostgreSQL, MySQL/MariaDB, SQLite) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
@@ -39,14 +41,32 @@ pub use apprunner_kit_macros::main;
 pub mod __private {
     pub use crate::entry::{App, Context, FromContext, IntoOutcome};
 
+    /// Finishes the service with its return value. The returned future's type does not
+    /// mention `T`, so an unsupported return type gets one error, not two.
+    pub fn outcome<'a, T: IntoOutcome + 'a>(
+        value: T,
+        cx: &'a Context,
+    ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = crate::Result<()>> + 'a>> {
+        Box::pin(value.into_outcome(cx))
+    }
+
+    /// Stands in for a migrator when the `db` feature is off (the `migrate!` placeholder has
+    /// already reported the error).
+    #[cfg(not(feature = "db"))]
+    #[derive(Debug)]
+    pub struct NoDb;
+
     /// Placeholder for the `migrate` option when the `db` feature is off.
     #[cfg(not(feature = "db"))]
     #[macro_export]
     #[doc(hidden)]
     macro_rules! __apprunner_migrate_needs_db {
-        ($($t:tt)*) => {
-            ::core::compile_error!("the `migrate` option of #[apprunner::main] needs the `db` feature of apprunner-kit")
-        };
+        ($($t:tt)*) => {{
+            ::core::compile_error!(
+                "the `migrate` option of #[apprunner::main] needs the `db` feature of apprunner-kit"
+            );
+            $crate::__private::NoDb
+        }};
     }
     #[cfg(not(feature = "db"))]
     pub use __apprunner_migrate_needs_db as migrate;
@@ -64,3 +84,7 @@ pub use http::serve;
 #[cfg(feature = "secrets")]
 #[cfg_attr(docsrs, doc(cfg(feature = "secrets")))]
 pub mod secrets;
+
+#[cfg(feature = "db")]
+#[cfg_attr(docsrs, doc(cfg(feature = "db")))]
+pub mod db;

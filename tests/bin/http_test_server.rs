@@ -13,7 +13,10 @@ use std::{collections::HashMap, process::ExitCode, time::Duration};
 use axum::{Router, extract::Query, routing::get};
 
 async fn slow(Query(query): Query<HashMap<String, String>>) -> String {
-    let ms: u64 = query.get("ms").and_then(|ms| ms.parse().ok()).unwrap_or(1000);
+    let ms: u64 = query
+        .get("ms")
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(1000);
     tracing::info!(ms, "slow request started");
     tokio::time::sleep(Duration::from_millis(ms)).await;
     tracing::info!(ms, "slow request finished");

@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 fn main() {
-    let scenario = std::env::args().nth(1).unwrap_or_else(|| "bootstrap".into());
+    let scenario = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "bootstrap".into());
     let result = match scenario.as_str() {
         "bootstrap" => bootstrap(),
         "otlp" => otlp(),
@@ -40,9 +42,8 @@ fn bootstrap() -> serde_json::Value {
         .with_writer(std::io::stderr)
         .finish();
     tracing::subscriber::set_global_default(subscriber).expect("set the capture subscriber");
-    let _parked = std::env::var_os("PROBE_SPAWN_THREAD").map(|_| {
-        std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(30)))
-    });
+    let _parked = std::env::var_os("PROBE_SPAWN_THREAD")
+        .map(|_| std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(30))));
 
     let outcome = if std::env::var_os("PROBE_OVERWRITE").is_some() {
         apprunner::secrets::Plan::from_env()

@@ -2,14 +2,17 @@
 //!
 //! - [`OtlpReceiver`]: an OTLP trace receiver (gRPC and http/protobuf) recording every span.
 //! - [`Postgres`]: a throwaway PostgreSQL cluster (or `APPRUNNER_TEST_DATABASE_URL`).
+//! - [`MariaDb`]: a throwaway MariaDB server (or `APPRUNNER_TEST_MYSQL_URL`).
 //! - [`SecretsEmulator`]: a moto Secrets Manager server.
 //!
 //! Run everything with `./scripts/test` (it installs the peers these need).
 
+pub mod mariadb;
 pub mod otlp;
 pub mod postgres;
 pub mod secrets_emulator;
 
+pub use mariadb::MariaDb;
 pub use otlp::{
     AttrValue, ExportRequestInfo, OtlpProtocol, OtlpReceiver, ReceiverBehavior, SpanEvent,
     SpanKind, SpanLink, SpanRecord, SpanStatus, StatusCode,

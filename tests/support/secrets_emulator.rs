@@ -121,7 +121,10 @@ impl SecretsEmulator {
                 }
             }
         }
-        panic!("moto_server ({}) did not start:\n{last_log}", program.display());
+        panic!(
+            "moto_server ({}) did not start:\n{last_log}",
+            program.display()
+        );
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -278,7 +281,7 @@ impl SecretsEmulator {
         }
     }
 
-    /// Every request received so far, oldest first.
+    /// Every AWS API request received so far, oldest first (not moto's own `/moto-api/`).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         let path = self.dir.path().join("recording.jsonl");
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -286,9 +289,17 @@ impl SecretsEmulator {
         };
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|line| {
-                let entry: serde_json::Value =
-                    serde_json::from_str(line).expect("moto recording line is JSON");
+            .map(|line| -> serde_json::Value {
+                serde_json::from_str(line).expect("moto recording line is JSON")
+            })
+            // The harness's own readiness probes.
+            .filter(|entry| {
+                !entry["url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("/moto-api/")
+            })
+            .map(|entry| {
                 let target = entry["headers"]
                     .as_object()
                     .and_then(|h| {
@@ -298,10 +309,13 @@ impl SecretsEmulator {
                     })
                     .unwrap_or_default()
                     .to_owned();
-                let body = entry["body"]
-                    .as_str()
-                    .and_then(|b| serde_json::from_str(b).ok())
-                    .unwrap_or(serde_json::Value::Null);
+                let raw = entry["body"].as_str().unwrap_or_default();
+                let bytes = if entry["body_encoded"] == true {
+                    aws_smithy_types::base64::decode(raw).unwrap_or_default()
+                } else {
+                    raw.as_bytes().to_vec()
+                };
+                let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
                 RecordedRequest { target, body }
             })
             .collect()
@@ -412,7 +426,9 @@ fn http_post_form(addr: SocketAddr, body: &str) -> Option<String> {
 
 fn http(addr: SocketAddr, request: &str) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;

@@ -44,9 +44,9 @@ impl Config {
             let mut config = Config::default();
             while !input.is_empty() {
                 let key = Ident::parse_any(input)?;
-                input.parse::<Token![=]>().map_err(|e| {
-                    syn::Error::new(e.span(), format!("expected `{key} = ...`"))
-                })?;
+                input
+                    .parse::<Token![=]>()
+                    .map_err(|e| syn::Error::new(e.span(), format!("expected `{key} = ...`")))?;
                 match key.to_string().as_str() {
                     "service" => {
                         let v = expect_str(input, &key, "the service name, e.g. \"users-api\"")?;

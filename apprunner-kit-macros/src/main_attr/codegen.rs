@@ -40,13 +40,10 @@ pub(crate) fn generate(config: &Config, func: ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => ty.span(),
     };
     let finish = quote_spanned! {output_span=>
-        #private::IntoOutcome::into_outcome(__apprunner_main(#(#names),*).await, &__apprunner_cx).await
+        #private::outcome(__apprunner_main(#(#names),*).await, &__apprunner_cx).await
     };
 
-    let service = config
-        .service
-        .iter()
-        .map(|s| quote!(.service_name(#s)));
+    let service = config.service.iter().map(|s| quote!(.service_name(#s)));
     let secrets = config.secrets.iter().map(|s| quote!(.secrets(#s)));
     let migrate = config
         .migrate

@@ -35,9 +35,25 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The original function plus the error, so the only error shown is the real one.
+///
+/// An `async fn main` cannot be re-emitted as is (rustc would add "`main` function is not
+/// allowed to be `async`"), so it is kept under another name, body intact for IDEs, next to
+/// an empty `fn main() {}`.
 fn with_error(func: &ItemFn, error: syn::Error) -> TokenStream {
     let error = error.into_compile_error();
-    quote!(#error #func)
+    if func.sig.asyncness.is_none() {
+        return quote!(#error #func);
+    }
+    let mut kept = func.clone();
+    let name = kept.sig.ident.clone();
+    kept.sig.ident = syn::Ident::new("__apprunner_main", name.span());
+    let vis = &func.vis;
+    quote! {
+        #error
+        #[allow(dead_code)]
+        #kept
+        #vis fn #name() {}
+    }
 }
 
 /// Rejects every shape the runtime cannot drive, with a span on the culprit.
@@ -57,13 +73,22 @@ fn check(func: &ItemFn) -> syn::Result<()> {
         ));
     }
     if let Some(c) = &sig.constness {
-        errors.push(syn::Error::new(c.span(), "#[apprunner::main] functions cannot be `const`"));
+        errors.push(syn::Error::new(
+            c.span(),
+            "#[apprunner::main] functions cannot be `const`",
+        ));
     }
     if let Some(u) = &sig.unsafety {
-        errors.push(syn::Error::new(u.span(), "#[apprunner::main] functions cannot be `unsafe`"));
+        errors.push(syn::Error::new(
+            u.span(),
+            "#[apprunner::main] functions cannot be `unsafe`",
+        ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new(v.span(), "#[apprunner::main] functions cannot be variadic"));
+        errors.push(syn::Error::new(
+            v.span(),
+            "#[apprunner::main] functions cannot be variadic",
+        ));
     }
     for input in &sig.inputs {
         match input {

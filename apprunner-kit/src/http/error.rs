@@ -20,7 +20,9 @@ use axum::body::Bytes;
 #[non_exhaustive]
 pub enum HttpError {
     /// The `PORT` environment variable is not a TCP port number.
-    #[error("invalid value {value:?} for PORT: expected a TCP port number (0-65535), or no PORT for 8080")]
+    #[error(
+        "invalid value {value:?} for PORT: expected a TCP port number (0-65535), or no PORT for 8080"
+    )]
     InvalidPort {
         /// The value found.
         value: String,

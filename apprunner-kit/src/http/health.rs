@@ -9,7 +9,8 @@ use axum::{
     routing::get,
 };
 
-type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+type Check =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// `GET /health` answering `200 {"status":"ok"}` without any I/O.
 ///

@@ -228,7 +228,7 @@ impl Finish {
         if status.is_server_error() {
             span.record("error.type", status.as_str());
             match response.extensions().get::<StatusMessage>() {
-                Some(StatusMessage(message)) => span.record("otel.status_message", *message),
+                Some(StatusMessage(message)) => span.record("otel.status_description", *message),
                 None => span.record("otel.status_code", "ERROR"),
             };
         }
@@ -359,7 +359,8 @@ fn panic_response<B>(span: &Span, message: &str) -> Response<Kind<B>> {
             opentelemetry::KeyValue::new("exception.message", message.to_owned()),
         ],
     );
-    tracing::error!(parent: span, panic.message = message, "request handler panicked");
+    let _entered = span.enter();
+    tracing::error!(panic.message = message, "request handler panicked");
     let mut response = Response::new(Kind::Full {
         data: Some(json_message("internal server error")),
     });
@@ -416,7 +417,7 @@ fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
         otel.name = name,
         otel.kind = "server",
         otel.status_code = Empty,
-        otel.status_message = Empty,
+        otel.status_description = Empty,
         http.request.method = method,
         http.request.method_original = method_original,
         http.route = route,
@@ -487,7 +488,10 @@ fn url_scheme<B>(request: &Request<B>) -> &str {
 
 /// `server.address` and `server.port` from the `:authority` (HTTP/2) or the `Host` header.
 fn server_address<B>(request: &Request<B>) -> (Option<&str>, Option<i64>) {
-    let authority = request.uri().authority().map(|authority| authority.as_str());
+    let authority = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str());
     let Some(authority) = authority.or_else(|| header_str(request.headers(), &header::HOST)) else {
         return (None, None);
     };

@@ -148,10 +148,7 @@ fn too_large(limit: usize) -> Response {
 fn timed_out(timeout: Duration) -> Response {
     let mut response = json_response(
         StatusCode::GATEWAY_TIMEOUT,
-        &format!(
-            "request timed out after {} ms",
-            timeout.as_millis()
-        ),
+        &format!("request timed out after {} ms", timeout.as_millis()),
     );
     response
         .extensions_mut()

@@ -78,7 +78,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
 /// use std::time::Duration;
 /// use apprunner::secrets::{SecretCache, VersionStage};
 ///
-/// # async fn demo() -> Result<(), apprunner::secrets::SecretsError> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
 /// let cache = SecretCache::from_env().await?.ttl(Duration::from_secs(300));
 /// let creds = cache.rds("prod/users-db").await?;
 /// # let login_failed = true;
@@ -115,7 +116,8 @@ impl SecretCache {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
     /// let cache = apprunner::secrets::SecretCache::from_env().await?;
     /// # let _ = cache;
     /// # Ok(())
@@ -136,7 +138,8 @@ impl SecretCache {
     /// ```no_run
     /// use aws_config::BehaviorVersion;
     ///
-    /// # async fn demo() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
     /// let config = aws_config::defaults(BehaviorVersion::latest())
     ///     .endpoint_url("http://127.0.0.1:5000")
     ///     .load()
@@ -164,7 +167,8 @@ impl SecretCache {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
     /// use std::time::Duration;
     /// let cache = apprunner::secrets::SecretCache::from_env().await?.ttl(Duration::from_secs(60));
     /// assert_eq!(cache.ttl_duration(), Duration::from_secs(60));
@@ -181,7 +185,8 @@ impl SecretCache {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
     /// use apprunner::secrets::SecretCache;
     /// let cache = SecretCache::from_env().await?;
     /// assert_eq!(cache.ttl_duration(), SecretCache::DEFAULT_TTL);
@@ -201,7 +206,9 @@ impl SecretCache {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(cache: apprunner::secrets::SecretCache) -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # let cache = apprunner::secrets::SecretCache::from_env().await?;
     /// let api_key = cache.get("prod/api-key").await?;
     /// # let _ = api_key;
     /// # Ok(())
@@ -222,7 +229,9 @@ impl SecretCache {
     ///
     /// ```no_run
     /// # use apprunner::secrets::VersionStage;
-    /// # async fn demo(cache: apprunner::secrets::SecretCache) -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # let cache = apprunner::secrets::SecretCache::from_env().await?;
     /// let pending = cache.get_stage("prod/users-db", VersionStage::Pending).await?;
     /// # let _ = pending;
     /// # Ok(())
@@ -245,7 +254,9 @@ impl SecretCache {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(cache: apprunner::secrets::SecretCache) -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # let cache = apprunner::secrets::SecretCache::from_env().await?;
     /// let fresh = cache.refresh("prod/api-key").await?;
     /// # let _ = fresh;
     /// # Ok(())
@@ -265,7 +276,9 @@ impl SecretCache {
     ///
     /// ```no_run
     /// # use apprunner::secrets::VersionStage;
-    /// # async fn demo(cache: apprunner::secrets::SecretCache) -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # let cache = apprunner::secrets::SecretCache::from_env().await?;
     /// let pending = cache.refresh_stage("prod/users-db", VersionStage::Pending).await?;
     /// # let _ = pending;
     /// # Ok(())
@@ -288,7 +301,9 @@ impl SecretCache {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(cache: apprunner::secrets::SecretCache) -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # let cache = apprunner::secrets::SecretCache::from_env().await?;
     /// let url = cache.rds("prod/users-db").await?.database_url();
     /// # let _ = url;
     /// # Ok(())
@@ -308,7 +323,9 @@ impl SecretCache {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo(cache: apprunner::secrets::SecretCache) -> Result<(), apprunner::secrets::SecretsError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// # let cache = apprunner::secrets::SecretCache::from_env().await?;
     /// let creds = cache.refresh_rds("prod/users-db").await?;
     /// # let _ = creds;
     /// # Ok(())
@@ -331,8 +348,7 @@ impl SecretCache {
         };
         // Held across the fetch: concurrent readers of this secret wait for one fetch.
         let mut entry = slot.lock().await;
-        if !force
-            && let Some(cached) = entry.as_ref().filter(|e| e.fetched_at.elapsed() < self.ttl)
+        if !force && let Some(cached) = entry.as_ref().filter(|e| e.fetched_at.elapsed() < self.ttl)
         {
             return Ok(cached.value.clone());
         }

@@ -86,6 +86,9 @@ mod tests {
             matches!(err, SecretsError::ThreadsRunning { threads: n } if n >= 2),
             "{err}"
         );
-        assert!(err.to_string().contains("before building the tokio runtime"));
+        assert!(
+            err.to_string()
+                .contains("before building the tokio runtime")
+        );
     }
 }

@@ -242,18 +242,53 @@ mod tests {
 
     #[test]
     fn classify_names_the_cause() {
-        let not_found = classify(describe("db"), "AWSPENDING", "eu-west-1", false, "ResourceNotFoundException", "m");
+        let not_found = classify(
+            describe("db"),
+            "AWSPENDING",
+            "eu-west-1",
+            false,
+            "ResourceNotFoundException",
+            "m",
+        );
         assert_eq!(
             not_found.to_string(),
             "secret `db` was not found in Secrets Manager (stage AWSPENDING, region eu-west-1): \
              check the name or ARN and the region"
         );
-        let denied = classify(describe("db"), "AWSCURRENT", "eu-west-1", false, "AccessDeniedException", "m");
-        assert!(denied.to_string().contains("secretsmanager:GetSecretValue"), "{denied}");
-        let throttled = classify(describe("db"), "AWSCURRENT", "r", false, "ThrottlingException", "Rate exceeded");
+        let denied = classify(
+            describe("db"),
+            "AWSCURRENT",
+            "eu-west-1",
+            false,
+            "AccessDeniedException",
+            "m",
+        );
+        assert!(
+            denied.to_string().contains("secretsmanager:GetSecretValue"),
+            "{denied}"
+        );
+        let throttled = classify(
+            describe("db"),
+            "AWSCURRENT",
+            "r",
+            false,
+            "ThrottlingException",
+            "Rate exceeded",
+        );
         assert!(matches!(throttled, SecretsError::Throttled { .. }));
-        assert!(throttled.to_string().contains("throttled GetSecretValue for secret `db` after retries"));
-        let other = classify(describe("db"), "AWSCURRENT", "r", false, "DecryptionFailure", "KMS said no");
+        assert!(
+            throttled
+                .to_string()
+                .contains("throttled GetSecretValue for secret `db` after retries")
+        );
+        let other = classify(
+            describe("db"),
+            "AWSCURRENT",
+            "r",
+            false,
+            "DecryptionFailure",
+            "KMS said no",
+        );
         assert_eq!(
             other.to_string(),
             "Secrets Manager refused GetSecretValue for secret `db`: DecryptionFailure: KMS said no"

@@ -237,6 +237,7 @@ impl Plan {
     ///
     /// ```
     /// let plan = apprunner::secrets::Plan::from_env()?;
+    /// println!("{} secrets declared", plan.declarations().len());
     /// # Ok::<(), apprunner::secrets::SecretsError>(())
     /// ```
     pub fn from_env() -> Result<Self, SecretsError> {
@@ -583,12 +584,17 @@ mod tests {
 
     #[test]
     fn db_secret_name_declares_rds_expansion() {
-        let plan = plan_from(&[("DB_SECRET_NAME", "arn:aws:secretsmanager:us-east-1:1:secret:db-Ab")])
-            .unwrap();
+        let plan = plan_from(&[(
+            "DB_SECRET_NAME",
+            "arn:aws:secretsmanager:us-east-1:1:secret:db-Ab",
+        )])
+        .unwrap();
         assert_eq!(
             plan.declarations(),
             &[Declaration {
-                source: SecretSource::secrets_manager("arn:aws:secretsmanager:us-east-1:1:secret:db-Ab"),
+                source: SecretSource::secrets_manager(
+                    "arn:aws:secretsmanager:us-east-1:1:secret:db-Ab"
+                ),
                 target: Target::Rds,
             }]
         );
@@ -623,13 +629,21 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (SecretSource::secrets_manager("my-app/jwt"), var("JWT_SECRET", Some("key"))),
+                (
+                    SecretSource::secrets_manager("my-app/jwt"),
+                    var("JWT_SECRET", Some("key"))
+                ),
                 (SecretSource::secrets_manager("other"), var("API_KEY", None)),
                 (
-                    SecretSource::secrets_manager("arn:aws:secretsmanager:eu-west-1:123:secret:s-AbC"),
+                    SecretSource::secrets_manager(
+                        "arn:aws:secretsmanager:eu-west-1:123:secret:s-AbC"
+                    ),
                     var("SIGNING", Some("k_1"))
                 ),
-                (SecretSource::injected("SMTP_JSON"), var("SMTP", Some("password"))),
+                (
+                    SecretSource::injected("SMTP_JSON"),
+                    var("SMTP", Some("password"))
+                ),
             ]
         );
         plan.validate().unwrap();
@@ -667,7 +681,12 @@ mod tests {
         let dup = Plan::new()
             .rds(SecretSource::secrets_manager("db"))
             .var("DATABASE_URL", SecretSource::secrets_manager("other"));
-        assert!(dup.validate().unwrap_err().to_string().contains("`DATABASE_URL` is set by two"));
+        assert!(
+            dup.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`DATABASE_URL` is set by two")
+        );
         let bad = Plan::new().var("NOT=OK", SecretSource::secrets_manager("x"));
         assert!(bad.validate().is_err());
         let empty = Plan::new().var("OK", SecretSource::secrets_manager(" "));

@@ -412,7 +412,11 @@ mod tests {
     fn split(url: &str) -> (String, String, String, String, String) {
         let (scheme, rest) = url.split_once("://").unwrap();
         let (userinfo, rest) = rest.rsplit_once('@').unwrap();
-        assert_eq!(userinfo.matches('@').count(), 0, "`@` left unencoded in {url}");
+        assert_eq!(
+            userinfo.matches('@').count(),
+            0,
+            "`@` left unencoded in {url}"
+        );
         let (user, password) = userinfo.split_once(':').unwrap();
         assert!(!password.contains(':'), "`:` left unencoded");
         let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
@@ -445,6 +449,29 @@ mod tests {
         assert_eq!(db, "my db");
     }
 
+    proptest::proptest! {
+        /// Whatever the user, password and database name, the URL splits at its delimiters
+        /// and decodes back to them.
+        #[test]
+        fn any_credentials_survive_the_url(
+            user in "\\PC{1,24}",
+            password in "\\PC{0,40}",
+            db in "[a-zA-Z0-9_ /?#@:%-]{1,16}",
+        ) {
+            let json = serde_json::json!({
+                "username": user, "password": password, "host": "h", "port": 5432,
+                "dbname": db, "engine": "postgres"
+            });
+            let url = creds(&json.to_string()).database_url();
+            let (scheme, u, p, hostport, d) = split(url.expose());
+            proptest::prop_assert_eq!(scheme, "postgres");
+            proptest::prop_assert_eq!(u, user);
+            proptest::prop_assert_eq!(p, password);
+            proptest::prop_assert_eq!(hostport, "h:5432");
+            proptest::prop_assert_eq!(d, db);
+        }
+    }
+
     #[test]
     fn engines_choose_the_scheme() {
         for (engine, scheme) in [
@@ -465,24 +492,35 @@ mod tests {
             r#"{"username":"u","password":"p","host":"h","engine":"sqlserver-ex"}"#,
         )
         .unwrap_err();
-        assert!(matches!(err, SecretsError::UnsupportedEngine { ref engine, .. } if engine == "sqlserver-ex"));
+        assert!(
+            matches!(err, SecretsError::UnsupportedEngine { ref engine, .. } if engine == "sqlserver-ex")
+        );
     }
 
     #[test]
     fn port_as_string_and_optional_parts() {
-        let c = creds(r#"{"username":"u","password":"p","host":"h","port":"3306","engine":"mysql"}"#);
+        let c =
+            creds(r#"{"username":"u","password":"p","host":"h","port":"3306","engine":"mysql"}"#);
         assert_eq!(c.port(), Some(3306));
         assert_eq!(c.database_url().expose(), "mysql://u:p@h:3306");
         let names: Vec<String> = c.env_vars().into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             names,
-            ["DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT", "DATABASE_URL"]
+            [
+                "DB_USER",
+                "DB_PASSWORD",
+                "DB_HOST",
+                "DB_PORT",
+                "DATABASE_URL"
+            ]
         );
     }
 
     #[test]
     fn ipv6_host_is_bracketed() {
-        let c = creds(r#"{"username":"u","password":"p","host":"::1","port":5432,"engine":"postgres"}"#);
+        let c = creds(
+            r#"{"username":"u","password":"p","host":"::1","port":5432,"engine":"postgres"}"#,
+        );
         assert_eq!(c.database_url().expose(), "postgres://u:p@[::1]:5432");
     }
 
@@ -544,9 +582,14 @@ mod tests {
 
     #[test]
     fn debug_hides_user_and_password() {
-        let c = creds(r#"{"username":"admin-user","password":"pw-123","host":"h","engine":"postgres"}"#);
+        let c = creds(
+            r#"{"username":"admin-user","password":"pw-123","host":"h","engine":"postgres"}"#,
+        );
         let printed = format!("{c:?}");
-        assert!(!printed.contains("admin-user") && !printed.contains("pw-123"), "{printed}");
+        assert!(
+            !printed.contains("admin-user") && !printed.contains("pw-123"),
+            "{printed}"
+        );
         assert!(printed.contains("host: \"h\""), "{printed}");
     }
 

@@ -6,6 +6,11 @@ use opentelemetry_sdk::trace::Sampler;
 
 use super::TelemetryError;
 
+/// The log filter without `RUST_LOG`: `info`, minus the OpenTelemetry SDK's own diagnostics
+/// (the kit reports export failures and drops itself, once, instead of once per batch).
+pub(crate) const DEFAULT_LOG_FILTER: &str =
+    "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_aws=off";
+
 /// Where finished spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -70,7 +75,7 @@ pub enum LogFormat {
 /// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | batch processor |
-/// | `RUST_LOG` | log filter (default `info`) |
+/// | `RUST_LOG` | log filter (default `info`, without the SDK's own diagnostics) |
 /// | `APPRUNNER_LOG_FORMAT` | `json`, `text`, `auto` (default) |
 /// | `AWS_REGION` / `AWS_DEFAULT_REGION` | `cloud.region`, and `cloud.provider=aws` |
 ///
@@ -127,7 +132,9 @@ impl SamplerSetting {
         match *self {
             SamplerSetting::AlwaysOn => (Sampler::AlwaysOn, Sampler::AlwaysOn),
             SamplerSetting::AlwaysOff => (Sampler::AlwaysOff, Sampler::AlwaysOff),
-            SamplerSetting::Ratio(r) => (Sampler::TraceIdRatioBased(r), Sampler::TraceIdRatioBased(r)),
+            SamplerSetting::Ratio(r) => {
+                (Sampler::TraceIdRatioBased(r), Sampler::TraceIdRatioBased(r))
+            }
             SamplerSetting::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
             SamplerSetting::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
             SamplerSetting::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
@@ -194,7 +201,9 @@ fn percent_decode(input: &str) -> String {
 }
 
 /// Parses `key1=value1,key2=value2` (`OTEL_RESOURCE_ATTRIBUTES`).
-pub(crate) fn parse_resource_attributes(value: &str) -> Result<Vec<(String, String)>, TelemetryError> {
+pub(crate) fn parse_resource_attributes(
+    value: &str,
+) -> Result<Vec<(String, String)>, TelemetryError> {
     let mut out = Vec::new();
     for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((k, v)) = pair.split_once('=') else {
@@ -334,7 +343,10 @@ impl TelemetryConfig {
 
         let (protocol_var, protocol_value) = match lookup("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
             Some(v) if !v.trim().is_empty() => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(v)),
-            _ => ("OTEL_EXPORTER_OTLP_PROTOCOL", lookup("OTEL_EXPORTER_OTLP_PROTOCOL")),
+            _ => (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                lookup("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            ),
         };
         let protocol = match protocol_value.as_deref().map(str::trim) {
             None | Some("") | Some("grpc") => OtlpProtocol::Grpc,
@@ -407,7 +419,7 @@ impl TelemetryConfig {
             )?,
             propagators: parse_propagators(lookup("OTEL_PROPAGATORS"))?,
             log_format,
-            log_filter: non_empty("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            log_filter: non_empty("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
             span_filter: non_empty("APPRUNNER_SPAN_FILTER").unwrap_or_else(|| "info".to_owned()),
             region: non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
             shutdown_timeout: Duration::from_secs(5),
@@ -701,7 +713,7 @@ mod tests {
                 PropagatorKind::Baggage
             ]
         );
-        assert_eq!(c.log_filter, "info");
+        assert!(c.log_filter.starts_with("info,opentelemetry=off"));
         assert!(!c.disabled);
     }
 
@@ -722,7 +734,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.otlp_protocol(), OtlpProtocol::HttpProtobuf);
         let err = config(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err();
-        assert!(err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -757,13 +772,21 @@ mod tests {
     #[test]
     fn propagators() {
         let p = |v: &str| config(&[("OTEL_PROPAGATORS", v)]).map(|c| c.propagators);
-        assert_eq!(p("tracecontext").unwrap(), vec![PropagatorKind::TraceContext]);
+        assert_eq!(
+            p("tracecontext").unwrap(),
+            vec![PropagatorKind::TraceContext]
+        );
         assert_eq!(
             p(" xray , xray,baggage").unwrap(),
             vec![PropagatorKind::Xray, PropagatorKind::Baggage]
         );
         assert!(p("none").unwrap().is_empty());
-        assert!(p("b3").unwrap_err().to_string().contains("OTEL_PROPAGATORS"));
+        assert!(
+            p("b3")
+                .unwrap_err()
+                .to_string()
+                .contains("OTEL_PROPAGATORS")
+        );
     }
 
     #[test]
@@ -788,14 +811,22 @@ mod tests {
     #[test]
     fn service_name_precedence() {
         let c = config(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs")]).unwrap();
-        assert_eq!(c.clone().default_service_name("pkg").resolved_service_name(), "from-attrs");
+        assert_eq!(
+            c.clone()
+                .default_service_name("pkg")
+                .resolved_service_name(),
+            "from-attrs"
+        );
         let c = config(&[
             ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"),
             ("OTEL_SERVICE_NAME", "from-env"),
         ])
         .unwrap();
         assert_eq!(c.resolved_service_name(), "from-env");
-        assert_eq!(c.service_name("from-code").resolved_service_name(), "from-code");
+        assert_eq!(
+            c.service_name("from-code").resolved_service_name(),
+            "from-code"
+        );
         let c = config(&[]).unwrap().default_service_name("pkg");
         assert_eq!(c.resolved_service_name(), "pkg");
     }

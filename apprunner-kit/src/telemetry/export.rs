@@ -299,7 +299,9 @@ fn http_traces_url(base: &str) -> String {
     }
 }
 
-fn build_otlp(config: &TelemetryConfig) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+fn build_otlp(
+    config: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let label = endpoint_label(config);
     let map_err = |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
         endpoint: label.clone(),
@@ -506,7 +508,10 @@ mod tests {
     fn http_url_gets_the_traces_path() {
         assert_eq!(http_traces_url("http://h:4318"), "http://h:4318/v1/traces");
         assert_eq!(http_traces_url("http://h:4318/"), "http://h:4318/v1/traces");
-        assert_eq!(http_traces_url("http://h:4318/custom"), "http://h:4318/custom");
+        assert_eq!(
+            http_traces_url("http://h:4318/custom"),
+            "http://h:4318/custom"
+        );
     }
 
     #[test]

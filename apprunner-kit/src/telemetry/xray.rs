@@ -53,7 +53,8 @@ pub(crate) fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator
             // App Runner's front end may send a header without `Sampled`: treat it as sampled
             // rather than letting a parent-based sampler silently drop the request's trace.
             PropagatorKind::Xray => list.push(Box::new(
-                XrayPropagator::new().with_missing_sampled_behavior(MissingSampledBehavior::Sampled),
+                XrayPropagator::new()
+                    .with_missing_sampled_behavior(MissingSampledBehavior::Sampled),
             )),
             PropagatorKind::TraceContext => list.push(Box::new(TraceContextPropagator::new())),
             PropagatorKind::Baggage => list.push(Box::new(BaggagePropagator::new())),
@@ -105,14 +106,8 @@ impl ShouldSample for XrayAwareSampler {
                 trace_state,
             };
         }
-        self.configured.should_sample(
-            parent_context,
-            trace_id,
-            name,
-            span_kind,
-            attributes,
-            links,
-        )
+        self.configured
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
     }
 }
 
@@ -158,14 +153,16 @@ mod tests {
 
     #[test]
     fn deferred_decision_is_taken_by_the_root_sampler() {
-        let cx = extract("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?");
+        let cx =
+            extract("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?");
         assert!(!cx.span().span_context().is_sampled());
         assert!(records(&sample(&cx)));
     }
 
     #[test]
     fn explicit_not_sampled_is_honoured() {
-        let cx = extract("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0");
+        let cx =
+            extract("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0");
         assert!(!records(&sample(&cx)));
     }
 }

@@ -18,6 +18,23 @@ export const CONTEXT = {
   region: 'users-api:region',
 } as const;
 
+/**
+ * The recommended feature flags that touch this stack's resources, set in code rather than in
+ * cdk.json so that the tests (which build the app in-process) synthesize exactly what
+ * `cdk synth` does. `@aws-cdk/aws-ec2:restrictDefaultSecurityGroup` is left off on purpose: it
+ * adds a Lambda-backed custom resource, and nothing in this stack uses the default group.
+ */
+export const FEATURE_FLAGS: Readonly<Record<string, unknown>> = {
+  '@aws-cdk/aws-iam:minimizePolicies': true,
+  '@aws-cdk/aws-rds:auroraClusterChangeScopeOfInstanceParameterGroupWithEachParameters': true,
+  '@aws-cdk/aws-rds:preventRenderingDeprecatedCredentials': true,
+  '@aws-cdk/aws-secretsmanager:useAttachedSecretResourcePolicyForSecretTargetAttachments': true,
+  '@aws-cdk/core:checkSecretUsage': true,
+  '@aws-cdk/core:enablePartitionLiterals': true,
+  '@aws-cdk/core:target-partitions': ['aws', 'aws-cn'],
+  '@aws-cdk/core:validateSnapshotRemovalPolicy': true,
+};
+
 export interface BuiltApp {
   readonly app: App;
   readonly stack: UsersApiStack;
@@ -33,7 +50,7 @@ export interface BuiltApp {
  * and synth needs neither credentials nor network (no lookups).
  */
 export function buildApp(appProps: AppProps = {}, props: UsersApiStackProps = {}): BuiltApp {
-  const app = new App(appProps);
+  const app = new App({ ...appProps, context: { ...FEATURE_FLAGS, ...appProps.context } });
   const ctx = (key: string): unknown => app.node.tryGetContext(key);
 
   const account = optionalString(ctx(CONTEXT.account));

@@ -49,13 +49,14 @@ export const HEALTH_CHECK_PATH = '/healthz';
  * The X-Ray write actions of the AWS managed policy `AWSXrayWriteOnlyAccess`: what App Runner's
  * managed OpenTelemetry collector needs to send segments and follow sampling rules. X-Ray has no
  * resource-level permissions for these actions, so they can only be granted on resource `*`.
+ * (Sorted, as the CDK renders them with `@aws-cdk/aws-iam:minimizePolicies`.)
  */
 export const XRAY_WRITE_ACTIONS: readonly string[] = [
-  'xray:PutTraceSegments',
-  'xray:PutTelemetryRecords',
   'xray:GetSamplingRules',
-  'xray:GetSamplingTargets',
   'xray:GetSamplingStatisticSummaries',
+  'xray:GetSamplingTargets',
+  'xray:PutTelemetryRecords',
+  'xray:PutTraceSegments',
 ];
 
 /** What App Runner needs to pull the image from the CDK's container asset repository. */
@@ -236,12 +237,6 @@ export class UsersApiStack extends Stack {
           'Deletion protection is a prop (dbDeletionProtection), off by default so that the ' +
           'example can be removed with cdk destroy; a final snapshot is kept by default.',
       },
-      {
-        id: 'AwsSolutions-RDS11',
-        reason:
-          'The standard port 5432 is kept: the cluster sits in isolated subnets and only the App ' +
-          'Runner connector security group reaches it; a non-default port adds no protection.',
-      },
     );
     // The generated secret (a child of the cluster); `cluster.secret` is its target attachment.
     Validations.of(this.database.node.findChild('Secret')).acknowledge({
@@ -420,9 +415,9 @@ export class UsersApiStack extends Stack {
       },
       autoScalingConfigurationArn: this.autoScaling.attrAutoScalingConfigurationArn,
     });
-    // The roles' inline policies are part of the role resources, so they exist before App Runner
-    // first pulls the image or reads a secret; the database should be up before the first start.
-    this.service.node.addDependency(this.database);
+    // No explicit dependency on the database: the secret references already order the service
+    // after the cluster, and the roles' inline policies are part of the role resources, so they
+    // exist before App Runner first pulls the image or reads a secret.
 
     // ---------------------------------------------------------------------------------------
     // Outputs: the URL, and where its traces are.

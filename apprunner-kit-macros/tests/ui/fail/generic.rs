@@ -1,0 +1,2 @@
+#[apprunner::main]
+async fn main<T: Default>() {}

@@ -1,0 +1,2 @@
+#[apprunner::main]
+fn main() {}

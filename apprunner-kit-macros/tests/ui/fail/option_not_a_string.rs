@@ -1,0 +1,2 @@
+#[apprunner::main(migrate = migrations)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[apprunner::main(service = "a", service = "b")]
+async fn main() {}

@@ -1,0 +1,6 @@
+struct S;
+impl S {
+    #[apprunner::main]
+    async fn main(&self) {}
+}
+fn main() {}

@@ -1,0 +1,2 @@
+#[apprunner::main(service = "a", port = 8080)]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[apprunner::main]
+async fn main() -> u32 {
+    7
+}

@@ -1,0 +1,4 @@
+#[apprunner::main]
+async fn main() {
+    let _ = 1 + 1;
+}

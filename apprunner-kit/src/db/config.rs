@@ -1,0 +1,958 @@
+//! [`DbConfig`]: where the database is, how big the pool is, how statements are traced.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use zeroize::Zeroizing;
+
+use super::credentials::CredentialSource;
+use super::error::DbError;
+
+/// The database engine named by `DATABASE_URL`'s scheme or `DB_ENGINE`.
+///
+/// # Examples
+///
+/// ```
+/// use apprunner::db::DbEngine;
+///
+/// assert_eq!(DbEngine::parse("aurora-postgresql"), Some(DbEngine::Postgres));
+/// assert_eq!(DbEngine::parse("mariadb"), Some(DbEngine::MariaDb));
+/// assert_eq!(DbEngine::MariaDb.system_name(), "mariadb");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DbEngine {
+    /// PostgreSQL and Aurora PostgreSQL (`postgres://`, `postgresql://`).
+    Postgres,
+    /// MySQL and Aurora MySQL (`mysql://`).
+    MySql,
+    /// MariaDB (`mariadb://`, spoken to with the MySQL driver).
+    MariaDb,
+    /// SQLite (`sqlite:`).
+    Sqlite,
+}
+
+impl DbEngine {
+    /// Parses an engine name or URL scheme (case-insensitive): `postgres`, `postgresql`,
+    /// `aurora-postgresql`, `mysql`, `aurora-mysql`, `aurora`, `mariadb`, `sqlite`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(apprunner::db::DbEngine::parse("oracle"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" | "aurora-postgresql" | "pg" => Some(Self::Postgres),
+            "mysql" | "aurora-mysql" | "aurora" => Some(Self::MySql),
+            "mariadb" => Some(Self::MariaDb),
+            "sqlite" | "sqlite3" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// The `db.system.name` of this engine: `postgresql`, `mysql`, `mariadb` or `sqlite`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(apprunner::db::DbEngine::Postgres.system_name(), "postgresql");
+    /// ```
+    pub fn system_name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgresql",
+            Self::MySql => "mysql",
+            Self::MariaDb => "mariadb",
+            Self::Sqlite => "sqlite",
+        }
+    }
+
+    /// The default port (0 for SQLite).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(apprunner::db::DbEngine::MySql.default_port(), 3306);
+    /// ```
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Postgres => 5432,
+            Self::MySql | Self::MariaDb => 3306,
+            Self::Sqlite => 0,
+        }
+    }
+}
+
+impl fmt::Display for DbEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.system_name())
+    }
+}
+
+/// How `db.query.text` (and the legacy `db.statement`) is recorded.
+///
+/// # Examples
+///
+/// ```
+/// use apprunner::db::QueryText;
+///
+/// assert_eq!(QueryText::parse("raw"), Some(QueryText::Raw));
+/// assert_eq!(QueryText::default(), QueryText::Sanitized);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryText {
+    /// Literals replaced by `?` (the default), parameterized statements included: a
+    /// parameterized statement can still embed literals built with `format!`.
+    #[default]
+    Sanitized,
+    /// The statement as sent. Opt in only when statements never embed values.
+    Raw,
+    /// Not recorded (the span name still summarises the statement).
+    Off,
+}
+
+impl QueryText {
+    /// Parses `sanitized`, `raw` or `off` (case-insensitive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(apprunner::db::QueryText::parse("OFF"), Some(apprunner::db::QueryText::Off));
+    /// ```
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "sanitized" | "sanitize" | "on" => Some(Self::Sanitized),
+            "raw" => Some(Self::Raw),
+            "off" | "none" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
+/// Where the database is: a URL, or separate parts.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Url {
+        url: Zeroizing<String>,
+        engine: DbEngine,
+    },
+    Parts {
+        engine: DbEngine,
+        host: String,
+        port: Option<u16>,
+        user: Option<String>,
+        password: Option<Zeroizing<String>>,
+        database: Option<String>,
+    },
+}
+
+impl Target {
+    pub(crate) fn engine(&self) -> DbEngine {
+        match self {
+            Self::Url { engine, .. } | Self::Parts { engine, .. } => *engine,
+        }
+    }
+
+    /// The password, for scrubbing error messages.
+    pub(crate) fn password(&self) -> Option<String> {
+        match self {
+            Self::Url { url, .. } => url_password(url),
+            Self::Parts { password, .. } => password.as_ref().map(|p| p.to_string()),
+        }
+    }
+}
+
+/// Pool sizing and timeouts.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolSettings {
+    pub(crate) max_connections: u32,
+    pub(crate) min_connections: u32,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) startup_timeout: Duration,
+}
+
+/// How statements are traced.
+#[derive(Clone, Debug)]
+pub(crate) struct TraceSettings {
+    pub(crate) query_text: QueryText,
+    pub(crate) legacy_attributes: bool,
+    pub(crate) root_spans: bool,
+    pub(crate) peer_service: Option<String>,
+    pub(crate) collapse_in_lists: bool,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self {
+            query_text: QueryText::Sanitized,
+            legacy_attributes: true,
+            root_spans: false,
+            peer_service: None,
+            collapse_in_lists: true,
+        }
+    }
+}
+
+/// Everything a [`Pool`](super::Pool) needs: where the database is, pool sizing, start-up
+/// retry, tracing, credential rotation and migrations. Read from the environment and refined
+/// in code (code wins).
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `DATABASE_URL` | `postgres://user:pass@host:5432/db`, `mysql://…`, `mariadb://…`, `sqlite:file.db` | — |
+/// | `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`, `DB_DATABASE` | used when `DATABASE_URL` is unset (the sample's variables, and what `apprunner::secrets` expands an RDS secret into) | port of the engine |
+/// | `DB_ENGINE` | `postgres`, `mysql`, `mariadb`, `sqlite` (with the `DB_*` parts) | `postgres` |
+/// | `DB_POOL_MAX_CONNECTIONS` | pool size | `10` |
+/// | `DB_POOL_MIN_CONNECTIONS` | connections kept open | `0` |
+/// | `DB_POOL_ACQUIRE_TIMEOUT` | longest wait for a connection before a statement fails (keep it short: requests fail fast while the database is down) | `5s` |
+/// | `DB_POOL_IDLE_TIMEOUT` | idle connections are closed after this (`off` to keep them) | `10m` |
+/// | `DB_POOL_MAX_LIFETIME` | connections are replaced after this (`off` to keep them) | `30m` |
+/// | `DB_CONNECT_TIMEOUT` | one connection attempt at start-up | `5s` |
+/// | `DB_STARTUP_TIMEOUT` | how long start-up keeps retrying an unreachable database (Aurora Serverless v2 resumes in ~15–30 s) | `45s` |
+/// | `DB_SECRET_NAME` | the RDS secret to re-read when the password is rejected (rotation; needs the `secrets` feature) | — |
+/// | `DB_TRACE_QUERY_TEXT` | `sanitized`, `raw`, `off` | `sanitized` |
+/// | `DB_TRACE_ROOT_SPANS` | `true`: trace statements that have no parent span | `false` |
+/// | `DB_TRACE_LEGACY_ATTRIBUTES` | `false`: omit `db.system`, `db.name`, `db.statement`, `db.user` | `true` (`false` when `OTEL_SEMCONV_STABILITY_OPT_IN` lists `database` without `database/dup`) |
+/// | `DB_PEER_SERVICE` | `peer.service`, the database's node name in X-Ray | `{db.namespace}@{server.address}` |
+///
+/// Durations are `250ms`, `5s`, `2m`, `1h` or a plain number of seconds. With the `DB_*` parts,
+/// sqlx's own variables (`PGSSLMODE`, `PGAPPNAME`, …) still apply; with a URL, put such options
+/// in its query string (`?sslmode=require`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use apprunner::db::{DbConfig, DbEngine};
+///
+/// let config = DbConfig::from_lookup(|key| match key {
+///     "DB_HOST" => Some("users.cluster-abc.eu-west-1.rds.amazonaws.com".into()),
+///     "DB_USER" => Some("app".into()),
+///     "DB_PASSWORD" => Some("s3cret".into()),
+///     "DB_DATABASE" => Some("users".into()),
+///     "DB_POOL_MAX_CONNECTIONS" => Some("20".into()),
+///     _ => None,
+/// })?
+/// .acquire_timeout(Duration::from_secs(2));
+/// assert_eq!(config.engine(), DbEngine::Postgres);
+/// assert_eq!(config.endpoint(), "users.cluster-abc.eu-west-1.rds.amazonaws.com:5432");
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), apprunner::db::DbError>(())
+/// ```
+#[derive(Clone)]
+pub struct DbConfig {
+    pub(crate) target: Target,
+    pub(crate) pool: PoolSettings,
+    pub(crate) tracing: TraceSettings,
+    pub(crate) credentials: Option<Arc<dyn CredentialSource>>,
+    pub(crate) secret_name: Option<String>,
+    pub(crate) migrator: Option<Arc<Migrator>>,
+}
+
+impl fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("engine", &self.target.engine())
+            .field("endpoint", &self.endpoint())
+            .field("pool", &self.pool)
+            .field("tracing", &self.tracing)
+            .field("credentials", &self.credentials)
+            .field("secret_name", &self.secret_name)
+            .field(
+                "migrations",
+                &self.migrator.as_ref().map(|m| m.iter().count()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbConfig {
+    /// Reads the configuration from the process environment (see the table above).
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::NotConfigured`] when no database is named, [`DbError::InvalidConfig`] for a
+    /// malformed value.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let config = apprunner::db::DbConfig::from_env()?;
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, DbError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads the configuration through `lookup` (for tests, or another source of settings).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = apprunner::db::DbConfig::from_lookup(|key| {
+    ///     (key == "DATABASE_URL").then(|| "sqlite::memory:".to_owned())
+    /// })?;
+    /// assert_eq!(config.engine(), apprunner::db::DbEngine::Sqlite);
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DbError> {
+        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let target = match get("DATABASE_URL") {
+            Some(url) => Target::Url {
+                engine: url_engine(&url)?,
+                url: Zeroizing::new(url.trim().to_owned()),
+            },
+            None => {
+                let engine = match get("DB_ENGINE") {
+                    Some(name) => DbEngine::parse(&name).ok_or_else(|| DbError::InvalidConfig {
+                        var: "DB_ENGINE",
+                        reason: format!(
+                            "{name:?} is not an engine: use postgres, mysql, mariadb or sqlite"
+                        ),
+                    })?,
+                    None => DbEngine::Postgres,
+                };
+                let host = get("DB_HOST");
+                let database = get("DB_DATABASE");
+                if host.is_none() && !(engine == DbEngine::Sqlite && database.is_some()) {
+                    return Err(DbError::NotConfigured);
+                }
+                Target::Parts {
+                    engine,
+                    host: host.unwrap_or_default().trim().to_owned(),
+                    port: get("DB_PORT")
+                        .map(|p| {
+                            p.trim().parse::<u16>().map_err(|_| DbError::InvalidConfig {
+                                var: "DB_PORT",
+                                reason: format!("{p:?} is not a port number (1-65535)"),
+                            })
+                        })
+                        .transpose()?,
+                    user: get("DB_USER"),
+                    password: lookup("DB_PASSWORD").map(Zeroizing::new),
+                    database,
+                }
+            }
+        };
+        let count = |var: &'static str, default: u32| -> Result<u32, DbError> {
+            get(var).map_or(Ok(default), |v| {
+                v.trim().parse().map_err(|_| DbError::InvalidConfig {
+                    var,
+                    reason: format!("{v:?} is not a whole number"),
+                })
+            })
+        };
+        let duration = |var: &'static str, default: Duration| -> Result<Duration, DbError> {
+            get(var).map_or(Ok(default), |v| parse_duration(var, &v))
+        };
+        let optional_duration =
+            |var: &'static str, default: Duration| -> Result<Option<Duration>, DbError> {
+                match get(var) {
+                    None => Ok(Some(default)),
+                    Some(v) if matches!(v.trim(), "off" | "none" | "0") => Ok(None),
+                    Some(v) => parse_duration(var, &v).map(Some),
+                }
+            };
+        let flag = |var: &'static str| -> Result<Option<bool>, DbError> {
+            get(var)
+                .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => Ok(true),
+                    "false" | "0" | "no" | "off" => Ok(false),
+                    _ => Err(DbError::InvalidConfig {
+                        var,
+                        reason: format!("{v:?} is not a boolean: use true or false"),
+                    }),
+                })
+                .transpose()
+        };
+
+        let max_connections = count("DB_POOL_MAX_CONNECTIONS", 10)?;
+        if max_connections == 0 {
+            return Err(DbError::InvalidConfig {
+                var: "DB_POOL_MAX_CONNECTIONS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let pool = PoolSettings {
+            max_connections,
+            min_connections: count("DB_POOL_MIN_CONNECTIONS", 0)?,
+            acquire_timeout: duration("DB_POOL_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
+            idle_timeout: optional_duration("DB_POOL_IDLE_TIMEOUT", Duration::from_secs(600))?,
+            max_lifetime: optional_duration("DB_POOL_MAX_LIFETIME", Duration::from_secs(1800))?,
+            connect_timeout: duration("DB_CONNECT_TIMEOUT", Duration::from_secs(5))?,
+            startup_timeout: duration("DB_STARTUP_TIMEOUT", Duration::from_secs(45))?,
+        };
+
+        let stable_only = get("OTEL_SEMCONV_STABILITY_OPT_IN").is_some_and(|v| {
+            let values: Vec<_> = v.split(',').map(str::trim).collect();
+            values.contains(&"database") && !values.contains(&"database/dup")
+        });
+        let tracing = TraceSettings {
+            query_text: match get("DB_TRACE_QUERY_TEXT") {
+                None => QueryText::Sanitized,
+                Some(v) => QueryText::parse(&v).ok_or_else(|| DbError::InvalidConfig {
+                    var: "DB_TRACE_QUERY_TEXT",
+                    reason: format!("{v:?} is not one of sanitized, raw, off"),
+                })?,
+            },
+            legacy_attributes: flag("DB_TRACE_LEGACY_ATTRIBUTES")?.unwrap_or(!stable_only),
+            root_spans: flag("DB_TRACE_ROOT_SPANS")?.unwrap_or(false),
+            peer_service: get("DB_PEER_SERVICE"),
+            collapse_in_lists: true,
+        };
+
+        Ok(Self {
+            target,
+            pool,
+            tracing,
+            credentials: None,
+            secret_name: get("DB_SECRET_NAME"),
+            migrator: None,
+        })
+    }
+
+    /// A configuration for `url` with every other setting at its default (the environment is
+    /// not read).
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::InvalidConfig`] when the scheme is not a supported engine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = apprunner::db::DbConfig::from_url("postgres://app@localhost/users")?;
+    /// assert_eq!(config.endpoint(), "localhost:5432");
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn from_url(url: impl Into<String>) -> Result<Self, DbError> {
+        let url = url.into();
+        Self::from_lookup(|key| (key == "DATABASE_URL").then(|| url.clone()))
+    }
+
+    /// The engine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = apprunner::db::DbConfig::from_url("mariadb://root@127.0.0.1/app")?;
+    /// assert_eq!(config.engine(), apprunner::db::DbEngine::MariaDb);
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn engine(&self) -> DbEngine {
+        self.target.engine()
+    }
+
+    /// `host:port` (or the SQLite file), as errors and logs name the database.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = apprunner::db::DbConfig::from_url("sqlite:data/app.db")?;
+    /// assert_eq!(config.endpoint(), "data/app.db");
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn endpoint(&self) -> String {
+        match &self.target {
+            Target::Url { url, engine } => url_endpoint(url, *engine),
+            Target::Parts {
+                engine: DbEngine::Sqlite,
+                database,
+                ..
+            } => database.clone().unwrap_or_default(),
+            Target::Parts {
+                engine, host, port, ..
+            } => format!("{host}:{}", port.unwrap_or(engine.default_port())),
+        }
+    }
+
+    /// The pool size (`DB_POOL_MAX_CONNECTIONS`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.max_connections(4);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.pool.max_connections = max.max(1);
+        self
+    }
+
+    /// Connections kept open (`DB_POOL_MIN_CONNECTIONS`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.min_connections(1);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn min_connections(mut self, min: u32) -> Self {
+        self.pool.min_connections = min;
+        self
+    }
+
+    /// Longest wait for a connection before a statement fails with
+    /// `sqlx::Error::PoolTimedOut` (`DB_POOL_ACQUIRE_TIMEOUT`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.acquire_timeout(std::time::Duration::from_secs(2));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.acquire_timeout = timeout;
+        self
+    }
+
+    /// Idle connections are closed after this (`DB_POOL_IDLE_TIMEOUT`; `None` keeps them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.idle_timeout(Some(std::time::Duration::from_secs(60)));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.pool.idle_timeout = timeout;
+        self
+    }
+
+    /// Connections are replaced after this (`DB_POOL_MAX_LIFETIME`; `None` keeps them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.max_lifetime(None);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.pool.max_lifetime = lifetime;
+        self
+    }
+
+    /// One connection attempt at start-up (`DB_CONNECT_TIMEOUT`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.connect_timeout(std::time::Duration::from_secs(3));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.connect_timeout = timeout;
+        self
+    }
+
+    /// How long start-up keeps retrying an unreachable database (`DB_STARTUP_TIMEOUT`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.startup_timeout(std::time::Duration::from_secs(60));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.startup_timeout = timeout;
+        self
+    }
+
+    /// How `db.query.text` is recorded (`DB_TRACE_QUERY_TEXT`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.query_text(apprunner::db::QueryText::Off);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn query_text(mut self, mode: QueryText) -> Self {
+        self.tracing.query_text = mode;
+        self
+    }
+
+    /// Whether `IN (?, ?, …)` is shortened to `IN (?)` in `db.query.text` (default `true`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.collapse_in_lists(false);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn collapse_in_lists(mut self, collapse: bool) -> Self {
+        self.tracing.collapse_in_lists = collapse;
+        self
+    }
+
+    /// Whether the legacy keys the X-Ray exporter reads (`db.system`, `db.name`,
+    /// `db.statement`, `db.user`) are recorded too (`DB_TRACE_LEGACY_ATTRIBUTES`, default
+    /// `true`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.legacy_attributes(false);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn legacy_attributes(mut self, on: bool) -> Self {
+        self.tracing.legacy_attributes = on;
+        self
+    }
+
+    /// Whether a statement with no parent span gets a (root) span (`DB_TRACE_ROOT_SPANS`,
+    /// default `false`: X-Ray would show each as a top-level segment named after the
+    /// database).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.root_spans(true);
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn root_spans(mut self, on: bool) -> Self {
+        self.tracing.root_spans = on;
+        self
+    }
+
+    /// Sets `peer.service`, the database's node name in the X-Ray service map
+    /// (`DB_PEER_SERVICE`; default `{db.namespace}@{server.address}`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// let config = config.peer_service("users-db");
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn peer_service(mut self, name: impl Into<String>) -> Self {
+        self.tracing.peer_service = Some(name.into());
+        self
+    }
+
+    /// Where fresh credentials come from when the database rejects the current ones (wins over
+    /// `DB_SECRET_NAME`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use apprunner::db::{DbConfig, RdsSecretSource};
+    /// use apprunner::secrets::SecretCache;
+    ///
+    /// let cache = Arc::new(SecretCache::from_env().await?);
+    /// let config = DbConfig::from_env()?.credentials(RdsSecretSource::new(cache, "prod/users-db"));
+    /// # let _ = config;
+    /// # Ok(()) }
+    /// ```
+    pub fn credentials(mut self, source: impl CredentialSource) -> Self {
+        self.credentials = Some(Arc::new(source));
+        self
+    }
+
+    /// Runs these migrations once connected (PostgreSQL and MySQL take a lock first, so
+    /// instances starting together do not race). Usually `sqlx::migrate!()`, which embeds
+    /// `./migrations` at compile time; or loaded at run time as below.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sqlx::migrate::Migrator;
+    ///
+    /// let migrator = Migrator::new(std::path::Path::new("./migrations")).await?;
+    /// let config = apprunner::db::DbConfig::from_env()?.migrations(migrator);
+    /// # let _ = config;
+    /// # Ok(()) }
+    /// ```
+    pub fn migrations(mut self, migrator: Migrator) -> Self {
+        self.migrator = Some(Arc::new(migrator));
+        self
+    }
+}
+
+fn url_engine(url: &str) -> Result<DbEngine, DbError> {
+    let scheme = url.trim().split(':').next().unwrap_or_default();
+    DbEngine::parse(scheme).ok_or_else(|| DbError::InvalidConfig {
+        var: "DATABASE_URL",
+        reason: format!(
+            "scheme {scheme:?} is not supported: use postgres://, mysql://, mariadb:// or sqlite:"
+        ),
+    })
+}
+
+/// The authority part of a URL: `(userinfo, host:port)`.
+fn url_authority(url: &str) -> Option<(Option<&str>, &str)> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    Some(match authority.rsplit_once('@') {
+        Some((userinfo, hostport)) => (Some(userinfo), hostport),
+        None => (None, authority),
+    })
+}
+
+fn url_endpoint(url: &str, engine: DbEngine) -> String {
+    if engine == DbEngine::Sqlite {
+        let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+        return rest.split('?').next().unwrap_or_default().to_owned();
+    }
+    let hostport = url_authority(url).map_or("", |(_, h)| h);
+    let has_port = match hostport.rfind(']') {
+        Some(close) => hostport[close..].contains(':'),
+        None => hostport.contains(':'),
+    };
+    let host = if hostport.is_empty() {
+        "localhost"
+    } else {
+        hostport
+    };
+    if has_port {
+        host.to_owned()
+    } else {
+        format!("{host}:{}", engine.default_port())
+    }
+}
+
+/// The (percent-decoded) password of a URL.
+pub(crate) fn url_password(url: &str) -> Option<String> {
+    let (userinfo, _) = url_authority(url)?;
+    let (_, password) = userinfo?.split_once(':')?;
+    Some(percent_decode(password))
+}
+
+fn parse_duration(var: &'static str, value: &str) -> Result<Duration, DbError> {
+    let v = value.trim();
+    let (number, unit) = match v.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&v[..i], v[i..].trim()),
+        None => (v, "s"),
+    };
+    let n: f64 = number.parse().map_err(|_| DbError::InvalidConfig {
+        var,
+        reason: format!(
+            "{value:?} is not a duration: use e.g. 500ms, 5s, 2m or a number of seconds"
+        ),
+    })?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(DbError::InvalidConfig {
+                var,
+                reason: format!("{value:?} has an unknown unit: use ms, s, m or h"),
+            });
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| DbError::InvalidConfig {
+        var,
+        reason: format!("{value:?} is out of range"),
+    })
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<DbConfig, DbError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        DbConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("DB_HOST", "db")]).unwrap();
+        assert_eq!(c.engine(), DbEngine::Postgres);
+        assert_eq!(c.endpoint(), "db:5432");
+        assert_eq!(c.pool.max_connections, 10);
+        assert_eq!(c.pool.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(c.pool.idle_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(c.pool.startup_timeout, Duration::from_secs(45));
+        assert_eq!(c.tracing.query_text, QueryText::Sanitized);
+        assert!(c.tracing.legacy_attributes);
+        assert!(!c.tracing.root_spans);
+    }
+
+    #[test]
+    fn nothing_configured() {
+        assert!(matches!(config(&[]), Err(DbError::NotConfigured)));
+        assert!(matches!(
+            config(&[("DB_USER", "app")]),
+            Err(DbError::NotConfigured)
+        ));
+        let sqlite = config(&[("DB_ENGINE", "sqlite"), ("DB_DATABASE", "app.db")]).unwrap();
+        assert_eq!(sqlite.endpoint(), "app.db");
+    }
+
+    #[test]
+    fn url_wins_and_names_the_engine() {
+        let c = config(&[
+            ("DATABASE_URL", "mysql://app:pw@db.example:3307/users"),
+            ("DB_HOST", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(c.engine(), DbEngine::MySql);
+        assert_eq!(c.endpoint(), "db.example:3307");
+        assert_eq!(c.target.password().as_deref(), Some("pw"));
+        let err = config(&[("DATABASE_URL", "oracle://x")]).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let v6 = config(&[("DATABASE_URL", "postgres://u@[::1]/d")]).unwrap();
+        assert_eq!(v6.endpoint(), "[::1]:5432");
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db/users"),
+            ("DB_PASSWORD", "also-secret"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("also-secret"),
+            "{debug}"
+        );
+        let c = config(&[("DB_HOST", "db"), ("DB_PASSWORD", "p@ss")]).unwrap();
+        assert!(!format!("{c:?}").contains("p@ss"));
+        assert_eq!(
+            url_password("postgres://app:p%40ss%3A@db/x").as_deref(),
+            Some("p@ss:")
+        );
+    }
+
+    #[test]
+    fn pool_and_timeouts_from_env() {
+        let c = config(&[
+            ("DB_HOST", "db"),
+            ("DB_PORT", "6543"),
+            ("DB_POOL_MAX_CONNECTIONS", "3"),
+            ("DB_POOL_ACQUIRE_TIMEOUT", "750ms"),
+            ("DB_POOL_IDLE_TIMEOUT", "off"),
+            ("DB_POOL_MAX_LIFETIME", "2m"),
+            ("DB_STARTUP_TIMEOUT", "90"),
+        ])
+        .unwrap();
+        assert_eq!(c.endpoint(), "db:6543");
+        assert_eq!(c.pool.max_connections, 3);
+        assert_eq!(c.pool.acquire_timeout, Duration::from_millis(750));
+        assert_eq!(c.pool.idle_timeout, None);
+        assert_eq!(c.pool.max_lifetime, Some(Duration::from_secs(120)));
+        assert_eq!(c.pool.startup_timeout, Duration::from_secs(90));
+        for (var, value) in [
+            ("DB_POOL_MAX_CONNECTIONS", "0"),
+            ("DB_POOL_MAX_CONNECTIONS", "ten"),
+            ("DB_POOL_ACQUIRE_TIMEOUT", "5 parsecs"),
+            ("DB_PORT", "70000"),
+            ("DB_ENGINE", "oracle"),
+            ("DB_TRACE_QUERY_TEXT", "loud"),
+            ("DB_TRACE_ROOT_SPANS", "maybe"),
+        ] {
+            let err = config(&[("DB_HOST", "db"), (var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn tracing_settings() {
+        let c = config(&[
+            ("DB_HOST", "db"),
+            ("DB_TRACE_QUERY_TEXT", "raw"),
+            ("DB_TRACE_ROOT_SPANS", "true"),
+            ("DB_PEER_SERVICE", "users-db"),
+        ])
+        .unwrap();
+        assert_eq!(c.tracing.query_text, QueryText::Raw);
+        assert!(c.tracing.root_spans);
+        assert_eq!(c.tracing.peer_service.as_deref(), Some("users-db"));
+        let stable = config(&[
+            ("DB_HOST", "db"),
+            ("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database"),
+        ])
+        .unwrap();
+        assert!(!stable.tracing.legacy_attributes);
+        let dup = config(&[
+            ("DB_HOST", "db"),
+            ("OTEL_SEMCONV_STABILITY_OPT_IN", "database/dup,database"),
+        ])
+        .unwrap();
+        assert!(dup.tracing.legacy_attributes);
+        let forced = config(&[
+            ("DB_HOST", "db"),
+            ("OTEL_SEMCONV_STABILITY_OPT_IN", "database"),
+            ("DB_TRACE_LEGACY_ATTRIBUTES", "true"),
+        ])
+        .unwrap();
+        assert!(forced.tracing.legacy_attributes);
+    }
+}

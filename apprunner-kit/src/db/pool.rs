@@ -1,0 +1,586 @@
+//! [`Pool`]: a traced `sqlx::Pool` that connects with retries and follows rotated credentials.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sqlx::ConnectOptions as _;
+use sqlx::migrate::Migrator;
+
+use super::config::{DbConfig, DbEngine, PoolSettings, TraceSettings};
+use super::conn::{PoolConnection, Transaction};
+use super::credentials::CredentialSource;
+use super::driver::{Driver, Endpoint};
+use super::error::{DbError, scrub};
+use super::instrument::{Meta, TARGET, Tracer};
+
+/// The shortest time between two credential refreshes: a source that still holds the rejected
+/// password is not asked again on every failing connection attempt.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A pool of database connections in which every statement is a CLIENT span: use it wherever
+/// you used `sqlx::Pool` (`&pool` is a `sqlx::Executor`), so switching from `sqlx::PgPool` to
+/// [`PgPool`](super::PgPool) is a change of type.
+///
+/// Cloning is cheap (the clones share one pool).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use apprunner::db::SqlitePool;
+///
+/// let pool = SqlitePool::connect("sqlite::memory:").await?;
+/// sqlx::query("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL)")
+///     .execute(&pool)
+///     .await?;
+/// sqlx::query("INSERT INTO users (email) VALUES (?)")
+///     .bind("bob@example.com")
+///     .execute(&pool)
+///     .await?;
+/// let (id, email): (i64, String) = sqlx::query_as("SELECT id, email FROM users WHERE id = ?")
+///     .bind(1_i64)
+///     .fetch_one(&pool)
+///     .await?;
+/// assert_eq!((id, email.as_str()), (1, "bob@example.com"));
+/// # Ok(()) }
+/// ```
+pub struct Pool<DB: Driver> {
+    pub(crate) shared: Arc<Shared<DB>>,
+}
+
+pub(crate) struct Shared<DB: Driver> {
+    pub(crate) pool: sqlx::Pool<DB>,
+    pub(crate) tracer: Tracer,
+    rotation: Option<Rotation>,
+}
+
+struct Rotation {
+    source: Arc<dyn CredentialSource>,
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    generation: AtomicU64,
+}
+
+impl<DB: Driver> Clone for Pool<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<DB: Driver> fmt::Debug for Pool<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let meta = self.shared.tracer.meta();
+        f.debug_struct("Pool")
+            .field("system", &meta.system)
+            .field("endpoint", &meta.endpoint.describe())
+            .field("size", &self.shared.pool.size())
+            .field("idle", &self.shared.pool.num_idle())
+            .field("closed", &self.shared.pool.is_closed())
+            .field(
+                "credentials",
+                &self.shared.rotation.as_ref().map(|r| r.source.name()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Driver> Pool<DB> {
+    /// Connects with [`DbConfig::from_env`]: `DATABASE_URL` or the `DB_*` variables, retrying
+    /// while the database is unreachable (up to `DB_STARTUP_TIMEOUT`, default 45 s), with
+    /// rotation from `DB_SECRET_NAME` when set.
+    ///
+    /// # Errors
+    ///
+    /// See [`connect_with`](Self::connect_with).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), apprunner::db::DbError> {
+    /// let pool = apprunner::db::PgPool::connect_from_env().await?;
+    /// # let _ = pool;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_from_env() -> Result<Self, DbError> {
+        Self::connect_with(DbConfig::from_env()?).await
+    }
+
+    /// Connects to `url` with the default settings (like `sqlx::Pool::connect`, plus start-up
+    /// retries and tracing).
+    ///
+    /// # Errors
+    ///
+    /// See [`connect_with`](Self::connect_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::db::DbError> {
+    /// let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// # let _ = pool;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::connect_with(DbConfig::from_url(url)?).await
+    }
+
+    /// Builds the pool, then makes sure the database answers: connection attempts are retried
+    /// with exponential backoff (250 ms doubling to 5 s, with jitter) while the database is
+    /// unreachable or starting up, until the start-up deadline. A rejected password is
+    /// refreshed once from the credential source, if any. Then runs the migrations, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::Unreachable`] after the deadline, [`DbError::Authentication`],
+    /// [`DbError::Connect`] for errors retrying cannot fix, [`DbError::EngineMismatch`],
+    /// [`DbError::InvalidConfig`], [`DbError::Migrate`]. None of them contains the password.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), apprunner::db::DbError> {
+    /// use std::time::Duration;
+    /// use apprunner::db::{DbConfig, PgPool};
+    ///
+    /// let pool = PgPool::connect_with(
+    ///     DbConfig::from_env()?
+    ///         .max_connections(20)
+    ///         .startup_timeout(Duration::from_secs(60)),
+    /// )
+    /// .await?;
+    /// # let _ = pool;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(config: DbConfig) -> Result<Self, DbError> {
+        let options = DB::options(&config.target)?;
+        let endpoint = DB::endpoint(&options);
+        let engine = match config.engine() {
+            DbEngine::MariaDb => DbEngine::MariaDb,
+            _ => DB::ENGINE,
+        };
+        let meta = Meta::new(engine, endpoint, config.tracing.peer_service.as_deref());
+        let pool = pool_options::<DB>(&config.pool).connect_lazy_with(options);
+        let source = config
+            .credentials
+            .clone()
+            .or_else(|| default_source(&config));
+        let this = Self::assemble(pool, config.tracing.clone(), meta, source);
+        this.wait_until_reachable(&config.pool, config.target.password().as_deref())
+            .await?;
+        if let Some(migrator) = &config.migrator {
+            this.migrate(migrator).await?;
+        }
+        Ok(this)
+    }
+
+    /// Wraps a pool you built with sqlx (default tracing settings; the pool's statement
+    /// logging is left as configured). No connection is made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let raw = sqlx::sqlite::SqlitePoolOptions::new()
+    ///     .max_connections(1)
+    ///     .connect("sqlite::memory:")
+    ///     .await?;
+    /// let pool = apprunner::db::SqlitePool::from_sqlx(raw);
+    /// sqlx::query("SELECT 1").execute(&pool).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_sqlx(pool: sqlx::Pool<DB>) -> Self {
+        let meta = Meta::new(DB::ENGINE, DB::endpoint(&pool.connect_options()), None);
+        Self::assemble(pool, TraceSettings::default(), meta, None)
+    }
+
+    fn assemble(
+        pool: sqlx::Pool<DB>,
+        tracing: TraceSettings,
+        meta: Meta,
+        source: Option<Arc<dyn CredentialSource>>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                pool,
+                tracer: Tracer::new::<DB>(tracing, meta),
+                rotation: source.map(|source| Rotation {
+                    source,
+                    last_refresh: tokio::sync::Mutex::new(None),
+                    generation: AtomicU64::new(0),
+                }),
+            }),
+        }
+    }
+
+    /// Checks out a connection (retrying once with refreshed credentials if the database
+    /// rejects them). Statements on `&mut *conn` are traced.
+    ///
+    /// # Errors
+    ///
+    /// `sqlx::Error::PoolTimedOut` after the acquire timeout, or the connection error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// let mut conn = pool.acquire().await?;
+    /// sqlx::query("SELECT 1").execute(&mut *conn).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
+        let conn = self.shared.acquire().await?;
+        Ok(PoolConnection::new(conn, Arc::clone(&self.shared)))
+    }
+
+    /// Starts a transaction (a `BEGIN` span). Statements on `&mut *tx` are traced.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire), or the database's error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("SELECT 1").execute(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn begin(&self) -> Result<Transaction<'static, DB>, sqlx::Error> {
+        let tracer = &self.shared.tracer;
+        let mut span = tracer.wants_span().then(|| tracer.command("BEGIN"));
+        let result = self.shared.with_rotation(|| self.shared.pool.begin()).await;
+        if let Some(span) = &mut span {
+            span.finish::<DB, _>(&result);
+        }
+        Ok(Transaction::new(result?, Arc::clone(&self.shared)))
+    }
+
+    /// Runs migrations now (PostgreSQL and MySQL hold a lock meanwhile, so instances starting
+    /// together do not race).
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::Migrate`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// pool.migrate(&sqlx::migrate::Migrator::DEFAULT).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn migrate(&self, migrator: &Migrator) -> Result<(), DbError> {
+        let started = Instant::now();
+        DB::migrate(migrator, &self.shared.pool)
+            .await
+            .map_err(|e| DbError::Migrate(e.to_string()))?;
+        tracing::info!(
+            target: TARGET,
+            migrations = migrator.iter().count(),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "database migrations applied"
+        );
+        Ok(())
+    }
+
+    /// Closes the pool: waits for checked-out connections to come back and closes them all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// pool.close().await;
+    /// assert!(pool.is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self) {
+        self.shared.pool.close().await;
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// assert!(!pool.is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.shared.pool.is_closed()
+    }
+
+    /// Connections open (idle or in use).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// let _conn = pool.acquire().await?;
+    /// assert!(pool.size() >= 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn size(&self) -> u32 {
+        self.shared.pool.size()
+    }
+
+    /// Idle connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// assert!(pool.num_idle() <= pool.size() as usize);
+    /// # Ok(()) }
+    /// ```
+    pub fn num_idle(&self) -> usize {
+        self.shared.pool.num_idle()
+    }
+
+    /// The underlying sqlx pool, for libraries that need one. Statements run on it are not
+    /// traced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// let raw: &sqlx::SqlitePool = pool.as_sqlx();
+    /// sqlx::query("SELECT 1").execute(raw).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn as_sqlx(&self) -> &sqlx::Pool<DB> {
+        &self.shared.pool
+    }
+
+    async fn wait_until_reachable(
+        &self,
+        settings: &PoolSettings,
+        password: Option<&str>,
+    ) -> Result<(), DbError> {
+        let started = Instant::now();
+        let deadline = started + settings.startup_timeout;
+        let mut backoff = Duration::from_millis(250);
+        let mut attempts = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempts += 1;
+            let generation = self.shared.generation();
+            let options = self.shared.pool.connect_options();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let timeout = settings
+                .connect_timeout
+                .min(remaining)
+                .max(Duration::from_millis(100));
+            let error = match tokio::time::timeout(timeout, options.connect()).await {
+                Ok(Ok(mut conn)) => {
+                    if let Some(engine) = DB::detect_engine(&mut conn).await {
+                        self.shared.tracer.update_meta(|m| Meta {
+                            system: engine.system_name(),
+                            endpoint: m.endpoint.clone(),
+                            peer_service: m.peer_service.clone(),
+                        });
+                    }
+                    let _ = sqlx::Connection::close(conn).await;
+                    return Ok(());
+                }
+                Ok(Err(e)) => e,
+                Err(_) => sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {timeout:?} (DB_CONNECT_TIMEOUT)"),
+                )),
+            };
+            let meta = self.shared.tracer.meta();
+            let endpoint = meta.endpoint.describe();
+            let cause = scrub(&error.to_string(), password);
+            match &error {
+                sqlx::Error::Database(e) if DB::is_auth_failure(e.as_ref()) => {
+                    if !refreshed && self.shared.rotate(generation).await {
+                        refreshed = true;
+                        continue;
+                    }
+                    return Err(DbError::Authentication {
+                        endpoint,
+                        user: meta.endpoint.user.clone().unwrap_or_default(),
+                        cause,
+                    });
+                }
+                e if is_transient::<DB>(e) => {}
+                _ => return Err(DbError::Connect { endpoint, cause }),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(DbError::Unreachable {
+                    endpoint,
+                    attempts,
+                    waited: now - started,
+                    deadline: settings.startup_timeout,
+                    cause,
+                });
+            }
+            let pause = jitter(backoff).min(deadline - now);
+            tracing::warn!(
+                target: TARGET,
+                endpoint = %endpoint,
+                attempt = attempts,
+                error = %cause,
+                retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                "database not reachable yet; retrying"
+            );
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+impl<DB: Driver> Shared<DB> {
+    fn generation(&self) -> u64 {
+        self.rotation
+            .as_ref()
+            .map_or(0, |r| r.generation.load(Ordering::Acquire))
+    }
+
+    /// A connection from the pool; an authentication failure refreshes the credentials and
+    /// tries once more.
+    pub(crate) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+        self.with_rotation(|| self.pool.acquire()).await
+    }
+
+    pub(crate) async fn with_rotation<T, F, Fut>(&self, op: F) -> Result<T, sqlx::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let generation = self.generation();
+        match op().await {
+            Err(sqlx::Error::Database(e))
+                if self.rotation.is_some() && DB::is_auth_failure(e.as_ref()) =>
+            {
+                if self.rotate(generation).await {
+                    op().await
+                } else {
+                    Err(sqlx::Error::Database(e))
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Refreshes the credentials after a failure seen at `seen`; true when they changed (here
+    /// or concurrently) and a retry makes sense.
+    async fn rotate(&self, seen: u64) -> bool {
+        let Some(rotation) = &self.rotation else {
+            return false;
+        };
+        let mut last_refresh = rotation.last_refresh.lock().await;
+        if rotation.generation.load(Ordering::Acquire) != seen {
+            return true;
+        }
+        if last_refresh.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
+            return false;
+        }
+        *last_refresh = Some(Instant::now());
+        match rotation.source.refresh().await {
+            Ok(credentials) => {
+                let options =
+                    DB::with_credentials((*self.pool.connect_options()).clone(), &credentials);
+                self.pool.set_connect_options(options);
+                self.tracer.update_meta(|m| Meta {
+                    system: m.system,
+                    endpoint: Endpoint {
+                        user: Some(credentials.username().to_owned()),
+                        ..m.endpoint.clone()
+                    },
+                    peer_service: m.peer_service.clone(),
+                });
+                rotation.generation.fetch_add(1, Ordering::AcqRel);
+                tracing::info!(
+                    target: TARGET,
+                    source = %rotation.source.name(),
+                    "the database rejected the credentials: refreshed them"
+                );
+                true
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: TARGET,
+                    source = %rotation.source.name(),
+                    %error,
+                    "the database rejected the credentials and refreshing them failed"
+                );
+                false
+            }
+        }
+    }
+}
+
+fn pool_options<DB: Driver>(settings: &PoolSettings) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections.min(settings.max_connections))
+        .acquire_timeout(settings.acquire_timeout)
+        .idle_timeout(settings.idle_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .test_before_acquire(true)
+}
+
+#[cfg(feature = "secrets")]
+fn default_source(config: &DbConfig) -> Option<Arc<dyn CredentialSource>> {
+    let name = config.secret_name.as_deref()?;
+    Some(Arc::new(super::credentials::RdsSecretSource::from_env(
+        name,
+    )))
+}
+
+#[cfg(not(feature = "secrets"))]
+fn default_source(_: &DbConfig) -> Option<Arc<dyn CredentialSource>> {
+    None
+}
+
+/// Errors that may go away by waiting: the network, a server starting or resuming, a full
+/// server.
+fn is_transient<DB: Driver>(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => DB::is_transient(e.as_ref()),
+        _ => false,
+    }
+}
+
+/// Half the backoff plus a pseudo-random part of the other half, so that instances starting
+/// together do not retry in lockstep.
+fn jitter(backoff: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let half = backoff / 2;
+    let spread = u32::try_from(half.as_millis()).unwrap_or(u32::MAX).max(1);
+    half + Duration::from_millis(u64::from(nanos % spread))
+}

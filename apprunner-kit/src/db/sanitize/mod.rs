@@ -1,0 +1,1072 @@
+//! SQL statement analysis in one pass: literals replaced by `?` for `db.query.text`, and the
+//! low-cardinality `db.query.summary` (`{operation} {target} …`) used as the span name.
+//!
+//! This is a tokenizer, not a parser: it knows quoting, comments, literals and a few keywords,
+//! enough to never let a literal through and to name the common statement shapes. Anything it
+//! does not understand is copied as is (identifiers, operators, placeholders) — never a literal.
+
+use std::ops::Range;
+
+/// The SQL dialect, which decides what is a literal: `"…"` is a string in MySQL but an
+/// identifier in PostgreSQL and SQLite; `$1` is a placeholder in PostgreSQL, `$tag$…$tag$` a
+/// string; backslashes escape in MySQL strings.
+///
+/// # Examples
+///
+/// ```
+/// use apprunner::db::{SqlDialect, sanitize};
+///
+/// assert_eq!(sanitize(r#"SELECT "name" FROM t WHERE a = "x""#, SqlDialect::Postgres),
+///            r#"SELECT "name" FROM t WHERE a = "x""#);
+/// assert_eq!(sanitize(r#"SELECT name FROM t WHERE a = "x""#, SqlDialect::MySql),
+///            "SELECT name FROM t WHERE a = ?");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SqlDialect {
+    /// PostgreSQL (and Aurora PostgreSQL).
+    Postgres,
+    /// MySQL and MariaDB (and Aurora MySQL), with the default `sql_mode` (no `ANSI_QUOTES`).
+    MySql,
+    /// SQLite.
+    Sqlite,
+}
+
+/// What [`Sanitizer::analyze`] found in a statement.
+///
+/// # Examples
+///
+/// ```
+/// use apprunner::db::{Sanitizer, SqlDialect};
+///
+/// let info = Sanitizer::new(SqlDialect::Postgres)
+///     .analyze("SELECT id, email FROM users WHERE email = 'bob@example.com' AND id IN (1, 2, 3)");
+/// assert_eq!(info.text(), "SELECT id, email FROM users WHERE email = ? AND id IN (?)");
+/// assert_eq!(info.summary(), "SELECT users");
+/// assert_eq!(info.operation(), Some("SELECT"));
+/// assert_eq!(info.collection(), Some("users"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryInfo {
+    text: String,
+    summary: String,
+    operation: Option<Range<usize>>,
+    collection: Option<Range<usize>>,
+    procedure: Option<Range<usize>>,
+}
+
+impl QueryInfo {
+    /// The statement with every literal replaced by `?`, comments removed and whitespace runs
+    /// collapsed to one space (empty when the analysis was asked for the summary only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let info = Sanitizer::new(SqlDialect::Sqlite).analyze("DELETE FROM s WHERE t < 1700000000 -- old");
+    /// assert_eq!(info.text(), "DELETE FROM s WHERE t < ?");
+    /// ```
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The low-cardinality summary: operations and their targets in order of appearance, e.g.
+    /// `INSERT shipping SELECT orders` (at most 255 characters; empty if nothing was
+    /// recognised).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let info = Sanitizer::new(SqlDialect::Postgres)
+    ///     .analyze("INSERT INTO shipping (id) SELECT id FROM orders WHERE total > 100");
+    /// assert_eq!(info.summary(), "INSERT shipping SELECT orders");
+    /// assert_eq!(info.operation(), None); // two operations
+    /// ```
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
+    /// The operation, when the statement has exactly one (`SELECT`, `CREATE TABLE`, …), as
+    /// written in the statement.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let info = Sanitizer::new(SqlDialect::Postgres).analyze("update users set name = $1");
+    /// assert_eq!(info.operation(), Some("update"));
+    /// ```
+    pub fn operation(&self) -> Option<&str> {
+        self.operation.clone().map(|r| &self.summary[r])
+    }
+
+    /// The table, when the statement has exactly one operation on exactly one table, as
+    /// written (schema prefix and quotes included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let info = Sanitizer::new(SqlDialect::Postgres)
+    ///     .analyze(r#"SELECT * FROM "public"."users" u WHERE u.id = $1"#);
+    /// assert_eq!(info.collection(), Some(r#""public"."users""#));
+    /// ```
+    pub fn collection(&self) -> Option<&str> {
+        self.collection.clone().map(|r| &self.summary[r])
+    }
+
+    /// The stored procedure of a `CALL`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let info = Sanitizer::new(SqlDialect::MySql).analyze("CALL refresh_totals(42)");
+    /// assert_eq!(info.stored_procedure(), Some("refresh_totals"));
+    /// assert_eq!(info.summary(), "CALL refresh_totals");
+    /// ```
+    pub fn stored_procedure(&self) -> Option<&str> {
+        self.procedure.clone().map(|r| &self.summary[r])
+    }
+}
+
+/// Replaces literals with `?` and summarises statements, for one SQL dialect.
+///
+/// Literals are strings (`'…'`, `E'…'`, `N'…'`, `$tag$…$tag$`, MySQL `"…"`), numbers
+/// (`42`, `-1.5e3` becomes `-?`), hexadecimal and binary literals (`0xFF`, `X'FF'`, `B'01'`) and
+/// the booleans `TRUE` and `FALSE`; typed literals such as `DATE '2024-01-01'` or
+/// `INTERVAL '1 day'` lose their string. Placeholders (`$1`, `?`, `?1`, `:name`, `@name`),
+/// identifiers (quoted or not), keywords, operators and `NULL` are kept. Comments are removed
+/// (they can carry anything). With [`collapse_in_lists`](Self::collapse_in_lists) (the
+/// default), `IN (?, ?, ?)` becomes `IN (?)`, keeping the text's cardinality low.
+///
+/// # Examples
+///
+/// ```
+/// use apprunner::db::{Sanitizer, SqlDialect};
+///
+/// let sanitizer = Sanitizer::new(SqlDialect::Postgres);
+/// assert_eq!(
+///     sanitizer.sanitize("SELECT * FROM t WHERE a = $1 AND b = E'it\\'s' AND c IN (1, 2)"),
+///     "SELECT * FROM t WHERE a = $1 AND b = ? AND c IN (?)"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sanitizer {
+    dialect: Dialect,
+    collapse_in_lists: bool,
+}
+
+/// Replaces the literals of `sql` with `?` (with the default [`Sanitizer`] settings).
+///
+/// # Examples
+///
+/// ```
+/// use apprunner::db::{SqlDialect, sanitize};
+///
+/// assert_eq!(
+///     sanitize("INSERT INTO users (email, admin) VALUES ('bob@example.com', TRUE)", SqlDialect::Sqlite),
+///     "INSERT INTO users (email, admin) VALUES (?, ?)"
+/// );
+/// ```
+pub fn sanitize(sql: &str, dialect: SqlDialect) -> String {
+    Sanitizer::new(dialect).sanitize(sql)
+}
+
+/// The dialect, plus the one used for error messages (all quotes are literals there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    Sql(SqlDialect),
+    Message,
+}
+
+impl Sanitizer {
+    /// A sanitizer for `dialect`, collapsing `IN` lists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sanitizer = apprunner::db::Sanitizer::new(apprunner::db::SqlDialect::MySql);
+    /// assert_eq!(sanitizer.sanitize("SELECT 1"), "SELECT ?");
+    /// ```
+    pub fn new(dialect: SqlDialect) -> Self {
+        Self {
+            dialect: Dialect::Sql(dialect),
+            collapse_in_lists: true,
+        }
+    }
+
+    /// Whether `IN (?, ?, …)` is shortened to `IN (?)` (default `true`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let sanitizer = Sanitizer::new(SqlDialect::Postgres).collapse_in_lists(false);
+    /// assert_eq!(sanitizer.sanitize("SELECT 1 WHERE 2 IN (3, 4)"), "SELECT ? WHERE ? IN (?, ?)");
+    /// ```
+    pub fn collapse_in_lists(mut self, collapse: bool) -> Self {
+        self.collapse_in_lists = collapse;
+        self
+    }
+
+    /// The sanitized text only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let text = Sanitizer::new(SqlDialect::Postgres).sanitize("SELECT $$secret$$, 0xFF");
+    /// assert_eq!(text, "SELECT ?, ?");
+    /// ```
+    pub fn sanitize(&self, sql: &str) -> String {
+        let mut run = Run::new(sql, *self, true, false);
+        run.run();
+        run.text
+    }
+
+    /// The sanitized text, the summary, and the operation and table when there is one of each.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let info = Sanitizer::new(SqlDialect::Postgres).analyze("DELETE FROM sessions WHERE expires < now()");
+    /// assert_eq!((info.summary(), info.collection()), ("DELETE sessions", Some("sessions")));
+    /// ```
+    pub fn analyze(&self, sql: &str) -> QueryInfo {
+        let mut run = Run::new(sql, *self, true, true);
+        run.run();
+        run.finish()
+    }
+
+    /// The summary, operation and table only ([`QueryInfo::text`] is empty): for when the
+    /// text is recorded raw or not at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{Sanitizer, SqlDialect};
+    ///
+    /// let info = Sanitizer::new(SqlDialect::Sqlite).summarize("SELECT * FROM a JOIN b ON a.id = b.a_id");
+    /// assert_eq!((info.text(), info.summary()), ("", "SELECT a b"));
+    /// ```
+    pub fn summarize(&self, sql: &str) -> QueryInfo {
+        let mut run = Run::new(sql, *self, false, true);
+        run.run();
+        run.finish()
+    }
+}
+
+/// Sanitizes an error message for a span status: every quoted part (`'…'`, `"…"`, `` `…` ``)
+/// and every number becomes `?` (MySQL's `Duplicate entry 'bob@example.com' for key 'email'`
+/// quotes the value).
+pub(crate) fn sanitize_message(message: &str) -> String {
+    let sanitizer = Sanitizer {
+        dialect: Dialect::Message,
+        collapse_in_lists: false,
+    };
+    let mut run = Run::new(message, sanitizer, true, false);
+    run.run();
+    run.text
+}
+
+// ------------------------------------------------------------------------------------------
+// Tokenizer
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Identifier or keyword.
+    Word,
+    /// `"quoted"`, `` `quoted` ``, `[quoted]` identifier.
+    QuotedIdent,
+    /// A literal: replaced by `?`.
+    Literal,
+    /// `$1`, `?`, `?2`, `:name`, `@name`, `$name`, `@@var`.
+    Placeholder,
+    /// One of `( ) , ; .`.
+    Punct(u8),
+    /// Anything else (operators), copied verbatim.
+    Other,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Token {
+    kind: Kind,
+    start: usize,
+    end: usize,
+    space_before: bool,
+}
+
+struct Lexer<'a> {
+    src: &'a [u8],
+    pos: usize,
+    dialect: Dialect,
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn is_ident_continue(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+impl<'a> Lexer<'a> {
+    fn peek(&self, offset: usize) -> u8 {
+        self.src.get(self.pos + offset).copied().unwrap_or(0)
+    }
+
+    fn mysql(&self) -> bool {
+        self.dialect == Dialect::Sql(SqlDialect::MySql)
+    }
+
+    fn postgres(&self) -> bool {
+        self.dialect == Dialect::Sql(SqlDialect::Postgres)
+    }
+
+    fn sqlite(&self) -> bool {
+        self.dialect == Dialect::Sql(SqlDialect::Sqlite)
+    }
+
+    /// Skips whitespace and comments; returns whether anything was skipped.
+    fn skip_space(&mut self) -> bool {
+        let start = self.pos;
+        loop {
+            match self.peek(0) {
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => self.pos += 1,
+                b'-' if self.peek(1) == b'-' => self.skip_line(),
+                b'#' if self.mysql() => self.skip_line(),
+                b'/' if self.peek(1) == b'*' => self.skip_block_comment(),
+                _ => break,
+            }
+        }
+        self.pos != start
+    }
+
+    fn skip_line(&mut self) {
+        match self.src[self.pos..].iter().position(|&b| b == b'\n') {
+            Some(n) => self.pos += n + 1,
+            None => self.pos = self.src.len(),
+        }
+    }
+
+    fn skip_block_comment(&mut self) {
+        // PostgreSQL nests block comments; the others end at the first `*/`.
+        let nests = self.postgres();
+        self.pos += 2;
+        let mut depth = 1usize;
+        while self.pos < self.src.len() {
+            match (self.src[self.pos], self.peek(1)) {
+                (b'*', b'/') => {
+                    self.pos += 2;
+                    depth -= 1;
+                    if depth == 0 {
+                        return;
+                    }
+                }
+                (b'/', b'*') if nests => {
+                    self.pos += 2;
+                    depth += 1;
+                }
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// Skips a quoted run starting at the opening quote; a doubled quote is an escaped quote,
+    /// and with `backslash` a backslash escapes the next byte.
+    fn skip_quoted(&mut self, quote: u8, backslash: bool) {
+        self.pos += 1;
+        while self.pos < self.src.len() {
+            let b = self.src[self.pos];
+            if backslash && b == b'\\' {
+                self.pos += 2;
+            } else if b == quote {
+                if self.peek(1) == quote {
+                    self.pos += 2;
+                } else {
+                    self.pos += 1;
+                    return;
+                }
+            } else {
+                self.pos += 1;
+            }
+        }
+        self.pos = self.src.len();
+    }
+
+    /// `$tag$ … $tag$` (the tag may be empty). Returns false when this is not a dollar quote.
+    fn try_dollar_quote(&mut self) -> bool {
+        let open_start = self.pos;
+        let mut i = self.pos + 1;
+        while i < self.src.len() && is_ident_continue(self.src[i]) && self.src[i] != b'$' {
+            i += 1;
+        }
+        if i >= self.src.len() || self.src[i] != b'$' {
+            return false;
+        }
+        // A tag must not start with a digit (that would be a `$1` placeholder).
+        if i > open_start + 1 && self.src[open_start + 1].is_ascii_digit() {
+            return false;
+        }
+        let tag = &self.src[open_start..=i];
+        let body = i + 1;
+        self.pos = match self.src[body..].windows(tag.len()).position(|w| w == tag) {
+            Some(n) => body + n + tag.len(),
+            None => self.src.len(),
+        };
+        true
+    }
+
+    fn skip_number(&mut self) {
+        let src = self.src;
+        let digits = |mut i: usize, ok: fn(u8) -> bool| {
+            while i < src.len() && (ok(src[i]) || src[i] == b'_') {
+                i += 1;
+            }
+            i
+        };
+        let p = self.pos;
+        if src[p] == b'0' && matches!(self.peek(1), b'x' | b'X') {
+            self.pos = digits(p + 2, |b| b.is_ascii_hexdigit());
+            return;
+        }
+        if src[p] == b'0'
+            && matches!(self.peek(1), b'b' | b'B')
+            && matches!(self.peek(2), b'0' | b'1')
+        {
+            self.pos = digits(p + 2, |b| b == b'0' || b == b'1');
+            return;
+        }
+        let mut i = digits(p, |b| b.is_ascii_digit());
+        if i < src.len() && src[i] == b'.' {
+            i = digits(i + 1, |b| b.is_ascii_digit());
+        }
+        if i < src.len() && matches!(src[i], b'e' | b'E') {
+            let mut j = i + 1;
+            if j < src.len() && matches!(src[j], b'+' | b'-') {
+                j += 1;
+            }
+            if j < src.len() && src[j].is_ascii_digit() {
+                i = digits(j, |b| b.is_ascii_digit());
+            }
+        }
+        self.pos = i;
+    }
+
+    /// Whether `word` glued to a following `'` makes one literal: `E'…'`, `N'…'`, `X'…'`,
+    /// `B'…'`, MySQL charset introducers `_utf8mb4'…'`.
+    fn is_literal_prefix(word: &[u8]) -> bool {
+        match word {
+            [c] => matches!(c.to_ascii_uppercase(), b'E' | b'N' | b'X' | b'B'),
+            [b'_', ..] => true,
+            _ => false,
+        }
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let space_before = self.skip_space();
+        if self.pos >= self.src.len() {
+            return None;
+        }
+        let start = self.pos;
+        let b = self.src[start];
+        let message = self.dialect == Dialect::Message;
+        let kind = match b {
+            b'\'' => {
+                let backslash = self.mysql() || message;
+                self.skip_quoted(b'\'', backslash);
+                Kind::Literal
+            }
+            b'"' if self.mysql() || message => {
+                self.skip_quoted(b'"', true);
+                Kind::Literal
+            }
+            b'"' => {
+                self.skip_quoted(b'"', false);
+                Kind::QuotedIdent
+            }
+            b'`' if message => {
+                self.skip_quoted(b'`', false);
+                Kind::Literal
+            }
+            b'`' => {
+                self.skip_quoted(b'`', false);
+                Kind::QuotedIdent
+            }
+            b'[' if self.sqlite() => {
+                match self.src[start..].iter().position(|&c| c == b']') {
+                    Some(n) => self.pos += n + 1,
+                    None => self.pos = self.src.len(),
+                }
+                Kind::QuotedIdent
+            }
+            b'$' if !message && self.peek(1).is_ascii_digit() => {
+                self.pos += 1;
+                while self.peek(0).is_ascii_digit() {
+                    self.pos += 1;
+                }
+                Kind::Placeholder
+            }
+            b'$' if (self.postgres() || message) && self.try_dollar_quote() => Kind::Literal,
+            b'$' | b':' | b'@' if !message && is_ident_start(self.peek(1)) => {
+                // `$name` / `:name` / `@name` parameters (SQLite), `@var` (MySQL).
+                self.pos += 1;
+                while self.pos < self.src.len() && is_ident_continue(self.src[self.pos]) {
+                    self.pos += 1;
+                }
+                Kind::Placeholder
+            }
+            b'@' if self.mysql() && self.peek(1) == b'@' => {
+                self.pos += 2;
+                while self.pos < self.src.len()
+                    && (is_ident_continue(self.src[self.pos]) || self.src[self.pos] == b'.')
+                {
+                    self.pos += 1;
+                }
+                Kind::Placeholder
+            }
+            b'?' if !message => {
+                self.pos += 1;
+                while self.peek(0).is_ascii_digit() {
+                    self.pos += 1;
+                }
+                Kind::Placeholder
+            }
+            b'0'..=b'9' => {
+                self.skip_number();
+                if self.mysql() && self.pos < self.src.len() && is_ident_start(self.src[self.pos]) {
+                    // MySQL allows identifiers starting with digits (`1st_table`).
+                    while self.pos < self.src.len() && is_ident_continue(self.src[self.pos]) {
+                        self.pos += 1;
+                    }
+                    Kind::Word
+                } else {
+                    Kind::Literal
+                }
+            }
+            b'.' if self.peek(1).is_ascii_digit() => {
+                self.skip_number();
+                Kind::Literal
+            }
+            b'(' | b')' | b',' | b';' | b'.' => {
+                self.pos += 1;
+                Kind::Punct(b)
+            }
+            _ if is_ident_start(b) => {
+                self.pos += 1;
+                while self.pos < self.src.len() && is_ident_continue(self.src[self.pos]) {
+                    self.pos += 1;
+                }
+                let word = &self.src[start..self.pos];
+                if self.peek(0) == b'\'' && Self::is_literal_prefix(word) {
+                    let backslash = self.mysql() || matches!(word, [b'e' | b'E']);
+                    self.skip_quoted(b'\'', backslash);
+                    Kind::Literal
+                } else if matches!(word, [b'u' | b'U'])
+                    && self.peek(0) == b'&'
+                    && self.peek(1) == b'\''
+                {
+                    self.pos += 1;
+                    self.skip_quoted(b'\'', false);
+                    Kind::Literal
+                } else {
+                    Kind::Word
+                }
+            }
+            _ => {
+                // One character (UTF-8 continuation bytes are >= 0x80 and taken as identifier
+                // characters above, so this is always a single ASCII byte).
+                self.pos += 1;
+                Kind::Other
+            }
+        };
+        Some(Token {
+            kind,
+            start,
+            end: self.pos,
+            space_before,
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Keywords
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kw {
+    /// Not a keyword we care about (identifiers, most keywords).
+    None,
+    Select,
+    /// INSERT, REPLACE, MERGE, UPSERT: an operation whose table follows (after INTO).
+    Insert,
+    Update,
+    Delete,
+    With,
+    From,
+    Join,
+    In,
+    Is,
+    Not,
+    Distinct,
+    As,
+    True,
+    False,
+    Call,
+    /// CREATE, ALTER, DROP: the object type follows.
+    Ddl,
+    Truncate,
+    Table,
+    /// INDEX, VIEW, SEQUENCE, …: appended to a DDL operation.
+    ObjectType,
+    /// Words skipped between an operation and its table: INTO, ONLY, IGNORE, IF, EXISTS, …
+    Filler,
+    /// Keywords that end a FROM list (WHERE, ON, GROUP, …): never an alias.
+    Clause,
+}
+
+fn keyword(word: &[u8]) -> Kw {
+    if word.len() > 13 {
+        return Kw::None;
+    }
+    let mut buf = [0u8; 13];
+    let upper = &mut buf[..word.len()];
+    upper.copy_from_slice(word);
+    upper.make_ascii_uppercase();
+    match &*upper {
+        b"SELECT" => Kw::Select,
+        b"INSERT" | b"REPLACE" | b"MERGE" | b"UPSERT" => Kw::Insert,
+        b"UPDATE" => Kw::Update,
+        b"DELETE" => Kw::Delete,
+        b"WITH" => Kw::With,
+        b"FROM" => Kw::From,
+        b"JOIN" | b"STRAIGHT_JOIN" => Kw::Join,
+        b"IN" => Kw::In,
+        b"IS" => Kw::Is,
+        b"NOT" => Kw::Not,
+        b"DISTINCT" => Kw::Distinct,
+        b"AS" => Kw::As,
+        b"TRUE" => Kw::True,
+        b"FALSE" => Kw::False,
+        b"CALL" => Kw::Call,
+        b"CREATE" | b"ALTER" | b"DROP" => Kw::Ddl,
+        b"TRUNCATE" => Kw::Truncate,
+        b"TABLE" => Kw::Table,
+        b"INDEX" | b"VIEW" | b"SEQUENCE" | b"SCHEMA" | b"DATABASE" | b"FUNCTION" | b"PROCEDURE"
+        | b"TRIGGER" | b"TYPE" | b"EXTENSION" | b"ROLE" | b"USER" => Kw::ObjectType,
+        b"INTO" | b"ONLY" | b"IGNORE" | b"IF" | b"EXISTS" | b"OR" | b"LOW_PRIORITY"
+        | b"DELAYED" | b"HIGH_PRIORITY" | b"QUICK" | b"ABORT" | b"FAIL" | b"ROLLBACK"
+        | b"LATERAL" => Kw::Filler,
+        b"WHERE" | b"ON" | b"USING" | b"GROUP" | b"ORDER" | b"HAVING" | b"LIMIT" | b"OFFSET"
+        | b"UNION" | b"INTERSECT" | b"EXCEPT" | b"WINDOW" | b"FOR" | b"SET" | b"VALUES"
+        | b"RETURNING" | b"INNER" | b"LEFT" | b"RIGHT" | b"FULL" | b"OUTER" | b"CROSS"
+        | b"NATURAL" | b"FETCH" | b"TABLESAMPLE" | b"USE" | b"FORCE" | b"PARTITION"
+        | b"DEFAULT" | b"WHEN" | b"LOCK" | b"AND" | b"CASE" | b"OUTPUT" | b"DO" | b"CONFLICT"
+        | b"DUPLICATE" | b"INDEXED" => Kw::Clause,
+        _ => Kw::None,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The single pass
+
+const SUMMARY_MAX: usize = 255;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Nothing,
+    /// The table of INSERT/UPDATE/… (fillers such as INTO are skipped).
+    Table,
+    /// The procedure of CALL.
+    Procedure,
+    /// A table in a FROM list or after JOIN.
+    FromItem,
+    /// After a FROM item: an alias, `AS alias`, or `,` and the next item.
+    FromAlias {
+        alias_seen: bool,
+    },
+}
+
+/// Where the name being read goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NameRole {
+    Table,
+    Procedure,
+    FromItem,
+}
+
+struct Run<'a> {
+    src: &'a str,
+    lexer: Lexer<'a>,
+    collapse: bool,
+    want_text: bool,
+    want_summary: bool,
+    text: String,
+    // IN-list collapsing
+    after_in: bool,
+    in_list: Option<usize>,
+    in_items: usize,
+    // summary
+    summary: String,
+    summary_full: bool,
+    ops: usize,
+    tables: usize,
+    procedures: usize,
+    first_op: Option<Range<usize>>,
+    first_table: Option<Range<usize>>,
+    first_procedure: Option<Range<usize>>,
+    statement_start: bool,
+    /// Previous significant token: an operation keyword may only follow one of these.
+    prev_opens: bool,
+    prev_kw: Kw,
+    prev2_kw: Kw,
+    depth: usize,
+    /// Bit `d`: a SELECT/DELETE at paren depth `d`, so a FROM there names tables.
+    from_ok: u64,
+    expect: Expect,
+    /// A (possibly qualified) name being read: source range, role, and whether a `.` came last.
+    name: Option<(usize, usize, NameRole, bool)>,
+    /// The summary index of a DDL operation waiting for its object type.
+    ddl_op: Option<usize>,
+}
+
+impl<'a> Run<'a> {
+    fn new(src: &'a str, sanitizer: Sanitizer, want_text: bool, want_summary: bool) -> Self {
+        Self {
+            src,
+            lexer: Lexer {
+                src: src.as_bytes(),
+                pos: 0,
+                dialect: sanitizer.dialect,
+            },
+            collapse: sanitizer.collapse_in_lists,
+            want_text,
+            want_summary,
+            text: if want_text {
+                String::with_capacity(src.len())
+            } else {
+                String::new()
+            },
+            after_in: false,
+            in_list: None,
+            in_items: 0,
+            summary: String::new(),
+            summary_full: false,
+            ops: 0,
+            tables: 0,
+            procedures: 0,
+            first_op: None,
+            first_table: None,
+            first_procedure: None,
+            statement_start: true,
+            prev_opens: true,
+            prev_kw: Kw::None,
+            prev2_kw: Kw::None,
+            depth: 0,
+            from_ok: 0,
+            expect: Expect::Nothing,
+            name: None,
+            ddl_op: None,
+        }
+    }
+
+    fn run(&mut self) {
+        while let Some(token) = self.lexer.next() {
+            let kw = if token.kind == Kind::Word {
+                keyword(&self.src.as_bytes()[token.start..token.end])
+            } else {
+                Kw::None
+            };
+            if self.want_text {
+                self.emit(token, kw);
+            }
+            if self.want_summary {
+                self.summarize(token, kw);
+            }
+        }
+        if self.want_summary {
+            self.finish_name();
+        }
+    }
+
+    fn finish(self) -> QueryInfo {
+        let single_op = self.ops == 1;
+        QueryInfo {
+            text: self.text,
+            operation: self.first_op.filter(|_| single_op),
+            collection: self
+                .first_table
+                .filter(|_| single_op && self.tables == 1 && self.procedures == 0),
+            procedure: self.first_procedure.filter(|_| self.procedures == 1),
+            summary: self.summary,
+        }
+    }
+
+    // --------------------------------------------------------------------------- text
+
+    fn emit(&mut self, token: Token, kw: Kw) {
+        let literal = token.kind == Kind::Literal || matches!(kw, Kw::True | Kw::False);
+        if token.space_before && !self.text.is_empty() {
+            self.text.push(' ');
+        }
+        if literal {
+            self.text.push('?');
+        } else {
+            self.text.push_str(&self.src[token.start..token.end]);
+        }
+        if !self.collapse {
+            return;
+        }
+        let bare_placeholder = token.kind == Kind::Placeholder && token.end - token.start == 1;
+        match (self.in_list, token.kind) {
+            (Some(start), Kind::Punct(b')')) => {
+                if self.in_items > 1 {
+                    self.text.truncate(start);
+                    self.text.push_str("?)");
+                }
+                self.in_list = None;
+            }
+            (Some(_), Kind::Punct(b',')) => {}
+            (Some(_), _) if literal || bare_placeholder => self.in_items += 1,
+            (Some(_), _) => self.in_list = None,
+            (None, Kind::Punct(b'(')) if self.after_in => {
+                self.in_list = Some(self.text.len());
+                self.in_items = 0;
+            }
+            _ => {}
+        }
+        self.after_in = kw == Kw::In;
+    }
+
+    // --------------------------------------------------------------------------- summary
+
+    fn push_summary(&mut self, part: &str) -> Option<Range<usize>> {
+        if self.summary_full {
+            return None;
+        }
+        let extra = usize::from(!self.summary.is_empty()) + part.len();
+        if self.summary.len() + extra > SUMMARY_MAX {
+            self.summary_full = true;
+            return None;
+        }
+        if !self.summary.is_empty() {
+            self.summary.push(' ');
+        }
+        let start = self.summary.len();
+        self.summary.push_str(part);
+        Some(start..self.summary.len())
+    }
+
+    fn add_op(&mut self, token: Token) {
+        let range = self.push_summary(&self.src[token.start..token.end]);
+        self.ops += 1;
+        if self.first_op.is_none() {
+            self.first_op = range;
+        }
+    }
+
+    fn finish_name(&mut self) {
+        let Some((start, end, role, _)) = self.name.take() else {
+            return;
+        };
+        let range = self.push_summary(&self.src[start..end]);
+        match role {
+            NameRole::Procedure => {
+                self.procedures += 1;
+                if self.first_procedure.is_none() {
+                    self.first_procedure = range;
+                }
+            }
+            NameRole::Table | NameRole::FromItem => {
+                self.tables += 1;
+                if self.first_table.is_none() {
+                    self.first_table = range;
+                }
+            }
+        }
+        self.expect = if role == NameRole::FromItem {
+            Expect::FromAlias { alias_seen: false }
+        } else {
+            Expect::Nothing
+        };
+    }
+
+    fn summarize(&mut self, token: Token, kw: Kw) {
+        let is_name = token.kind == Kind::QuotedIdent
+            || (token.kind == Kind::Word && !matches!(kw, Kw::Clause | Kw::Select));
+
+        // A qualified name in progress: `schema . table`.
+        if let Some((start, end, role, dot)) = self.name {
+            if token.kind == Kind::Punct(b'.') && !dot {
+                self.name = Some((start, token.end, role, true));
+                return;
+            }
+            if dot && is_name {
+                self.name = Some((start, token.end, role, false));
+                return;
+            }
+            let _ = end;
+            self.finish_name();
+        }
+
+        match self.expect {
+            Expect::Table | Expect::Procedure | Expect::FromItem => {
+                // Fillers between an operation and its table: `INSERT OR REPLACE INTO`,
+                // `CREATE TABLE IF NOT EXISTS`, `FROM ONLY`.
+                if token.kind == Kind::Word
+                    && matches!(kw, Kw::Filler | Kw::Table | Kw::Not | Kw::Insert)
+                {
+                    self.track(token, kw);
+                    return;
+                }
+                if is_name && kw != Kw::Ddl {
+                    let role = match self.expect {
+                        Expect::Table => NameRole::Table,
+                        Expect::Procedure => NameRole::Procedure,
+                        _ => NameRole::FromItem,
+                    };
+                    self.name = Some((token.start, token.end, role, false));
+                    self.track(token, kw);
+                    return;
+                }
+                self.expect = Expect::Nothing;
+            }
+            Expect::FromAlias { alias_seen } => {
+                if token.kind == Kind::Punct(b',') {
+                    self.expect = Expect::FromItem;
+                    self.track(token, kw);
+                    return;
+                }
+                if kw == Kw::As && !alias_seen {
+                    self.track(token, kw);
+                    return;
+                }
+                if is_name && !alias_seen && !matches!(kw, Kw::Join | Kw::From | Kw::Insert) {
+                    self.expect = Expect::FromAlias { alias_seen: true };
+                    self.track(token, kw);
+                    return;
+                }
+                self.expect = Expect::Nothing;
+            }
+            Expect::Nothing => {}
+        }
+
+        if let Some(index) = self.ddl_op.take()
+            && matches!(kw, Kw::Table | Kw::ObjectType)
+        {
+            // `CREATE` + `TABLE` → `CREATE TABLE` (extending the operation in the summary).
+            let word = &self.src[token.start..token.end];
+            if !self.summary_full && self.summary.len() + 1 + word.len() <= SUMMARY_MAX {
+                self.summary.push(' ');
+                self.summary.push_str(word);
+                if let Some(op) = &mut self.first_op
+                    && op.start == index
+                {
+                    op.end = self.summary.len();
+                }
+            }
+            if kw == Kw::Table {
+                self.expect = Expect::Table;
+            }
+            self.track(token, kw);
+            return;
+        }
+
+        match token.kind {
+            Kind::Punct(b';') => {
+                self.statement_start = true;
+                self.depth = 0;
+                self.from_ok = 0;
+                self.expect = Expect::Nothing;
+                self.prev_opens = true;
+                self.prev_kw = Kw::None;
+                self.prev2_kw = Kw::None;
+                return;
+            }
+            Kind::Punct(b'(') => {
+                self.depth += 1;
+                self.set_from_ok(false);
+            }
+            Kind::Punct(b')') => {
+                self.set_from_ok(false);
+                self.depth = self.depth.saturating_sub(1);
+            }
+            Kind::Word => self.word(token, kw),
+            _ => {}
+        }
+        self.track(token, kw);
+    }
+
+    fn word(&mut self, token: Token, kw: Kw) {
+        let at_start = self.statement_start;
+        match kw {
+            Kw::Select => {
+                self.add_op(token);
+                self.set_from_ok(true);
+            }
+            Kw::Insert | Kw::Update | Kw::Delete if self.prev_opens => {
+                self.add_op(token);
+                match kw {
+                    Kw::Delete => self.set_from_ok(true),
+                    _ => self.expect = Expect::Table,
+                }
+            }
+            Kw::From if self.from_ok() => {
+                let is_distinct_from =
+                    self.prev_kw == Kw::Distinct && matches!(self.prev2_kw, Kw::Is | Kw::Not);
+                if !is_distinct_from {
+                    self.expect = Expect::FromItem;
+                }
+            }
+            Kw::Join if self.from_ok() => self.expect = Expect::FromItem,
+            Kw::With | Kw::None | Kw::Filler | Kw::Clause | Kw::As | Kw::ObjectType
+                if !at_start || kw == Kw::With => {}
+            _ if at_start => {
+                // The first word of a statement is its operation (BEGIN, SET, EXPLAIN, …).
+                let index = self.summary.len() + usize::from(!self.summary.is_empty());
+                self.add_op(token);
+                match kw {
+                    Kw::Ddl => self.ddl_op = Some(index),
+                    Kw::Truncate => self.expect = Expect::Table,
+                    Kw::Call => self.expect = Expect::Procedure,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn track(&mut self, token: Token, kw: Kw) {
+        self.statement_start = false;
+        self.prev_opens = matches!(token.kind, Kind::Punct(b'(' | b')'));
+        self.prev2_kw = self.prev_kw;
+        self.prev_kw = kw;
+    }
+
+    fn from_ok(&self) -> bool {
+        self.depth < 64 && self.from_ok & (1 << self.depth) != 0
+    }
+
+    fn set_from_ok(&mut self, on: bool) {
+        if self.depth < 64 {
+            if on {
+                self.from_ok |= 1 << self.depth;
+            } else {
+                self.from_ok &= !(1 << self.depth);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
