@@ -4,10 +4,15 @@
 //! is a root span, `parentbased_always_on`), exporting over OTLP/gRPC to a live receiver.
 //!
 //! Each iteration sends a batch of `CONCURRENCY` concurrent requests; criterion reports
-//! requests per second. Target: traced throughput ≥ 0.9 × untraced.
+//! requests per second. A final interleaved pass (alternating rounds of both servers) prints
+//! the throughput ratio. Target: traced throughput ≥ 0.9 × untraced.
 //!
 //! Run with: `cargo bench -p apprunner-kit-benches --bench http_layer`
 #![allow(clippy::print_stderr)]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented `pub fn benches`"
+)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,6 +27,8 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
 const CONCURRENCY: usize = 16;
+const RATIO_ROUNDS: usize = 20;
+const RATIO_BATCHES: usize = 200;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -53,12 +60,18 @@ fn hello(c: &mut Criterion) {
         .build()
         .unwrap();
     let telemetry = runtime.block_on(async {
-        TelemetryConfig::from_lookup(|key| (key == "RUST_LOG").then(|| "warn".to_owned()))
-            .expect("config")
-            .service_name("bench-http")
-            .otlp_endpoint(receiver.grpc_endpoint())
-            .init()
-            .expect("telemetry init")
+        // `OTEL_*` variables still apply (to compare sampler or batch settings); logs are
+        // quiet unless `RUST_LOG` says otherwise.
+        TelemetryConfig::from_lookup(|key| {
+            std::env::var(key)
+                .ok()
+                .or_else(|| (key == "RUST_LOG").then(|| "warn".to_owned()))
+        })
+        .expect("config")
+        .service_name("bench-http")
+        .otlp_endpoint(receiver.grpc_endpoint())
+        .init()
+        .expect("telemetry init")
     });
     let server = || Server::from_lookup(|_| None).expect("server config");
     let (plain, traced) = runtime.block_on(async {
@@ -91,6 +104,33 @@ fn hello(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The same comparison, interleaved: alternating rounds cancel out load that drifts during
+    // the run (other processes on a small machine).
+    let uris: Vec<http::Uri> = [plain, traced]
+        .iter()
+        .map(|addr| format!("http://{addr}/hello").parse().unwrap())
+        .collect();
+    let mut elapsed = [Duration::ZERO; 2];
+    runtime.block_on(async {
+        for _ in 0..RATIO_ROUNDS {
+            for (slot, uri) in uris.iter().enumerate() {
+                receiver.clear();
+                let started = Instant::now();
+                for _ in 0..RATIO_BATCHES {
+                    batch(&client, uri).await;
+                }
+                elapsed[slot] += started.elapsed();
+            }
+        }
+    });
+    let requests = (RATIO_ROUNDS * RATIO_BATCHES * CONCURRENCY) as f64;
+    let [plain_rps, traced_rps] = elapsed.map(|time| requests / time.as_secs_f64());
+    eprintln!(
+        "interleaved: without_layer {plain_rps:.0} req/s, with_layer {traced_rps:.0} req/s, \
+         ratio {:.3}",
+        traced_rps / plain_rps
+    );
 
     let stats = runtime
         .block_on(telemetry.shutdown())

@@ -110,6 +110,15 @@ impl FromContext for Context {
     }
 }
 
+/// A Secrets Manager cache for run-time reads (rotated credentials, API keys), built from the
+/// standard AWS configuration chain.
+#[cfg(feature = "secrets")]
+impl FromContext for crate::secrets::SecretCache {
+    async fn from_context(_cx: &Context) -> Result<Self> {
+        Ok(crate::secrets::SecretCache::from_env().await?)
+    }
+}
+
 /// What `#[apprunner::main]` does with the value the service returns.
 ///
 /// - `()`: nothing; the service is done.

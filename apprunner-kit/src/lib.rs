@@ -19,7 +19,7 @@
 //! | `secrets` | yes | `apprunner::secrets` |
 //! | `db` | yes | `apprunner::db` (sqlx 0.9: PostgreSQL, MySQL/MariaDB, SQLite) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![doc(test(attr(deny(warnings))))]
+#![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 #[allow(unused_extern_crates)]
 extern crate self as apprunner;

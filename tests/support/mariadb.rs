@@ -38,7 +38,7 @@ pub struct MariaDb {
 
 enum Inner {
     Own {
-        child: Mutex<Option<Child>>,
+        child: Option<Child>,
         dir: Option<tempfile::TempDir>,
         port: u16,
         socket: PathBuf,
@@ -204,11 +204,7 @@ impl Drop for MariaDb {
             }
         }
         if let Inner::Own { child, dir, .. } = &mut self.inner {
-            if let Some(mut child) = child
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-            {
+            if let Some(mut child) = child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -339,7 +335,7 @@ fn start_own() -> Inner {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 return Inner::Own {
-                    child: Mutex::new(Some(child)),
+                    child: Some(child),
                     dir: Some(dir),
                     port,
                     socket,

@@ -13,7 +13,7 @@ pub(crate) use args::Config;
 
 /// Expands the attribute. `args` are the tokens inside `#[apprunner::main(...)]`.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let func: ItemFn = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(f) => f,
         Err(e) => {
             let err = syn::Error::new(
@@ -21,7 +21,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 "#[apprunner::main] goes on a function: `async fn main() { ... }`",
             )
             .into_compile_error();
-            return quote!(#err #item);
+            // Not a function we could rewrite: re-emit it as is.
+            let mut out = err;
+            out.extend(item);
+            return out;
         }
     };
     let config = match Config::parse(args) {

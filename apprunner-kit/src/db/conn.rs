@@ -95,11 +95,7 @@ impl<'c, DB: Driver> Connection<'c, DB> {
         } else {
             "SAVEPOINT"
         };
-        let mut span = self
-            .shared
-            .tracer
-            .wants_span()
-            .then(|| self.shared.tracer.command(command));
+        let mut span = self.shared.tracer.command_span(command);
         let depth = self.depth + 1;
         let shared = Arc::clone(&self.shared);
         let result = sqlx::Connection::begin(self.raw()).await;
@@ -269,7 +265,7 @@ impl<'c, DB: Driver> Transaction<'c, DB> {
         ) -> futures_util::future::BoxFuture<'c, Result<(), sqlx::Error>>,
     ) -> Result<(), sqlx::Error> {
         let tracer = &self.conn.shared.tracer;
-        let mut span: Option<StatementSpan> = tracer.wants_span().then(|| tracer.command(command));
+        let mut span: Option<StatementSpan> = tracer.command_span(command);
         let Inner::Transaction(tx) = self.conn.inner else {
             unreachable!("a Transaction always holds a sqlx transaction")
         };

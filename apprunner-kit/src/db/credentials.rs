@@ -145,7 +145,8 @@ mod rds {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
     /// use apprunner::db::{DbConfig, PgPool, RdsSecretSource};
     /// use apprunner::secrets::SecretCache;
@@ -170,7 +171,8 @@ mod rds {
         /// # Examples
         ///
         /// ```no_run
-        /// # async fn demo() -> Result<(), apprunner::secrets::SecretsError> {
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
         /// let cache = std::sync::Arc::new(apprunner::secrets::SecretCache::from_env().await?);
         /// let source = apprunner::db::RdsSecretSource::new(cache, "prod/users-db");
         /// # let _ = source;

@@ -18,6 +18,12 @@ use super::credentials::Credentials;
 use super::error::DbError;
 use super::sanitize::SqlDialect;
 
+/// One item of a statement's result stream: a query result or a row.
+pub(crate) type Step<DB> = Either<<DB as Database>::QueryResult, <DB as Database>::Row>;
+
+/// The result stream of a statement.
+pub(crate) type Steps<'e, DB> = BoxStream<'e, Result<Step<DB>, sqlx::Error>>;
+
 /// The connect options of a database.
 pub(crate) type Options<DB> = <<DB as Database>::Connection as sqlx::Connection>::Options;
 
@@ -99,7 +105,7 @@ pub(crate) mod private {
         fn fetch_many<'e, 'c: 'e, 'q: 'e, E>(
             conn: &'c mut Self::Connection,
             query: E,
-        ) -> BoxStream<'e, Result<Either<Self::QueryResult, Self::Row>, sqlx::Error>>
+        ) -> Steps<'e, Self>
         where
             E: 'q + Execute<'q, Self>;
 
@@ -134,7 +140,7 @@ macro_rules! delegate_executor {
         fn fetch_many<'e, 'c: 'e, 'q: 'e, E>(
             conn: &'c mut Self::Connection,
             query: E,
-        ) -> BoxStream<'e, Result<Either<Self::QueryResult, Self::Row>, sqlx::Error>>
+        ) -> Steps<'e, Self>
         where
             E: 'q + Execute<'q, Self>,
         {

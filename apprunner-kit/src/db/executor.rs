@@ -14,7 +14,7 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Describe, Either, Execute, Executor, SqlStr};
 
 use super::conn::{Connection, PoolConnection, Transaction};
-use super::driver::Driver;
+use super::driver::{Driver, Steps};
 use super::instrument::{StatementSpan, Tracer};
 use super::pool::{Pool, Shared};
 
@@ -67,14 +67,14 @@ fn start<'q, DB: Driver, E: Execute<'q, DB>>(
     tracer: &Tracer,
     mut query: E,
 ) -> (Query<DB, E>, Option<StatementSpan>) {
-    if !tracer.wants_span() {
+    let Some(parent) = tracer.parent() else {
         return (Query::Plain(query), None);
-    }
+    };
     let arguments = Some(query.take_arguments());
     let statement = query.statement().cloned();
     let persistent = query.persistent();
     let sql = query.sql();
-    let span = tracer.statement(sql.as_str());
+    let span = tracer.statement(&parent, sql.as_str());
     let prepared = Prepared {
         sql,
         statement,
@@ -84,7 +84,7 @@ fn start<'q, DB: Driver, E: Execute<'q, DB>>(
     (Query::Prepared(prepared), Some(span))
 }
 
-fn record_wait(span: Option<&StatementSpan>, started: Instant) {
+fn record_wait(span: Option<&mut StatementSpan>, started: Instant) {
     if let Some(span) = span {
         span.waited(started.elapsed());
     }
@@ -176,7 +176,7 @@ impl<T> Stream for Generator<'_, T> {
 
 /// A connection's stream with its span: counts rows, records the error, ends with the stream.
 struct TracedStream<'e, DB: Driver> {
-    inner: BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>,
+    inner: Steps<'e, DB>,
     span: StatementSpan,
 }
 
@@ -220,7 +220,7 @@ impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
             let result = async {
                 let started = Instant::now();
                 let mut conn = shared.acquire().await?;
-                record_wait(span.as_ref(), started);
+                record_wait(span.as_mut(), started);
                 let mut stream = DB::fetch_many(&mut *conn, query);
                 while let Some(item) = stream.try_next().await? {
                     if let (Some(span), Either::Right(_)) = (&mut span, &item) {
@@ -252,7 +252,7 @@ impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
             let result = async {
                 let started = Instant::now();
                 let mut conn = shared.acquire().await?;
-                record_wait(span.as_ref(), started);
+                record_wait(span.as_mut(), started);
                 DB::fetch_optional(&mut *conn, query).await
             }
             .await;
@@ -275,15 +275,12 @@ impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
         'p: 'e,
     {
         let shared = self.shared();
-        let mut span = shared
-            .tracer
-            .wants_span()
-            .then(|| shared.tracer.statement(sql.as_str()));
+        let mut span = shared.tracer.statement_span(sql.as_str());
         Box::pin(async move {
             let result = async {
                 let started = Instant::now();
                 let mut conn = shared.acquire().await?;
-                record_wait(span.as_ref(), started);
+                record_wait(span.as_mut(), started);
                 DB::prepare_with(&mut *conn, sql, parameters).await
             }
             .await;
@@ -360,11 +357,7 @@ impl<'t, 'c, DB: Driver> Executor<'t> for &'t mut Connection<'c, DB> {
     where
         't: 'e,
     {
-        let span = self
-            .shared
-            .tracer
-            .wants_span()
-            .then(|| self.shared.tracer.statement(sql.as_str()));
+        let span = self.shared.tracer.statement_span(sql.as_str());
         let inner = DB::prepare_with(self.raw(), sql, parameters);
         let Some(mut span) = span else {
             return inner;

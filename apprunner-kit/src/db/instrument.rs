@@ -1,20 +1,30 @@
 //! One CLIENT span per statement, following the stable OpenTelemetry database conventions.
+//!
+//! Spans are made with the OpenTelemetry API directly (the global tracer provider, scope
+//! `apprunner`), as children of the current `tracing` span's OpenTelemetry context: a statement
+//! span is never entered, so going through `tracing` would only add the subscriber's
+//! bookkeeping and one allocation per attribute, on the hottest path of a service.
 
 use std::borrow::Cow;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use opentelemetry::trace::TraceContextExt as _;
-use tracing::Span;
-use tracing::field::Empty;
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue, Value, global};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::config::{DbEngine, QueryText, TraceSettings};
 use super::driver::{Driver, Endpoint};
 use super::sanitize::{Sanitizer, sanitize_message};
 
-/// The span target: filter with `apprunner::db` in `RUST_LOG` / `APPRUNNER_SPAN_FILTER`.
+/// The log target of this module: filter with `apprunner::db` in `RUST_LOG`.
 pub(crate) const TARGET: &str = "apprunner::db";
+
+static SCOPE: LazyLock<InstrumentationScope> = LazyLock::new(|| {
+    InstrumentationScope::builder("apprunner")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+});
 
 /// The attributes every span of a pool carries (replaced when rotation changes the user, or
 /// when the server turns out to be MariaDB).
@@ -23,6 +33,21 @@ pub(crate) struct Meta {
     pub(crate) system: &'static str,
     pub(crate) endpoint: Endpoint,
     pub(crate) peer_service: Option<String>,
+    attributes: Attributes,
+}
+
+/// The per-pool attribute values, ready to clone into each span (reference-counted strings).
+#[derive(Debug)]
+struct Attributes {
+    namespace: Option<StringValue>,
+    address: Option<StringValue>,
+    port: Option<i64>,
+    user: Option<StringValue>,
+    peer_service: Option<StringValue>,
+}
+
+fn shared(value: Option<&String>) -> Option<StringValue> {
+    value.map(|v| StringValue::from(Arc::<str>::from(v.as_str())))
 }
 
 impl Meta {
@@ -33,10 +58,26 @@ impl Meta {
             (None, None, Some(address)) => Some(address.clone()),
             _ => None,
         };
+        Self::with(engine.system_name(), endpoint, peer_service)
+    }
+
+    pub(crate) fn with(
+        system: &'static str,
+        endpoint: Endpoint,
+        peer_service: Option<String>,
+    ) -> Self {
+        let attributes = Attributes {
+            namespace: shared(endpoint.namespace.as_ref()),
+            address: shared(endpoint.address.as_ref()),
+            port: endpoint.port.map(i64::from),
+            user: shared(endpoint.user.as_ref()),
+            peer_service: shared(peer_service.as_ref()),
+        };
         Self {
-            system: engine.system_name(),
+            system,
             endpoint,
             peer_service,
+            attributes,
         }
     }
 }
@@ -67,26 +108,53 @@ impl Tracer {
         *meta = Arc::new(update(&meta));
     }
 
-    /// Whether a statement issued now gets a span: there is a parent span, or root spans are
-    /// wanted.
-    pub(crate) fn wants_span(&self) -> bool {
-        self.settings.root_spans || has_parent()
+    /// The parent of a statement issued now: the current span's context, or an empty one for a
+    /// root span when root spans are wanted; `None` when the statement gets no span.
+    pub(crate) fn parent(&self) -> Option<Context> {
+        let current = tracing::Span::current();
+        let cx = if current.is_none() {
+            Context::current()
+        } else {
+            let cx = current.context();
+            if cx.has_active_span() {
+                cx
+            } else {
+                Context::current()
+            }
+        };
+        if cx.span().span_context().is_valid() {
+            Some(cx)
+        } else if self.settings.root_spans {
+            Some(Context::new())
+        } else {
+            None
+        }
     }
 
-    /// The span of one statement.
-    pub(crate) fn statement(&self, sql: &str) -> StatementSpan {
+    /// The span of a statement issued now, if it gets one.
+    pub(crate) fn statement_span(&self, sql: &str) -> Option<StatementSpan> {
+        self.parent().map(|parent| self.statement(&parent, sql))
+    }
+
+    /// The span of a transaction command issued now, if it gets one.
+    pub(crate) fn command_span(&self, command: &'static str) -> Option<StatementSpan> {
+        self.parent().map(|parent| self.command(&parent, command))
+    }
+
+    /// The span of one statement, under `parent`.
+    pub(crate) fn statement(&self, parent: &Context, sql: &str) -> StatementSpan {
         let info = match self.settings.query_text {
             QueryText::Sanitized => self.sanitizer.analyze(sql),
             QueryText::Raw | QueryText::Off => self.sanitizer.summarize(sql),
         };
         let text = match self.settings.query_text {
-            QueryText::Sanitized => Some(info.text()),
-            QueryText::Raw => Some(sql),
+            QueryText::Sanitized => Some(Cow::Borrowed(info.text())),
+            QueryText::Raw => Some(Cow::Borrowed(sql)),
             QueryText::Off => None,
         };
-        let summary = Some(info.summary()).filter(|s| !s.is_empty());
         self.span(
-            summary,
+            parent,
+            Some(info.summary()).filter(|s| !s.is_empty()),
             text,
             info.operation(),
             info.collection(),
@@ -95,49 +163,59 @@ impl Tracer {
     }
 
     /// The span of a transaction command (`BEGIN`, `COMMIT`, `SAVEPOINT`, …).
-    pub(crate) fn command(&self, command: &'static str) -> StatementSpan {
-        let text = (self.settings.query_text != QueryText::Off).then_some(command);
+    pub(crate) fn command(&self, parent: &Context, command: &'static str) -> StatementSpan {
+        let text = (self.settings.query_text != QueryText::Off).then_some(Cow::Borrowed(command));
         let operation = command.split(' ').next();
-        self.span(Some(command), text, operation, None, None)
+        self.span(parent, Some(command), text, operation, None, None)
     }
 
     fn span(
         &self,
+        parent: &Context,
         summary: Option<&str>,
-        text: Option<&str>,
+        text: Option<Cow<'_, str>>,
         operation: Option<&str>,
         collection: Option<&str>,
         procedure: Option<&str>,
     ) -> StatementSpan {
         let meta = self.meta();
-        let endpoint = &meta.endpoint;
+        let a = &meta.attributes;
         let legacy = self.settings.legacy_attributes;
-        let span = tracing::info_span!(
-            target: TARGET,
-            "db.statement",
-            otel.name = summary.unwrap_or(meta.system),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-            db.system.name = meta.system,
-            db.namespace = endpoint.namespace.as_deref(),
-            db.query.text = text,
-            db.query.summary = summary,
-            db.operation.name = operation,
-            db.collection.name = collection,
-            db.stored_procedure.name = procedure,
-            server.address = endpoint.address.as_deref(),
-            server.port = endpoint.port.map(i64::from),
-            peer.service = meta.peer_service.as_deref(),
-            db.client.connection.wait_time = Empty,
-            db.response.returned_rows = Empty,
-            db.response.status_code = Empty,
-            error.type = Empty,
-            db.system = legacy.then_some(meta.system),
-            db.name = endpoint.namespace.as_deref().filter(|_| legacy),
-            db.statement = text.filter(|_| legacy),
-            db.user = endpoint.user.as_deref().filter(|_| legacy),
-        );
+        let text: Option<StringValue> = text.map(|t| Arc::<str>::from(t.as_ref()).into());
+        let mut attributes = Vec::with_capacity(20);
+        let mut push = |key: &'static str, value: Option<Value>| {
+            if let Some(value) = value {
+                attributes.push(KeyValue::new(key, value));
+            }
+        };
+        let string = |v: &Option<StringValue>| v.clone().map(Value::String);
+        let owned = |v: Option<&str>| v.map(|v| Value::String(v.to_owned().into()));
+        push("db.system.name", Some(meta.system.into()));
+        push("db.namespace", string(&a.namespace));
+        push("db.query.text", string(&text));
+        push("db.query.summary", owned(summary));
+        push("db.operation.name", owned(operation));
+        push("db.collection.name", owned(collection));
+        push("db.stored_procedure.name", owned(procedure));
+        push("server.address", string(&a.address));
+        push("server.port", a.port.map(Value::I64));
+        push("peer.service", string(&a.peer_service));
+        if legacy {
+            push("db.system", Some(meta.system.into()));
+            push("db.name", string(&a.namespace));
+            push("db.statement", string(&text));
+            push("db.user", string(&a.user));
+        }
+        let name: Cow<'static, str> = match summary {
+            Some(summary) => Cow::Owned(summary.to_owned()),
+            None => Cow::Borrowed(meta.system),
+        };
+        let tracer = global::tracer_with_scope(SCOPE.clone());
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(&tracer, parent);
         StatementSpan {
             span,
             rows: 0,
@@ -146,21 +224,20 @@ impl Tracer {
     }
 }
 
-/// Whether the current context has a valid span to be the parent of a statement's span.
-fn has_parent() -> bool {
-    let current = Span::current();
-    if !current.is_none() && current.context().span().span_context().is_valid() {
-        return true;
-    }
-    opentelemetry::Context::map_current(|cx| cx.span().span_context().is_valid())
-}
-
-/// The span of one statement: records the rows it returned when dropped, and its error.
-#[derive(Debug)]
+/// The span of one statement: records the rows it returned and ends when dropped.
 pub(crate) struct StatementSpan {
-    span: Span,
+    span: global::BoxedSpan,
     rows: i64,
     done: bool,
+}
+
+impl std::fmt::Debug for StatementSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatementSpan")
+            .field("span", &self.span.span_context())
+            .field("rows", &self.rows)
+            .finish()
+    }
 }
 
 impl StatementSpan {
@@ -174,9 +251,11 @@ impl StatementSpan {
 
     /// Records how long acquiring the connection took (seconds, as the
     /// `db.client.connection.wait_time` metric of the conventions).
-    pub(crate) fn waited(&self, wait: Duration) {
-        self.span
-            .record("db.client.connection.wait_time", wait.as_secs_f64());
+    pub(crate) fn waited(&mut self, wait: Duration) {
+        self.span.set_attribute(KeyValue::new(
+            "db.client.connection.wait_time",
+            wait.as_secs_f64(),
+        ));
     }
 
     /// Records a failure: `error.type`, `db.response.status_code` and the span status (with a
@@ -184,18 +263,18 @@ impl StatementSpan {
     pub(crate) fn fail<DB: Driver>(&mut self, error: &sqlx::Error) {
         self.done = true;
         let code = match error {
-            sqlx::Error::Database(e) => DB::status_code(e.as_ref()),
+            sqlx::Error::Database(e) => DB::status_code(e.as_ref()).map(Cow::into_owned),
             _ => None,
         };
         if let Some(code) = &code {
-            self.span.record("db.response.status_code", code.as_ref());
+            self.span
+                .set_attribute(KeyValue::new("db.response.status_code", code.clone()));
         }
-        let error_type = code.unwrap_or_else(|| Cow::Borrowed(error_type(error)));
-        self.span.record("error.type", error_type.as_ref());
-        self.span.record(
-            "otel.status_description",
-            sanitize_message(&error.to_string()),
-        );
+        let error_type = code.unwrap_or_else(|| error_type(error).to_owned());
+        self.span
+            .set_attribute(KeyValue::new("error.type", error_type));
+        self.span
+            .set_status(Status::error(sanitize_message(&error.to_string())));
     }
 
     /// Records the outcome of a statement.
@@ -208,9 +287,11 @@ impl StatementSpan {
 
 impl Drop for StatementSpan {
     fn drop(&mut self) {
-        if !self.done && !self.span.is_disabled() {
-            self.span.record("db.response.returned_rows", self.rows);
+        if !self.done {
+            self.span
+                .set_attribute(KeyValue::new("db.response.returned_rows", self.rows));
         }
+        self.span.end();
     }
 }
 

@@ -22,7 +22,8 @@
 //!         .await
 //! }
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // DATABASE_URL, or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_DATABASE; retries while the
 //! // database is unreachable, up to DB_STARTUP_TIMEOUT (45 s).
 //! let pool = PgPool::connect_from_env().await?;
@@ -33,7 +34,9 @@
 //!     .execute(&mut *tx)
 //!     .await?;
 //! tx.commit().await?;
-//! # let _ = user(&pool, 7).await?;
+//! if let Some(user) = user(&pool, 7).await? {
+//!     tracing::info!(id = user.id, email = %user.email, "found");
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -116,13 +119,50 @@ pub use error::DbError;
 pub use pool::Pool;
 pub use sanitize::{QueryInfo, Sanitizer, SqlDialect, sanitize};
 
-/// The sqlx version this module is built on, for `sqlx::query` and friends without a second
-/// dependency (the `query!` macros need `sqlx` as a direct dependency of your crate).
+/// The sqlx this module is built on, for `sqlx::query` and friends without a second
+/// dependency. (The `query!` macros expand to `::sqlx::…` paths: they need `sqlx` as a direct
+/// dependency of your crate, the same version.)
+///
+/// ```
+/// use apprunner::db::sqlx;
+///
+/// let query = sqlx::query::<sqlx::Postgres>("SELECT 1");
+/// # let _ = query;
+/// ```
 pub use sqlx;
 
-/// A traced PostgreSQL pool (Aurora PostgreSQL included).
+/// A traced PostgreSQL pool (Aurora PostgreSQL included): `sqlx::PgPool`, traced.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = apprunner::db::PgPool::connect("postgres://app@localhost/users").await?;
+/// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&pool).await?;
+/// # let _ = n;
+/// # Ok(()) }
+/// ```
 pub type PgPool = Pool<sqlx::Postgres>;
-/// A traced MySQL / MariaDB pool (Aurora MySQL included).
+
+/// A traced MySQL / MariaDB pool (Aurora MySQL included): `sqlx::MySqlPool`, traced.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = apprunner::db::MySqlPool::connect("mysql://app@localhost/users").await?;
+/// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&pool).await?;
+/// # let _ = n;
+/// # Ok(()) }
+/// ```
 pub type MySqlPool = Pool<sqlx::MySql>;
-/// A traced SQLite pool.
+
+/// A traced SQLite pool: `sqlx::SqlitePool`, traced.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+/// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
+/// assert_eq!(one, 1);
+/// # Ok(()) }
+/// ```
 pub type SqlitePool = Pool<sqlx::Sqlite>;

@@ -101,7 +101,8 @@ impl<DB: Driver> Pool<DB> {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), apprunner::db::DbError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::db::DbError> {
     /// let pool = apprunner::db::PgPool::connect_from_env().await?;
     /// # let _ = pool;
     /// # Ok(()) }
@@ -144,7 +145,8 @@ impl<DB: Driver> Pool<DB> {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), apprunner::db::DbError> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::db::DbError> {
     /// use std::time::Duration;
     /// use apprunner::db::{DbConfig, PgPool};
     ///
@@ -260,7 +262,7 @@ impl<DB: Driver> Pool<DB> {
     /// ```
     pub async fn begin(&self) -> Result<Transaction<'static, DB>, sqlx::Error> {
         let tracer = &self.shared.tracer;
-        let mut span = tracer.wants_span().then(|| tracer.command("BEGIN"));
+        let mut span = tracer.command_span("BEGIN");
         let result = self.shared.with_rotation(|| self.shared.pool.begin()).await;
         if let Some(span) = &mut span {
             span.finish::<DB, _>(&result);
@@ -399,10 +401,12 @@ impl<DB: Driver> Pool<DB> {
             let error = match tokio::time::timeout(timeout, options.connect()).await {
                 Ok(Ok(mut conn)) => {
                     if let Some(engine) = DB::detect_engine(&mut conn).await {
-                        self.shared.tracer.update_meta(|m| Meta {
-                            system: engine.system_name(),
-                            endpoint: m.endpoint.clone(),
-                            peer_service: m.peer_service.clone(),
+                        self.shared.tracer.update_meta(|m| {
+                            Meta::with(
+                                engine.system_name(),
+                                m.endpoint.clone(),
+                                m.peer_service.clone(),
+                            )
                         });
                     }
                     let _ = sqlx::Connection::close(conn).await;
@@ -509,13 +513,15 @@ impl<DB: Driver> Shared<DB> {
                 let options =
                     DB::with_credentials((*self.pool.connect_options()).clone(), &credentials);
                 self.pool.set_connect_options(options);
-                self.tracer.update_meta(|m| Meta {
-                    system: m.system,
-                    endpoint: Endpoint {
-                        user: Some(credentials.username().to_owned()),
-                        ..m.endpoint.clone()
-                    },
-                    peer_service: m.peer_service.clone(),
+                self.tracer.update_meta(|m| {
+                    Meta::with(
+                        m.system,
+                        Endpoint {
+                            user: Some(credentials.username().to_owned()),
+                            ..m.endpoint.clone()
+                        },
+                        m.peer_service.clone(),
+                    )
                 });
                 rotation.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::info!(

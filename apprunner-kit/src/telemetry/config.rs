@@ -150,8 +150,8 @@ pub(crate) struct BspSettings {
     pub(crate) max_export_batch_size: Option<usize>,
 }
 
-fn parse_bool(var: &'static str, value: Option<String>) -> Result<bool, TelemetryError> {
-    match value.as_deref().map(str::trim) {
+fn parse_bool(var: &'static str, value: Option<&str>) -> Result<bool, TelemetryError> {
+    match value.map(str::trim) {
         None | Some("") => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
         Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
@@ -165,10 +165,10 @@ fn parse_bool(var: &'static str, value: Option<String>) -> Result<bool, Telemetr
 
 fn parse_number<T: std::str::FromStr>(
     var: &'static str,
-    value: Option<String>,
+    value: Option<&str>,
     expected: &'static str,
 ) -> Result<Option<T>, TelemetryError> {
-    match value.as_deref().map(str::trim) {
+    match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| TelemetryError::InvalidVar {
             var,
@@ -226,12 +226,9 @@ pub(crate) fn parse_resource_attributes(
     Ok(out)
 }
 
-fn parse_sampler(
-    name: Option<String>,
-    arg: Option<String>,
-) -> Result<SamplerSetting, TelemetryError> {
+fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerSetting, TelemetryError> {
     let ratio = || -> Result<f64, TelemetryError> {
-        match arg.as_deref().map(str::trim) {
+        match arg.map(str::trim) {
             None | Some("") => Ok(1.0),
             Some(v) => match v.parse::<f64>() {
                 Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
@@ -323,7 +320,7 @@ impl TelemetryConfig {
     /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, TelemetryError> {
-        let disabled = parse_bool("OTEL_SDK_DISABLED", lookup("OTEL_SDK_DISABLED"))?;
+        let disabled = parse_bool("OTEL_SDK_DISABLED", lookup("OTEL_SDK_DISABLED").as_deref())?;
 
         let exporter = match lookup("OTEL_TRACES_EXPORTER")
             .map(|v| v.trim().to_ascii_lowercase())
@@ -384,18 +381,18 @@ impl TelemetryConfig {
         let bsp = BspSettings {
             schedule_delay: parse_number::<u64>(
                 "OTEL_BSP_SCHEDULE_DELAY",
-                lookup("OTEL_BSP_SCHEDULE_DELAY"),
+                lookup("OTEL_BSP_SCHEDULE_DELAY").as_deref(),
                 "a delay in milliseconds",
             )?
             .map(Duration::from_millis),
             max_queue_size: parse_number(
                 "OTEL_BSP_MAX_QUEUE_SIZE",
-                lookup("OTEL_BSP_MAX_QUEUE_SIZE"),
+                lookup("OTEL_BSP_MAX_QUEUE_SIZE").as_deref(),
                 "a positive integer",
             )?,
             max_export_batch_size: parse_number(
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                lookup("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+                lookup("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").as_deref(),
                 "a positive integer",
             )?,
         };
@@ -414,8 +411,8 @@ impl TelemetryConfig {
             endpoint: None,
             export_timeout: None,
             sampler: parse_sampler(
-                lookup("OTEL_TRACES_SAMPLER"),
-                lookup("OTEL_TRACES_SAMPLER_ARG"),
+                lookup("OTEL_TRACES_SAMPLER").as_deref(),
+                lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
             )?,
             propagators: parse_propagators(lookup("OTEL_PROPAGATORS"))?,
             log_format,

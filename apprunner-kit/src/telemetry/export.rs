@@ -259,10 +259,10 @@ static NUDGE: RwLock<Option<Arc<Notify>>> = RwLock::new(None);
 /// apprunner::telemetry::export_soon();
 /// ```
 pub fn export_soon() {
-    if let Ok(guard) = NUDGE.read() {
-        if let Some(notify) = guard.as_ref() {
-            notify.notify_one();
-        }
+    if let Ok(guard) = NUDGE.read()
+        && let Some(notify) = guard.as_ref()
+    {
+        notify.notify_one();
     }
 }
 

@@ -21,9 +21,11 @@ use super::xray_trace_id;
 ///
 /// ```
 /// use apprunner::telemetry::JsonFormat;
+/// use tracing_subscriber::layer::SubscriberExt as _;
 ///
-/// let layer = tracing_subscriber::fmt::layer().event_format(JsonFormat::default());
-/// # let _ = layer;
+/// let subscriber = tracing_subscriber::registry()
+///     .with(tracing_subscriber::fmt::layer().event_format(JsonFormat::default()));
+/// # let _ = subscriber;
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct JsonFormat {

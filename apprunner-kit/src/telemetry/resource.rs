@@ -44,10 +44,10 @@ pub(crate) fn resource(config: &TelemetryConfig) -> Resource {
     if !has(&attrs, "service.instance.id") {
         attrs.push(("service.instance.id".into(), instance_id()));
     }
-    if let Some(region) = &config.region {
-        if !has(&attrs, "cloud.region") {
-            attrs.push(("cloud.region".into(), region.clone()));
-        }
+    if let Some(region) = &config.region
+        && !has(&attrs, "cloud.region")
+    {
+        attrs.push(("cloud.region".into(), region.clone()));
     }
     let on_aws = config.region.is_some()
         || attrs

@@ -1,7 +1,7 @@
 //! X-Ray trace ids, the X-Ray-aware sampler and propagator construction.
 
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_aws::trace::{MissingSampledBehavior, XrayPropagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -99,7 +99,7 @@ impl ShouldSample for XrayAwareSampler {
                 .should_sample(None, trace_id, name, span_kind, attributes, links);
             let trace_state = parent_context
                 .map(|cx| cx.span().span_context().trace_state().clone())
-                .unwrap_or_else(TraceState::default);
+                .unwrap_or_default();
             return SamplingResult {
                 decision: result.decision,
                 attributes: result.attributes,

@@ -1,0 +1,244 @@
+//! Cost of `apprunner::db`: a primary-key `SELECT` through the traced pool against the same
+//! query on a raw `sqlx` pool, side by side in one run, on SQLite (in memory) and PostgreSQL (a
+//! throwaway cluster from the test harness); and the statement sanitizer alone.
+//!
+//! Telemetry is on for both pools (100% sampling, OTLP/gRPC export to a live receiver), and
+//! each query runs inside its own request span, as in a service: the only difference is the
+//! CLIENT span the traced pool adds. Each iteration runs `CONCURRENCY` queries concurrently;
+//! criterion reports queries per second. A final interleaved pass (alternating rounds of both
+//! pools) prints the throughput ratio. Targets: traced ≥ 0.95 × raw; sanitizer < 2 µs for a
+//! typical 200-character statement.
+//!
+//! Run with: `cargo bench -p apprunner-kit-benches --bench db`
+#![allow(clippy::print_stderr)]
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use apprunner::db::{DbConfig, Pool, Sanitizer, SqlDialect};
+use apprunner::telemetry::TelemetryConfig;
+use apprunner_kit_tests::{OtlpReceiver, Postgres};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tracing::Instrument as _;
+
+const CONCURRENCY: usize = 8;
+const ROWS: i64 = 1000;
+const RATIO_ROUNDS: usize = 20;
+const RATIO_BATCHES: usize = 200;
+
+/// A typical statement of about 200 characters, with literals.
+const TYPICAL: &str = "SELECT u.id, u.email, u.display_name, u.created_at FROM users u \
+    JOIN teams t ON t.id = u.team_id WHERE u.email = 'someone@example.com' AND t.slug = 'platform' \
+    AND u.created_at > '2024-01-01' ORDER BY u.id LIMIT 50";
+
+fn sanitizer(c: &mut Criterion) {
+    let sanitizer = Sanitizer::new(SqlDialect::Postgres);
+    let mut group = c.benchmark_group("sanitizer");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("analyze_{}_chars", TYPICAL.len()), |b| {
+        b.iter(|| black_box(sanitizer.analyze(black_box(TYPICAL))));
+    });
+    group.bench_function(format!("sanitize_{}_chars", TYPICAL.len()), |b| {
+        b.iter(|| black_box(sanitizer.sanitize(black_box(TYPICAL))));
+    });
+    group.finish();
+}
+
+/// The statement a service runs most: one row by primary key.
+trait PkSelect: Clone + Send + Sync + 'static {
+    fn select(&self, id: i64) -> impl Future<Output = ()> + Send;
+}
+
+macro_rules! pk_select {
+    ($pool:ty, $sql:literal) => {
+        impl PkSelect for $pool {
+            async fn select(&self, id: i64) {
+                let row: (i64, String) = sqlx::query_as($sql)
+                    .bind(id)
+                    .fetch_one(self)
+                    .await
+                    .expect("select");
+                black_box(row);
+            }
+        }
+    };
+}
+
+pk_select!(sqlx::SqlitePool, "SELECT id, email FROM users WHERE id = ?");
+pk_select!(
+    Pool<sqlx::Sqlite>,
+    "SELECT id, email FROM users WHERE id = ?"
+);
+pk_select!(sqlx::PgPool, "SELECT id, email FROM users WHERE id = $1");
+pk_select!(
+    Pool<sqlx::Postgres>,
+    "SELECT id, email FROM users WHERE id = $1"
+);
+
+/// `CONCURRENCY` requests, each a request span around one query.
+async fn batch(pool: &impl PkSelect, round: usize) {
+    let queries = (0..CONCURRENCY).map(|i| {
+        let pool = pool.clone();
+        let id = ((round * CONCURRENCY + i) as i64 % ROWS) + 1;
+        let request = tracing::info_span!("request", otel.kind = "server");
+        tokio::spawn(async move { pool.select(id).await }.instrument(request))
+    });
+    for query in futures_util::future::join_all(queries).await {
+        query.expect("query task");
+    }
+}
+
+fn compare<R: PkSelect, T: PkSelect>(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    receiver: &OtlpReceiver,
+    engine: &str,
+    raw: &R,
+    traced: &T,
+) {
+    let mut group = c.benchmark_group(format!("pk_select_{engine}"));
+    group.throughput(Throughput::Elements(CONCURRENCY as u64));
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("raw_sqlx", |b| {
+        b.iter_custom(|iters| {
+            receiver.clear();
+            runtime.block_on(async {
+                let started = Instant::now();
+                for round in 0..iters as usize {
+                    batch(raw, round).await;
+                }
+                started.elapsed()
+            })
+        });
+    });
+    group.bench_function("apprunner_traced", |b| {
+        b.iter_custom(|iters| {
+            receiver.clear();
+            runtime.block_on(async {
+                let started = Instant::now();
+                for round in 0..iters as usize {
+                    batch(traced, round).await;
+                }
+                started.elapsed()
+            })
+        });
+    });
+    group.finish();
+
+    // The same comparison, interleaved, so that load drifting during the run (other processes
+    // on a small machine) hits both sides alike.
+    let mut elapsed = [Duration::ZERO; 2];
+    runtime.block_on(async {
+        for _ in 0..RATIO_ROUNDS {
+            receiver.clear();
+            let started = Instant::now();
+            for round in 0..RATIO_BATCHES {
+                batch(raw, round).await;
+            }
+            elapsed[0] += started.elapsed();
+            receiver.clear();
+            let started = Instant::now();
+            for round in 0..RATIO_BATCHES {
+                batch(traced, round).await;
+            }
+            elapsed[1] += started.elapsed();
+        }
+    });
+    let queries = (RATIO_ROUNDS * RATIO_BATCHES * CONCURRENCY) as f64;
+    let [raw_qps, traced_qps] = elapsed.map(|time| queries / time.as_secs_f64());
+    eprintln!(
+        "interleaved {engine}: raw_sqlx {raw_qps:.0} q/s, apprunner_traced {traced_qps:.0} q/s, \
+         ratio {:.3}",
+        traced_qps / raw_qps
+    );
+}
+
+async fn fill<DB: apprunner::db::Driver>(pool: &Pool<DB>) {
+    sqlx::raw_sql("CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT NOT NULL)")
+        .execute(pool)
+        .await
+        .expect("create table");
+    let mut tx = pool.begin().await.expect("begin");
+    for id in 1..=ROWS {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO users (id, email) VALUES ({id}, 'user{id}@example.com')"
+        )))
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+    }
+    tx.commit().await.expect("commit");
+}
+
+fn pk_select(c: &mut Criterion) {
+    let receiver = OtlpReceiver::start_blocking();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let telemetry = runtime.block_on(async {
+        TelemetryConfig::from_lookup(|key| (key == "RUST_LOG").then(|| "error".to_owned()))
+            .expect("config")
+            .service_name("bench-db")
+            .otlp_endpoint(receiver.grpc_endpoint())
+            .init()
+            .expect("telemetry init")
+    });
+
+    // SQLite: one shared in-memory database per pool, the same rows in both.
+    let (raw, traced) = runtime.block_on(async {
+        let traced = apprunner::db::SqlitePool::connect_with(
+            DbConfig::from_url("sqlite::memory:")
+                .unwrap()
+                .max_connections(CONCURRENCY as u32),
+        )
+        .await
+        .expect("traced sqlite pool");
+        fill(&traced).await;
+        let raw = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(CONCURRENCY as u32)
+            .connect_with(traced.as_sqlx().connect_options().as_ref().clone())
+            .await
+            .expect("raw sqlite pool");
+        (raw, traced)
+    });
+    compare(c, &runtime, &receiver, "sqlite", &raw, &traced);
+
+    // PostgreSQL: both pools on the same database of a throwaway cluster.
+    let pg = Postgres::start();
+    let url = pg.create_database("bench");
+    let (raw, traced) = runtime.block_on(async {
+        let traced = apprunner::db::PgPool::connect_with(
+            DbConfig::from_url(url.clone())
+                .unwrap()
+                .max_connections(CONCURRENCY as u32),
+        )
+        .await
+        .expect("traced postgres pool");
+        fill(&traced).await;
+        let raw = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(CONCURRENCY as u32)
+            .connect(&url)
+            .await
+            .expect("raw postgres pool");
+        (raw, traced)
+    });
+    compare(c, &runtime, &receiver, "postgres", &raw, &traced);
+
+    let stats = runtime
+        .block_on(telemetry.shutdown())
+        .expect("telemetry shutdown");
+    eprintln!(
+        "spans: ended {}, exported {}, failed {}, dropped {}",
+        stats.spans_ended,
+        stats.spans_exported,
+        stats.spans_failed,
+        stats.spans_dropped(),
+    );
+    assert!(stats.spans_exported > 0, "no span exported: {stats:?}");
+}
+
+criterion_group!(benches, sanitizer, pk_select);
+criterion_main!(benches);

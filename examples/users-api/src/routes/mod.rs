@@ -1,0 +1,209 @@
+//! The HTTP API: routes, response envelopes and the OpenAPI document.
+//!
+//! | route | auth | answer |
+//! |---|---|---|
+//! | `POST /signup` | | 201 `{data: user, message: "signup"}` |
+//! | `POST /login` | | 200 `{data: user, message: "login"}` + login cookie |
+//! | `POST /logout` | | 200 `{data: null, message: "logout"}`, cookie cleared |
+//! | `GET /users?page&per_page` | | 200 `{data: [user], message: "findAll", pagination}` |
+//! | `GET /users/{id}` | | 200 `{data: user, message: "findOne"}` |
+//! | `POST /users` | cookie | 201 `{data: user, message: "created"}` |
+//! | `PUT /users/{id}` | cookie, own account | 200 `{data: user, message: "updated"}` |
+//! | `DELETE /users/{id}` | cookie, own account | 200 `{data: user, message: "deleted"}` |
+//! | `GET /api-docs/openapi.json` | | the OpenAPI 3.1 document |
+//! | `GET /healthz` | | 200 `{"status":"ok"}`, no database, no span (served by the kit) |
+//!
+//! Errors are `{"message": …}` (see [`ApiError`]).
+
+mod session;
+mod users;
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::auth::COOKIE_NAME;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::store::User;
+
+/// Every successful answer: `{"data": …, "message": …}` (the sample's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Envelope<T> {
+    /// The payload.
+    pub(crate) data: T,
+    /// What was done: `signup`, `login`, `logout`, `created`, `findAll`, `findOne`, `updated`,
+    /// `deleted`.
+    pub(crate) message: &'static str,
+}
+
+/// `GET /users`: a page of users and where it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserPage {
+    /// The users on this page, oldest first.
+    pub(crate) data: Vec<User>,
+    /// Always `findAll`.
+    pub(crate) message: &'static str,
+    /// Which page this is.
+    pub(crate) pagination: Pagination,
+}
+
+/// Where a page is.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Pagination {
+    /// The page number, from 1.
+    pub(crate) page: u32,
+    /// The page size asked for.
+    pub(crate) per_page: u32,
+    /// Users in all.
+    pub(crate) total: u64,
+}
+
+/// The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes and the
+/// types' `ToSchema` derives, so it describes what the code does.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "users API",
+        description = "The apprunner-kit example service: users and logins, traced end to end in \
+                       AWS X-Ray. Successful answers are `{\"data\": …, \"message\": …}`, errors \
+                       `{\"message\": …}`. A password hash is never returned."
+    ),
+    paths(
+        session::signup,
+        session::login,
+        session::logout,
+        users::list,
+        users::get_one,
+        users::create,
+        users::replace,
+        users::remove,
+        healthz,
+    ),
+    components(schemas(User, ErrorBody, Pagination, Health)),
+    modifiers(&SessionCookie),
+    tags(
+        (name = "session", description = "Sign-up, login and logout (a JWT in an HttpOnly cookie)"),
+        (name = "users", description = "Users; changes need the login cookie"),
+        (name = "health", description = "App Runner's health check"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Adds the `session` security scheme: the login cookie.
+struct SessionCookie;
+
+impl Modify for SessionCookie {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                COOKIE_NAME,
+                "the JWT set by POST /login (HttpOnly; Secure; SameSite=Strict; one hour)",
+            ))),
+        );
+        openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    }
+}
+
+/// The health check's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: String,
+}
+
+/// `GET /healthz` — documented here, served by the kit's `HealthRoute` outside the tracing
+/// layer (see `main.rs`): App Runner's health checks neither touch the database (which would
+/// keep Aurora from pausing) nor fill X-Ray with traces.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "The process serves HTTP", body = Health))
+)]
+#[allow(dead_code)]
+async fn healthz() {}
+
+/// The application's routes (without `/healthz`, which the server adds).
+pub(crate) fn router(state: AppState) -> Router {
+    let openapi = ApiDoc::openapi()
+        .to_json()
+        .expect("the OpenAPI document serializes");
+    Router::new()
+        .route("/signup", post(session::signup))
+        .route("/login", post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::get_one)
+                .put(users::replace)
+                .delete(users::remove),
+        )
+        .route(
+            "/api-docs/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
+        )
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(access_log))
+        .with_state(state)
+}
+
+/// One log line per request, inside the request's span: with JSON logs it carries the X-Ray
+/// trace id, so CloudWatch Logs and X-Ray point at each other.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let route = route.as_deref().unwrap_or("");
+    if status.is_server_error() {
+        tracing::error!(
+            http.request.method = %method,
+            http.route = route,
+            http.response.status_code = status.as_u16(),
+            elapsed_ms,
+            "request failed"
+        );
+    } else {
+        tracing::info!(
+            http.request.method = %method,
+            http.route = route,
+            http.response.status_code = status.as_u16(),
+            elapsed_ms,
+            "request served"
+        );
+    }
+    response
+}
+
+/// `201 Created` with a `Location` header and the envelope.
+pub(crate) fn created(user: User, message: &'static str) -> Response {
+    let location = format!("/users/{}", user.id);
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(Envelope {
+            data: user,
+            message,
+        }),
+    )
+        .into_response()
+}
