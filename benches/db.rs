@@ -43,6 +43,9 @@ fn sanitizer(c: &mut Criterion) {
     group.bench_function(format!("sanitize_{}_chars", TYPICAL.len()), |b| {
         b.iter(|| black_box(sanitizer.sanitize(black_box(TYPICAL))));
     });
+    group.bench_function(format!("summarize_{}_chars", TYPICAL.len()), |b| {
+        b.iter(|| black_box(sanitizer.summarize(black_box(TYPICAL))));
+    });
     group.finish();
 }
 
@@ -172,7 +175,25 @@ async fn fill<DB: apprunner::db::Driver>(pool: &Pool<DB>) {
     tx.commit().await.expect("commit");
 }
 
+/// Whether the command line's filters (`cargo bench --bench db -- <filter>`) select any of
+/// `ids`: the PostgreSQL cluster and the interleaved pass are only set up when they do.
+fn selected(ids: &[&str]) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| ids.iter().any(|id| id.contains(f.as_str())))
+}
+
 fn pk_select(c: &mut Criterion) {
+    if !selected(&[
+        "pk_select_sqlite/raw_sqlx",
+        "pk_select_sqlite/apprunner_traced",
+        "pk_select_postgres/raw_sqlx",
+        "pk_select_postgres/apprunner_traced",
+    ]) {
+        return;
+    }
     let receiver = OtlpReceiver::start_blocking();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

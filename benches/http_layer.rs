@@ -1,11 +1,16 @@
 //! Cost of the traced request layer: a `GET /hello` served by `apprunner::http::Server` with
 //! the `TraceLayer` against the same server without it, side by side in one run, over real TCP
-//! with an in-process keep-alive client. Telemetry is on in both (100% sampling: every request
-//! is a root span, `parentbased_always_on`), exporting over OTLP/gRPC to a live receiver.
+//! with an in-process keep-alive client. Telemetry is on in both, at 100% sampling, exporting
+//! over OTLP/gRPC to a live receiver (in this process).
+//!
+//! Two scenarios: `hello` requests carry no trace header (each span is a new root trace), and
+//! `hello_app_runner` requests carry an App Runner style `X-Amzn-Trace-Id: …;Sampled=1`, as
+//! every request reaching an App Runner service does.
 //!
 //! Each iteration sends a batch of `CONCURRENCY` concurrent requests; criterion reports
-//! requests per second. A final interleaved pass (alternating rounds of both servers) prints
-//! the throughput ratio. Target: traced throughput ≥ 0.9 × untraced.
+//! requests per second. A final interleaved pass per scenario (alternating rounds of both
+//! servers, which cancels out load drifting during the run) prints the throughput ratio.
+//! Target: traced throughput ≥ 0.9 × untraced.
 //!
 //! Run with: `cargo bench -p apprunner-kit-benches --bench http_layer`
 #![allow(clippy::print_stderr)]
@@ -29,6 +34,8 @@ use hyper_util::rt::TokioExecutor;
 const CONCURRENCY: usize = 16;
 const RATIO_ROUNDS: usize = 20;
 const RATIO_BATCHES: usize = 200;
+const APP_RUNNER_HEADER: &str =
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -44,9 +51,16 @@ async fn start(server: Server) -> SocketAddr {
     addr
 }
 
-async fn batch(client: &HttpClient, uri: &http::Uri) {
+async fn batch(client: &HttpClient, uri: &http::Uri, trace_header: Option<&str>) {
     let requests = (0..CONCURRENCY).map(|_| async {
-        let response = client.get(uri.clone()).await.expect("request");
+        let mut request = http::Request::get(uri.clone());
+        if let Some(header) = trace_header {
+            request = request.header("x-amzn-trace-id", header);
+        }
+        let response = client
+            .request(request.body(Empty::new()).unwrap())
+            .await
+            .expect("request");
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.expect("body");
     });
@@ -80,57 +94,57 @@ fn hello(c: &mut Criterion) {
             start(server()).await,
         )
     });
+    let uris: [http::Uri; 2] =
+        [plain, traced].map(|addr| format!("http://{addr}/hello").parse().expect("a valid URI"));
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(CONCURRENCY)
         .build_http();
 
-    let mut group = c.benchmark_group("hello");
-    group.throughput(Throughput::Elements(CONCURRENCY as u64));
-    group.measurement_time(Duration::from_secs(10));
-    for (name, addr) in [("without_layer", plain), ("with_layer", traced)] {
-        let uri: http::Uri = format!("http://{addr}/hello").parse().unwrap();
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                // The receiver keeps every span it decodes: keep its memory bounded.
-                receiver.clear();
-                runtime.block_on(async {
-                    let started = Instant::now();
-                    for _ in 0..iters {
-                        batch(&client, &uri).await;
-                    }
-                    started.elapsed()
-                })
+    for (scenario, trace_header) in [
+        ("hello", None),
+        ("hello_app_runner", Some(APP_RUNNER_HEADER)),
+    ] {
+        let mut group = c.benchmark_group(scenario);
+        group.throughput(Throughput::Elements(CONCURRENCY as u64));
+        group.measurement_time(Duration::from_secs(10));
+        for (name, uri) in ["without_layer", "with_layer"].iter().zip(&uris) {
+            group.bench_function(*name, |b| {
+                b.iter_custom(|iters| {
+                    // The receiver keeps every span it decodes: keep its memory bounded.
+                    receiver.clear();
+                    runtime.block_on(async {
+                        let started = Instant::now();
+                        for _ in 0..iters {
+                            batch(&client, uri, trace_header).await;
+                        }
+                        started.elapsed()
+                    })
+                });
             });
-        });
-    }
-    group.finish();
-
-    // The same comparison, interleaved: alternating rounds cancel out load that drifts during
-    // the run (other processes on a small machine).
-    let uris: Vec<http::Uri> = [plain, traced]
-        .iter()
-        .map(|addr| format!("http://{addr}/hello").parse().unwrap())
-        .collect();
-    let mut elapsed = [Duration::ZERO; 2];
-    runtime.block_on(async {
-        for _ in 0..RATIO_ROUNDS {
-            for (slot, uri) in uris.iter().enumerate() {
-                receiver.clear();
-                let started = Instant::now();
-                for _ in 0..RATIO_BATCHES {
-                    batch(&client, uri).await;
-                }
-                elapsed[slot] += started.elapsed();
-            }
         }
-    });
-    let requests = (RATIO_ROUNDS * RATIO_BATCHES * CONCURRENCY) as f64;
-    let [plain_rps, traced_rps] = elapsed.map(|time| requests / time.as_secs_f64());
-    eprintln!(
-        "interleaved: without_layer {plain_rps:.0} req/s, with_layer {traced_rps:.0} req/s, \
-         ratio {:.3}",
-        traced_rps / plain_rps
-    );
+        group.finish();
+
+        let mut elapsed = [Duration::ZERO; 2];
+        runtime.block_on(async {
+            for _ in 0..RATIO_ROUNDS {
+                for (slot, uri) in uris.iter().enumerate() {
+                    receiver.clear();
+                    let started = Instant::now();
+                    for _ in 0..RATIO_BATCHES {
+                        batch(&client, uri, trace_header).await;
+                    }
+                    elapsed[slot] += started.elapsed();
+                }
+            }
+        });
+        let requests = (RATIO_ROUNDS * RATIO_BATCHES * CONCURRENCY) as f64;
+        let [plain_rps, traced_rps] = elapsed.map(|time| requests / time.as_secs_f64());
+        eprintln!(
+            "{scenario} interleaved: without_layer {plain_rps:.0} req/s, with_layer \
+             {traced_rps:.0} req/s, ratio {:.3}",
+            traced_rps / plain_rps
+        );
+    }
 
     let stats = runtime
         .block_on(telemetry.shutdown())

@@ -33,12 +33,14 @@ use crate::{Error, Result};
 ///         })
 /// }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct App {
     package: String,
     version: String,
     service_name: Option<String>,
     secrets: Option<String>,
+    #[cfg(feature = "db")]
+    migrations: Option<sqlx::migrate::Migrator>,
 }
 
 /// What the runtime hands to [`FromContext`] implementations: the service's identity and
@@ -58,6 +60,9 @@ pub struct Context {
 struct ContextInner {
     service_name: String,
     version: String,
+    /// Handed to the first database pool the service asks for.
+    #[cfg(feature = "db")]
+    migrations: std::sync::Mutex<Option<sqlx::migrate::Migrator>>,
 }
 
 impl Context {
@@ -107,6 +112,26 @@ pub trait FromContext: Sized {
 impl FromContext for Context {
     async fn from_context(cx: &Context) -> Result<Self> {
         Ok(cx.clone())
+    }
+}
+
+/// A connected, instrumented database pool, configured from the environment (`DATABASE_URL`,
+/// else the `DB_*` variables; see [`DbConfig`](crate::db::DbConfig)). The first pool asked for
+/// runs the migrations given with `migrate = "…"` / [`App::migrations`].
+#[cfg(feature = "db")]
+impl<DB: crate::db::Driver> FromContext for crate::db::Pool<DB> {
+    async fn from_context(cx: &Context) -> Result<Self> {
+        let mut config = crate::db::DbConfig::from_env()?;
+        let migrations = cx
+            .inner
+            .migrations
+            .lock()
+            .map(|mut m| m.take())
+            .unwrap_or_default();
+        if let Some(migrator) = migrations {
+            config = config.migrations(migrator);
+        }
+        Ok(crate::db::Pool::connect_with(config).await?)
     }
 }
 
@@ -190,6 +215,8 @@ impl App {
             version: version.into(),
             service_name: None,
             secrets: None,
+            #[cfg(feature = "db")]
+            migrations: None,
         }
     }
 
@@ -213,6 +240,23 @@ impl App {
     /// ```
     pub fn secrets(mut self, mappings: impl Into<String>) -> Self {
         self.secrets = Some(mappings.into());
+        self
+    }
+
+    /// Migrations to run (under sqlx's lock) when the first database pool is provided.
+    ///
+    /// `#[apprunner::main(migrate = "migrations")]` passes `sqlx::migrate!("migrations")`, which
+    /// needs `sqlx` (feature `migrate`) among the service's dependencies.
+    ///
+    /// ```no_run
+    /// # fn f(migrator: sqlx::migrate::Migrator) {
+    /// let app = apprunner::App::new("users-api", "1.0.0").migrations(migrator);
+    /// # let _ = app;
+    /// # }
+    /// ```
+    #[cfg(feature = "db")]
+    pub fn migrations(mut self, migrator: sqlx::migrate::Migrator) -> Self {
+        self.migrations = Some(migrator);
         self
     }
 
@@ -299,6 +343,8 @@ impl App {
             inner: Arc::new(ContextInner {
                 service_name,
                 version: self.version.clone(),
+                #[cfg(feature = "db")]
+                migrations: std::sync::Mutex::new(self.migrations),
             }),
         };
 

@@ -24,6 +24,10 @@ pub enum Error {
     #[cfg(feature = "http")]
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    /// The database pool could not be set up.
+    #[cfg(feature = "db")]
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     /// The Tokio runtime could not be built.
     #[error("cannot start the Tokio runtime: {0}")]
     Runtime(std::io::Error),

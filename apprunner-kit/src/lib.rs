@@ -68,6 +68,8 @@ pub mod __private {
             $crate::__private::NoDb
         }};
     }
+    #[cfg(feature = "db")]
+    pub use crate::db::sqlx::migrate;
     #[cfg(not(feature = "db"))]
     pub use __apprunner_migrate_needs_db as migrate;
 }

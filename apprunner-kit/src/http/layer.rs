@@ -3,7 +3,8 @@
 use std::{
     any::Any,
     any::type_name,
-    net::SocketAddr,
+    fmt,
+    net::{IpAddr, SocketAddr},
     panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
     task::{Context, Poll, ready},
@@ -128,14 +129,13 @@ where
             // `tracing` span and the request is still served.
             let _ = span.set_parent(extract_context(request.headers()));
         }
-        let state = {
-            let _entered = span.enter();
-            match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
-                Ok(future) => State::Running { future },
-                Err(payload) => State::Panicked {
-                    message: panic_message(&*payload),
-                },
-            }
+        // Not entered here: `call` only builds the future (the handler runs when it is
+        // polled, inside the span), and every enter costs a context switch of the subscriber.
+        let state = match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
+            Ok(future) => State::Running { future },
+            Err(payload) => State::Panicked {
+                message: panic_message(&*payload),
+            },
         };
         ResponseFuture {
             state,
@@ -325,7 +325,14 @@ impl<B: Body<Data = Bytes>> Body for TracedBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         let polled = {
-            let _entered = this.finish.as_ref().map(|finish| finish.span.enter());
+            // A body of unknown length is a stream that may run user code (and log) when
+            // polled: do that inside the span. A body of known length is just bytes.
+            let streaming = this.kind.size_hint().exact().is_none();
+            let _entered = this
+                .finish
+                .as_ref()
+                .filter(|_| streaming)
+                .map(|finish| finish.span.enter());
             ready!(this.kind.as_mut().poll_frame(cx))
         };
         match &polled {
@@ -399,11 +406,13 @@ fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
         None => name_method.to_owned(),
     };
     let (server_address, server_port) = server_address(request);
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let client_address = forwarded_for(headers);
+    let client_address = match forwarded_for(headers) {
+        Some(forwarded) => Some(ClientAddress::Forwarded(forwarded)),
+        None => request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| ClientAddress::Peer(peer.ip())),
+    };
     let query = if layer.record_query {
         request.uri().query()
     } else {
@@ -427,21 +436,28 @@ fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
         url.query = query,
         server.address = server_address,
         server.port = server_port,
-        client.address = Empty,
-        network.peer.address = Empty,
+        client.address = client_address.map(tracing::field::display),
         network.protocol.version = protocol_version(request.version()),
         user_agent.original = header_str(headers, &header::USER_AGENT),
         error.type = Empty,
     );
-    match (client_address, peer) {
-        (Some(client), _) => span.record("client.address", client),
-        (None, Some(peer)) => span.record("client.address", tracing::field::display(peer)),
-        (None, None) => &span,
-    };
-    if let Some(peer) = peer {
-        span.record("network.peer.address", tracing::field::display(peer));
-    }
     span
+}
+
+/// `client.address`: the original client named by a proxy, else the TCP peer.
+#[derive(Clone, Copy)]
+enum ClientAddress<'a> {
+    Forwarded(&'a str),
+    Peer(IpAddr),
+}
+
+impl fmt::Display for ClientAddress<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAddress::Forwarded(address) => f.write_str(address),
+            ClientAddress::Peer(address) => address.fmt(f),
+        }
+    }
 }
 
 /// The semantic-conventions name of a method, and the original when it is not a standard one.

@@ -30,8 +30,7 @@
 //! | `url.path`, `url.scheme` | the request path; `X-Forwarded-Proto` (App Runner terminates TLS), else the URI's scheme, else `http` |
 //! | `url.query` | only with [`TraceLayer::record_query`]: query strings often carry tokens |
 //! | `http.response.status_code` | the response status |
-//! | `client.address` | the first `X-Forwarded-For` entry (App Runner puts a proxy in front), else the peer address |
-//! | `network.peer.address` | the TCP peer (when served by [`Server`], or with axum's `ConnectInfo`) |
+//! | `client.address` | the first `X-Forwarded-For` entry (App Runner puts a proxy in front), else the TCP peer (when served by [`Server`], or with axum's `ConnectInfo`) |
 //! | `server.address`, `server.port` | from `:authority` / `Host` |
 //! | `user_agent.original`, `network.protocol.version` | from the request |
 //! | `error.type` | the status code on a 5xx; the error's type name when the service or the response body fails |

@@ -22,6 +22,9 @@ pub(crate) enum ApiError {
     /// The body is not JSON (400).
     #[error("malformed JSON body")]
     MalformedJson,
+    /// The body could not be read (the client went away, a broken chunked encoding) (400).
+    #[error("the request body could not be read")]
+    UnreadableBody,
     /// The query string is not understood or out of range (400).
     #[error("{0}")]
     BadQuery(&'static str),
@@ -68,7 +71,9 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson | ApiError::UnreadableBody | ApiError::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

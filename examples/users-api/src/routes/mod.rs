@@ -20,7 +20,7 @@ mod users;
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::auth::COOKIE_NAME;
 use crate::error::{ApiError, ErrorBody};
+use crate::input::BODY_LIMIT;
 use crate::state::AppState;
 use crate::store::User;
 
@@ -54,6 +55,23 @@ pub(crate) struct UserPage {
     pub(crate) message: &'static str,
     /// Which page this is.
     pub(crate) pagination: Pagination,
+}
+
+/// `POST /logout`: `{"data": null, "message": "logout"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LoggedOut {
+    /// Always `null`.
+    #[schema(schema_with = null_schema)]
+    pub(crate) data: (),
+    /// Always `logout`.
+    pub(crate) message: &'static str,
+}
+
+/// The JSON Schema of `null`.
+fn null_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Null)
+        .build()
 }
 
 /// Where a page is.
@@ -123,9 +141,11 @@ pub(crate) struct Health {
     status: String,
 }
 
-/// `GET /healthz` — documented here, served by the kit's `HealthRoute` outside the tracing
-/// layer (see `main.rs`): App Runner's health checks neither touch the database (which would
-/// keep Aurora from pausing) nor fill X-Ray with traces.
+/// Health check.
+///
+/// Served by the kit's `HealthRoute` outside the tracing layer (see `main.rs`), documented here:
+/// App Runner's health checks neither touch the database (which would keep Aurora from pausing)
+/// nor fill X-Ray with traces.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -157,6 +177,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Bodies are an email and a password: 16 KiB is plenty. Enforced here, inside the access
+        // log, so a 413 is logged like any other answer.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{Envelope, created};
+use super::{Envelope, LoggedOut, created};
 use crate::auth::{clear_cookie, session_cookie};
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{CredentialsInput, JsonBody};
@@ -93,7 +93,7 @@ pub(super) async fn login(
     path = "/logout",
     tag = "session",
     responses(
-        (status = 200, description = "Logged out", body = Envelope<Option<User>>,
+        (status = 200, description = "Logged out", body = LoggedOut,
             headers(("Set-Cookie" = String,
                 description = "__Host-session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"))),
     )
@@ -101,8 +101,8 @@ pub(super) async fn login(
 pub(super) async fn logout() -> Response {
     (
         [(header::SET_COOKIE, clear_cookie())],
-        Json(Envelope::<Option<User>> {
-            data: None,
+        Json(LoggedOut {
+            data: (),
             message: "logout",
         }),
     )

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Load and footprint of the users API (examples/users-api), in one run:
+#
+#   benches/users_api_load.sh
+#
+# Builds the release binary (and the `otlp-sink` receiver of the tests package), starts a
+# throwaway PostgreSQL cluster (initdb/pg_ctl, as the test harness does; as the `postgres` user
+# when run as root), then runs the service twice against it:
+#
+#   traced    100% sampling (OTEL_TRACES_SAMPLER=always_on), spans exported over OTLP/gRPC to
+#             a live receiver (`otlp-sink`, which decodes and counts every span);
+#   untraced  OTEL_SDK_DISABLED=true.
+#
+# In each mode `wrk` drives `GET /users/{id}` and then `POST /users` (logged in, a new email per
+# request, so every request is a 201: an argon2id hash plus an INSERT). Printed: requests/s,
+# p50/p99 latency and non-2xx answers per endpoint and mode, the traced/untraced throughput
+# ratio, peak RSS (VmHWM) and the time from process start to the first successful /healthz.
+#
+# Targets: traced/untraced >= 0.9, zero non-2xx, peak RSS < 50 MiB, start->healthz < 100 ms.
+# The exit status is 1 when a target is missed.
+#
+# Needs: cargo, curl, PostgreSQL server binaries and wrk (Debian packages `postgresql` and `wrk`,
+# installed with apt-get when missing and running as root).
+#
+# Settings (environment): DURATION (seconds per wrk run, default 20), CONNECTIONS (GET, 32),
+# POST_CONNECTIONS (8), THREADS (wrk threads, 2), SKIP_BUILD=1 (use the existing release binaries),
+# PG_BIN (directory of initdb/pg_ctl).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DURATION="${DURATION:-20}"
+CONNECTIONS="${CONNECTIONS:-32}"
+POST_CONNECTIONS="${POST_CONNECTIONS:-8}"
+THREADS="${THREADS:-2}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release/users-api"
+SINK="$TARGET_DIR/release/otlp-sink"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'users_api_load: %s\n' "$*" >&2; exit 2; }
+
+apt_install() {
+    [ "$(id -u)" = 0 ] || die "$1 is missing: install it (apt-get install $1)"
+    say "installing $1 with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null 2>&1 || {
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null
+    }
+}
+
+command -v curl >/dev/null || apt_install curl
+command -v wrk >/dev/null || apt_install wrk
+
+find_pg_bin() {
+    if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return; fi
+    if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then
+        pg_config --bindir; return
+    fi
+    local best
+    best="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [ -n "$best" ] && [ -x "$best/initdb" ]; then echo "$best"; return; fi
+    command -v initdb >/dev/null && dirname "$(command -v initdb)"
+}
+PG_BIN="$(find_pg_bin || true)"
+if [ -z "$PG_BIN" ]; then
+    apt_install postgresql
+    PG_BIN="$(find_pg_bin)"
+fi
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    say "cargo build --release -p users-api -p apprunner-kit-tests --bin users-api --bin otlp-sink"
+    (cd "$ROOT" && cargo build --release -q -p users-api -p apprunner-kit-tests \
+        --bin users-api --bin otlp-sink)
+fi
+[ -x "$BIN" ] && [ -x "$SINK" ] || die "release binaries missing: run without SKIP_BUILD=1"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# ---- throwaway PostgreSQL -------------------------------------------------------------------
+WORK="$(mktemp -d /tmp/users-api-load.XXXXXX)"
+chmod 755 "$WORK"
+SERVICE_PID=""
+SINK_PID=""
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+cleanup() {
+    [ -n "$SERVICE_PID" ] && kill "$SERVICE_PID" 2>/dev/null || true
+    [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null || true
+    as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PG_PORT="$(free_port)"
+mkdir -p "$WORK/pg"
+[ "$(id -u)" = 0 ] && { id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres; chown postgres "$WORK/pg"; }
+say "PostgreSQL ($PG_BIN) on 127.0.0.1:$PG_PORT"
+as_pg env LC_ALL=C "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres -A trust -E UTF8 --no-locale \
+    --no-sync >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$WORK/pg \
+        -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+    start >/dev/null
+as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -q -c 'CREATE DATABASE users_api' \
+    postgres >/dev/null
+DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/users_api"
+
+# ---- OTLP receiver --------------------------------------------------------------------------
+SINK_PORT="$(free_port)"
+"$SINK" "127.0.0.1:$SINK_PORT" >"$WORK/sink.out" 2>&1 &
+SINK_PID=$!
+for _ in $(seq 100); do grep -q listening "$WORK/sink.out" && break; sleep 0.05; done
+grep -q listening "$WORK/sink.out" || die "otlp-sink did not start: $(cat "$WORK/sink.out")"
+
+# ---- wrk scripts ------------------------------------------------------------------------------
+cat >"$WORK/post.lua" <<'LUA'
+-- POST /users with a fresh email per request: wrk ... -s post.lua URL -- <tag> <cookie>
+local threads = 0
+function setup(thread)
+    thread:set("tid", threads)
+    threads = threads + 1
+end
+function init(args)
+    tag = args[1] .. "-" .. tid
+    cookie = args[2]
+    n = 0
+end
+function request()
+    n = n + 1
+    local body = string.format('{"email":"%s-%d@load.example","password":"load test password"}', tag, n)
+    return wrk.format("POST", "/users",
+        { ["Content-Type"] = "application/json", ["Cookie"] = cookie }, body)
+end
+LUA
+
+# Parses wrk --latency output into "rps p50 p99 non2xx errors".
+parse_wrk() {
+    awk '
+        /Requests\/sec:/ { rps = $2 }
+        /^ +50%/ { p50 = $2 }
+        /^ +99%/ { p99 = $2 }
+        /Non-2xx or 3xx responses:/ { non2xx = $5 }
+        /Socket errors:/ { errors = $0 }
+        END {
+            if (non2xx == "") non2xx = 0
+            if (errors == "") errors = "none"; else { sub(/^ *Socket errors: */, "", errors); gsub(/ /, "_", errors) }
+            print rps, p50, p99, non2xx, errors
+        }' "$1"
+}
+
+now_ns() { date +%s%N; }
+
+declare -A RESULT
+run_mode() {
+    local mode="$1"; shift
+    local port; port="$(free_port)"
+    local base="http://127.0.0.1:$port"
+    local start end
+    say "$mode: starting the service"
+    start="$(now_ns)"
+    env -i PATH="$PATH" PORT="$port" DATABASE_URL="$DATABASE_URL" \
+        JWT_SECRET="load-test-signing-key-0123456789abcdef0123456789" \
+        OTEL_SERVICE_NAME=users-api "$@" \
+        "$BIN" >"$WORK/$mode.log" 2>&1 &
+    SERVICE_PID=$!
+    until curl -sf -o /dev/null --max-time 1 "$base/healthz"; do
+        kill -0 "$SERVICE_PID" 2>/dev/null || die "$mode: the service exited: $(tail -n 20 "$WORK/$mode.log")"
+        [ $(( $(now_ns) - start )) -lt 30000000000 ] || die "$mode: not healthy after 30 s"
+        sleep 0.001
+    done
+    end="$(now_ns)"
+    RESULT[$mode.startup_ms]="$(( (end - start) / 1000000 ))"
+
+    local creds='{"email":"load-'"$mode"'@example.com","password":"load test password"}'
+    local id cookie
+    id="$(curl -sf "$base/signup" -H 'content-type: application/json' -d "$creds" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])')"
+    cookie="$(curl -sf -D - -o /dev/null "$base/login" -H 'content-type: application/json' -d "$creds" |
+        awk 'tolower($1) == "set-cookie:" { sub(/;.*/, "", $2); print $2 }')"
+    [ -n "$id" ] && [ -n "$cookie" ] || die "$mode: could not sign up and log in"
+
+    say "$mode: warm-up"
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d 3 "$base/users/$id" >/dev/null
+    say "$mode: GET /users/{id}, ${DURATION}s, $CONNECTIONS connections"
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$base/users/$id" >"$WORK/$mode.get.txt"
+    RESULT[$mode.get]="$(parse_wrk "$WORK/$mode.get.txt")"
+    say "$mode: POST /users, ${DURATION}s, $POST_CONNECTIONS connections"
+    wrk -t "$THREADS" -c "$POST_CONNECTIONS" -d "$DURATION" --latency -s "$WORK/post.lua" \
+        "$base/users" -- "$mode-$$" "$cookie" >"$WORK/$mode.post.txt"
+    RESULT[$mode.post]="$(parse_wrk "$WORK/$mode.post.txt")"
+
+    RESULT[$mode.rss_kib]="$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVICE_PID/status")"
+    kill -TERM "$SERVICE_PID"
+    local status=0
+    wait "$SERVICE_PID" || status=$?
+    SERVICE_PID=""
+    RESULT[$mode.exit]="$status"
+}
+
+run_mode untraced OTEL_SDK_DISABLED=true
+run_mode traced OTEL_TRACES_SAMPLER=always_on \
+    OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT"
+
+kill -TERM "$SINK_PID"
+wait "$SINK_PID" || true
+SINK_PID=""
+SPANS="$(grep -o 'spans=[0-9]*' "$WORK/sink.out" | cut -d= -f2)"
+
+# ---- report -----------------------------------------------------------------------------------
+failed=0
+check() { # check <description> <ok: 0|1>
+    if [ "$2" = 1 ]; then printf '  PASS  %s\n' "$1"; else printf '  FAIL  %s\n' "$1"; failed=1; fi
+}
+field() { echo "${RESULT[$1]}" | awk -v i="$2" '{ print $i }'; }
+
+printf '\nusers API load (%s s per run, wrk %s threads; GET %s connections, POST %s)\n' \
+    "$DURATION" "$THREADS" "$CONNECTIONS" "$POST_CONNECTIONS"
+printf '%-9s %-16s %10s %9s %9s %8s  %s\n' mode endpoint 'req/s' p50 p99 non-2xx 'socket errors'
+for mode in traced untraced; do
+    for ep in get post; do
+        label="GET /users/{id}"; [ "$ep" = post ] && label="POST /users"
+        printf '%-9s %-16s %10s %9s %9s %8s  %s\n' "$mode" "$label" \
+            "$(field "$mode.$ep" 1)" "$(field "$mode.$ep" 2)" "$(field "$mode.$ep" 3)" \
+            "$(field "$mode.$ep" 4)" "$(field "$mode.$ep" 5)"
+    done
+done
+for mode in traced untraced; do
+    printf '%-9s peak RSS %.1f MiB, start -> first /healthz %s ms, exit status %s\n' "$mode" \
+        "$(awk -v k="${RESULT[$mode.rss_kib]}" 'BEGIN { print k / 1024 }')" \
+        "${RESULT[$mode.startup_ms]}" "${RESULT[$mode.exit]}"
+done
+printf 'spans received by the OTLP receiver: %s\n\n' "${SPANS:-0}"
+
+for ep in get post; do
+    ratio="$(awk -v t="$(field "traced.$ep" 1)" -v u="$(field "untraced.$ep" 1)" \
+        'BEGIN { printf "%.3f", (u > 0 ? t / u : 0) }')"
+    check "throughput traced/untraced ${ep^^} = $ratio (>= 0.9)" \
+        "$(awk -v r="$ratio" 'BEGIN { print (r >= 0.9) ? 1 : 0 }')"
+done
+for mode in traced untraced; do
+    for ep in get post; do
+        n="$(field "$mode.$ep" 4)"
+        check "$mode ${ep^^}: $n non-2xx, socket errors: $(field "$mode.$ep" 5)" \
+            "$([ "$n" = 0 ] && [ "$(field "$mode.$ep" 5)" = none ] && echo 1 || echo 0)"
+    done
+    rss="${RESULT[$mode.rss_kib]}"
+    check "$mode peak RSS $(( rss / 1024 )) MiB (< 50 MiB)" "$([ "$rss" -lt $(( 50 * 1024 )) ] && echo 1 || echo 0)"
+    ms="${RESULT[$mode.startup_ms]}"
+    check "$mode start -> /healthz $ms ms (< 100 ms)" "$([ "$ms" -lt 100 ] && echo 1 || echo 0)"
+    check "$mode exit status ${RESULT[$mode.exit]} after SIGTERM" "$([ "${RESULT[$mode.exit]}" = 0 ] && echo 1 || echo 0)"
+done
+check "spans arrived at the receiver (${SPANS:-0})" "$([ "${SPANS:-0}" -gt 0 ] && echo 1 || echo 0)"
+exit "$failed"

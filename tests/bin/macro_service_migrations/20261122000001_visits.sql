@@ -1,0 +1,4 @@
+CREATE TABLE IF NOT EXISTS visits (
+    id BIGSERIAL PRIMARY KEY,
+    path TEXT NOT NULL
+);
