@@ -125,8 +125,14 @@ impl TelemetryConfig {
         };
 
         if self.install_subscriber {
+            // Source locations, thread ids and busy/idle timings would only add noise to
+            // X-Ray segments (and cost on every span).
             let otel_layer = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
                 .with_filter(span_filter);
             let json = match self.log_format {
                 LogFormat::Json => true,

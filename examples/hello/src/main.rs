@@ -16,17 +16,12 @@ async fn hello(Path(name): Path<String>) -> String {
     format!("hello, {name}\n")
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let telemetry = apprunner::telemetry::init()?;
-
-    let app = Router::new()
+/// `#[apprunner::main]` initialises telemetry, serves the returned router on `PORT` until
+/// SIGTERM, then flushes every span.
+#[apprunner::main(service = "hello")]
+async fn main() -> apprunner::Result<Router> {
+    Ok(Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/hello/{name}", get(hello))
-        .merge(apprunner::http::health_route());
-    let served = apprunner::serve(app).await;
-
-    // Flush every finished span, whether serving succeeded or not.
-    telemetry.shutdown().await?;
-    Ok(served?)
+        .merge(apprunner::http::health_route()))
 }
