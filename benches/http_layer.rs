@@ -125,15 +125,18 @@ fn hello(c: &mut Criterion) {
         group.finish();
 
         let mut elapsed = [Duration::ZERO; 2];
+        let mut cpu = [Duration::ZERO; 2];
         runtime.block_on(async {
             for _ in 0..RATIO_ROUNDS {
                 for (slot, uri) in uris.iter().enumerate() {
                     receiver.clear();
                     let started = Instant::now();
+                    let cpu_started = process_cpu_time();
                     for _ in 0..RATIO_BATCHES {
                         batch(&client, uri, trace_header).await;
                     }
                     elapsed[slot] += started.elapsed();
+                    cpu[slot] += process_cpu_time().saturating_sub(cpu_started);
                 }
             }
         });
@@ -144,6 +147,16 @@ fn hello(c: &mut Criterion) {
              {traced_rps:.0} req/s, ratio {:.3}",
             traced_rps / plain_rps
         );
+        // CPU time of this whole process (client, servers, exporter and receiver): what a
+        // saturated machine would turn into throughput, whatever else runs on it.
+        if cpu[0] > Duration::ZERO && cpu[1] > Duration::ZERO {
+            let [plain_us, traced_us] = cpu.map(|time| time.as_secs_f64() * 1e6 / requests);
+            eprintln!(
+                "{scenario} CPU per request: without_layer {plain_us:.1} µs, with_layer \
+                 {traced_us:.1} µs, ratio {:.3}",
+                plain_us / traced_us
+            );
+        }
     }
 
     let stats = runtime
@@ -160,6 +173,24 @@ fn hello(c: &mut Criterion) {
         stats.spans_exported > 0,
         "the receiver got no span: {stats:?}"
     );
+}
+
+/// User + system CPU time of this process so far (zero where `/proc` is unavailable).
+fn process_cpu_time() -> Duration {
+    // Fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second on Linux).
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 criterion_group!(benches, hello);

@@ -141,6 +141,45 @@ async fn root_spans_are_opt_in() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn unsampled_requests_record_no_statement() {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    // Even with root spans on: an unsampled parent is a parent, not the absence of one.
+    let (pool, _) = connect(memory().root_spans(true)).await;
+    init();
+    let unsampled = unique("unsampled_");
+    // A request whose caller decided not to sample it (X-Ray `Sampled=0`).
+    let span = tracing::info_span!("request", otel.kind = "server");
+    let remote = SpanContext::new(
+        TraceId::from(0x5759e988_bd862e3f_e1be46a9_94272793_u128),
+        SpanId::from(0x53995c3f42cd8ad8_u64),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 AS {unsampled}")))
+        .execute(&pool)
+        .instrument(span)
+        .await
+        .unwrap();
+    let sampled = unique("sampled_");
+    let req = request("sampled", async {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 AS {sampled}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(req.db_spans(1).await.len(), 1);
+    assert_nowhere(&[&unsampled]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn query_text_can_be_raw_or_off() {
     let (raw, _) = connect(memory().query_text(QueryText::Raw)).await;
     let (off, _) = connect(

@@ -56,7 +56,10 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .unwrap_or_else(|e| panic!("otlp-sink: cannot listen on {addr}: {e}"));
-    println!("listening {}", listener.local_addr().expect("local address"));
+    println!(
+        "listening {}",
+        listener.local_addr().expect("local address")
+    );
     let counts = Arc::new(Counts::default());
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

@@ -6,6 +6,7 @@
 //! bookkeeping and one allocation per attribute, on the hottest path of a service.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -88,6 +89,7 @@ pub(crate) struct Tracer {
     settings: TraceSettings,
     sanitizer: Sanitizer,
     meta: RwLock<Arc<Meta>>,
+    cache: RwLock<HashMap<Box<str>, Arc<Analysis>>>,
 }
 
 impl Tracer {
@@ -96,6 +98,7 @@ impl Tracer {
             sanitizer: Sanitizer::new(DB::DIALECT).collapse_in_lists(settings.collapse_in_lists),
             settings,
             meta: RwLock::new(Arc::new(meta)),
+            cache: RwLock::new(HashMap::new()),
         }
     }
 
@@ -122,8 +125,11 @@ impl Tracer {
                 Context::current()
             }
         };
-        if cx.span().span_context().is_valid() {
-            Some(cx)
+        let parent = cx.span().span_context().clone();
+        if parent.is_valid() {
+            // A request that is not sampled records no statement either (parent-based
+            // sampling, the default): skip the analysis and the span altogether.
+            parent.is_sampled().then_some(cx)
         } else if self.settings.root_spans {
             Some(Context::new())
         } else {
@@ -143,73 +149,95 @@ impl Tracer {
 
     /// The span of one statement, under `parent`.
     pub(crate) fn statement(&self, parent: &Context, sql: &str) -> StatementSpan {
-        let info = match self.settings.query_text {
-            QueryText::Sanitized => self.sanitizer.analyze(sql),
-            QueryText::Raw | QueryText::Off => self.sanitizer.summarize(sql),
+        let analysis = self.analysis(sql);
+        let name = match &analysis.summary {
+            Some(summary) => Cow::Owned(summary.as_str().to_owned()),
+            None => Cow::Borrowed(self.meta().system),
         };
-        let text = match self.settings.query_text {
-            QueryText::Sanitized => Some(Cow::Borrowed(info.text())),
-            QueryText::Raw => Some(Cow::Borrowed(sql)),
-            QueryText::Off => None,
-        };
-        self.span(
-            parent,
-            Some(info.summary()).filter(|s| !s.is_empty()),
-            text,
-            info.operation(),
-            info.collection(),
-            info.stored_procedure(),
-        )
+        self.span(parent, name, &analysis)
     }
 
     /// The span of a transaction command (`BEGIN`, `COMMIT`, `SAVEPOINT`, …).
     pub(crate) fn command(&self, parent: &Context, command: &'static str) -> StatementSpan {
-        let text = (self.settings.query_text != QueryText::Off).then_some(Cow::Borrowed(command));
-        let operation = command.split(' ').next();
-        self.span(parent, Some(command), text, operation, None, None)
+        let analysis = Analysis {
+            summary: Some(command.into()),
+            text: (self.settings.query_text != QueryText::Off).then(|| command.into()),
+            operation: command.split(' ').next().map(StringValue::from),
+            collection: None,
+            procedure: None,
+        };
+        self.span(parent, Cow::Borrowed(command), &analysis)
     }
 
-    fn span(
-        &self,
-        parent: &Context,
-        summary: Option<&str>,
-        text: Option<Cow<'_, str>>,
-        operation: Option<&str>,
-        collection: Option<&str>,
-        procedure: Option<&str>,
-    ) -> StatementSpan {
+    /// The analysis of `sql`, from the cache when this statement was seen before (statements
+    /// are mostly the same few strings, run over and over).
+    fn analysis(&self, sql: &str) -> Arc<Analysis> {
+        if let Some(hit) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sql)
+        {
+            return Arc::clone(hit);
+        }
+        let analysis = Arc::new(self.analyze(sql));
+        if sql.len() <= CACHE_MAX_STATEMENT {
+            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= CACHE_ENTRIES {
+                // Statements built with `format!` never repeat: start over rather than grow.
+                cache.clear();
+            }
+            cache.insert(Box::from(sql), Arc::clone(&analysis));
+        }
+        analysis
+    }
+
+    fn analyze(&self, sql: &str) -> Analysis {
+        let info = match self.settings.query_text {
+            QueryText::Sanitized => self.sanitizer.analyze(sql),
+            QueryText::Raw | QueryText::Off => self.sanitizer.summarize(sql),
+        };
+        let shared = |s: &str| StringValue::from(Arc::<str>::from(s));
+        Analysis {
+            summary: Some(info.summary()).filter(|s| !s.is_empty()).map(shared),
+            text: match self.settings.query_text {
+                QueryText::Sanitized => Some(shared(info.text())),
+                QueryText::Raw => Some(shared(sql)),
+                QueryText::Off => None,
+            },
+            operation: info.operation().map(shared),
+            collection: info.collection().map(shared),
+            procedure: info.stored_procedure().map(shared),
+        }
+    }
+
+    fn span(&self, parent: &Context, name: Cow<'static, str>, s: &Analysis) -> StatementSpan {
         let meta = self.meta();
         let a = &meta.attributes;
-        let legacy = self.settings.legacy_attributes;
-        let text: Option<StringValue> = text.map(|t| Arc::<str>::from(t.as_ref()).into());
         let mut attributes = Vec::with_capacity(20);
-        let mut push = |key: &'static str, value: Option<Value>| {
+        let mut push = |key: &'static str, value: &Option<StringValue>| {
             if let Some(value) = value {
-                attributes.push(KeyValue::new(key, value));
+                attributes.push(KeyValue::new(key, Value::String(value.clone())));
             }
         };
-        let string = |v: &Option<StringValue>| v.clone().map(Value::String);
-        let owned = |v: Option<&str>| v.map(|v| Value::String(v.to_owned().into()));
-        push("db.system.name", Some(meta.system.into()));
-        push("db.namespace", string(&a.namespace));
-        push("db.query.text", string(&text));
-        push("db.query.summary", owned(summary));
-        push("db.operation.name", owned(operation));
-        push("db.collection.name", owned(collection));
-        push("db.stored_procedure.name", owned(procedure));
-        push("server.address", string(&a.address));
-        push("server.port", a.port.map(Value::I64));
-        push("peer.service", string(&a.peer_service));
-        if legacy {
-            push("db.system", Some(meta.system.into()));
-            push("db.name", string(&a.namespace));
-            push("db.statement", string(&text));
-            push("db.user", string(&a.user));
+        push("db.namespace", &a.namespace);
+        push("db.query.text", &s.text);
+        push("db.query.summary", &s.summary);
+        push("db.operation.name", &s.operation);
+        push("db.collection.name", &s.collection);
+        push("db.stored_procedure.name", &s.procedure);
+        push("server.address", &a.address);
+        push("peer.service", &a.peer_service);
+        if self.settings.legacy_attributes {
+            push("db.name", &a.namespace);
+            push("db.statement", &s.text);
+            push("db.user", &a.user);
+            attributes.push(KeyValue::new("db.system", meta.system));
         }
-        let name: Cow<'static, str> = match summary {
-            Some(summary) => Cow::Owned(summary.to_owned()),
-            None => Cow::Borrowed(meta.system),
-        };
+        attributes.push(KeyValue::new("db.system.name", meta.system));
+        if let Some(port) = a.port {
+            attributes.push(KeyValue::new("server.port", port));
+        }
         let tracer = global::tracer_with_scope(SCOPE.clone());
         let span = tracer
             .span_builder(name)
@@ -222,6 +250,21 @@ impl Tracer {
             done: false,
         }
     }
+}
+
+/// Statements longer than this are analysed every time, not cached.
+const CACHE_MAX_STATEMENT: usize = 4096;
+/// Distinct statements kept per pool.
+const CACHE_ENTRIES: usize = 1024;
+
+/// What the attributes say about one statement (shared strings, cheap to clone into a span).
+#[derive(Debug)]
+struct Analysis {
+    summary: Option<StringValue>,
+    text: Option<StringValue>,
+    operation: Option<StringValue>,
+    collection: Option<StringValue>,
+    procedure: Option<StringValue>,
 }
 
 /// The span of one statement: records the rows it returned and ends when dropped.

@@ -67,7 +67,13 @@
 //! CLIENT span into a top-level segment named after the database, which is how the sample
 //! service's App Runner node ended up named after its Aurora endpoint. Statements run inside a
 //! request span (see `apprunner::http`) are traced; start-up queries outside any span are not,
-//! unless [`DbConfig::root_spans`] (`DB_TRACE_ROOT_SPANS=true`).
+//! unless [`DbConfig::root_spans`] (`DB_TRACE_ROOT_SPANS=true`). Statements of a request that
+//! is not sampled get no span either (and cost no analysis).
+//!
+//! Spans are made with the OpenTelemetry API (the global tracer provider, which
+//! `apprunner::telemetry` installs), as children of the current `tracing` span: statements are
+//! the hottest path of a service, and a span that is never entered gains nothing from going
+//! through the `tracing` subscriber.
 //!
 //! Two choices differ from the letter of the SQL conventions, which ask not to parse the
 //! operation and table out of the statement text: the kit sets `db.operation.name` and

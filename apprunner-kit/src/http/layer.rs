@@ -3,7 +3,6 @@
 use std::{
     any::Any,
     any::type_name,
-    fmt,
     net::{IpAddr, SocketAddr},
     panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
@@ -406,13 +405,11 @@ fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
         None => name_method.to_owned(),
     };
     let (server_address, server_port) = server_address(request);
-    let client_address = match forwarded_for(headers) {
-        Some(forwarded) => Some(ClientAddress::Forwarded(forwarded)),
-        None => request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| ClientAddress::Peer(peer.ip())),
-    };
+    let mut peer_buf = PeerBuf::default();
+    let client_address = forwarded_for(headers).or_else(|| {
+        let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+        Some(peer_buf.format(peer.ip()))
+    });
     let query = if layer.record_query {
         request.uri().query()
     } else {
@@ -436,7 +433,7 @@ fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
         url.query = query,
         server.address = server_address,
         server.port = server_port,
-        client.address = client_address.map(tracing::field::display),
+        client.address = client_address,
         network.protocol.version = protocol_version(request.version()),
         user_agent.original = header_str(headers, &header::USER_AGENT),
         error.type = Empty,
@@ -444,19 +441,40 @@ fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
     span
 }
 
-/// `client.address`: the original client named by a proxy, else the TCP peer.
-#[derive(Clone, Copy)]
-enum ClientAddress<'a> {
-    Forwarded(&'a str),
-    Peer(IpAddr),
+/// Room to format a peer address without allocating (`fmt` is slow for IPv4 addresses, and
+/// this runs for every request without `X-Forwarded-For`).
+#[derive(Default)]
+struct PeerBuf {
+    bytes: [u8; 15],
+    other: String,
 }
 
-impl fmt::Display for ClientAddress<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientAddress::Forwarded(address) => f.write_str(address),
-            ClientAddress::Peer(address) => address.fmt(f),
+impl PeerBuf {
+    fn format(&mut self, ip: IpAddr) -> &str {
+        let IpAddr::V4(v4) = ip else {
+            self.other = ip.to_string();
+            return &self.other;
+        };
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.bytes[len] = b'.';
+                len += 1;
+            }
+            let digits = [octet / 100, octet / 10 % 10, octet % 10];
+            let skip = if octet >= 100 {
+                0
+            } else if octet >= 10 {
+                1
+            } else {
+                2
+            };
+            for digit in &digits[skip..] {
+                self.bytes[len] = b'0' + digit;
+                len += 1;
+            }
         }
+        std::str::from_utf8(&self.bytes[..len]).unwrap_or_default()
     }
 }
 
@@ -580,6 +598,19 @@ mod tests {
         assert_eq!(server_address(&r), (Some("::1"), None));
         let r = request("http://h2.example:81/", &[("host", "ignored")]);
         assert_eq!(server_address(&r), (Some("h2.example"), Some(81)));
+    }
+
+    #[test]
+    fn peer_addresses_are_formatted_like_display() {
+        for ip in [
+            IpAddr::from([0, 0, 0, 0]),
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([10, 99, 100, 255]),
+            IpAddr::from([203, 0, 113, 9]),
+            "2001:db8::1".parse().unwrap(),
+        ] {
+            assert_eq!(PeerBuf::default().format(ip), ip.to_string());
+        }
     }
 
     #[test]

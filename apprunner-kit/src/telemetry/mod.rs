@@ -2,8 +2,8 @@
 //!
 //! [`init`] installs, from the `OTEL_*` environment (see [`TelemetryConfig`]):
 //!
-//! - a tracer provider whose trace ids X-Ray accepts (`opentelemetry_aws`'s
-//!   `XrayIdGenerator`: the first 8 hex digits are the epoch seconds);
+//! - a tracer provider whose trace ids X-Ray accepts ([`XrayIdGenerator`]: the first 8 hex
+//!   digits are the epoch seconds, as with `opentelemetry_aws`'s generator, only faster);
 //! - the global propagator (`OTEL_PROPAGATORS`, default `xray,tracecontext,baggage`), so an
 //!   incoming `X-Amzn-Trace-Id` from App Runner's front end is continued. A header without a
 //!   `Sampled` field is treated as sampled, and `Sampled=?` lets this service decide, instead of
@@ -46,7 +46,6 @@ use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_aws::trace::XrayIdGenerator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -56,7 +55,7 @@ pub use config::{LogFormat, OtlpProtocol, PropagatorKind, TelemetryConfig, Trace
 pub use error::TelemetryError;
 pub use export::{ExportStats, export_soon};
 pub use logs::JsonFormat;
-pub use xray::{current_xray_trace_id, xray_trace_id};
+pub use xray::{XrayIdGenerator, current_xray_trace_id, xray_trace_id};
 
 use export::{Counters, ExportThread};
 

@@ -5,7 +5,9 @@ use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceFlags, TraceId}
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_aws::trace::{MissingSampledBehavior, XrayPropagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{Sampler, SamplingResult, ShouldSample};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler, SamplingResult, ShouldSample,
+};
 
 use super::config::PropagatorKind;
 
@@ -43,6 +45,42 @@ pub fn current_xray_trace_id() -> Option<String> {
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| xray_trace_id(sc.trace_id()))
+}
+
+/// Trace and span ids X-Ray accepts: the first 32 bits of a trace id are the epoch seconds,
+/// the other 96 bits random — the same ids as `opentelemetry_aws`'s `XrayIdGenerator`, built
+/// with integer operations instead of formatting and parsing hex strings (see
+/// `benches/README.md`: about 5x faster).
+///
+/// ```
+/// use opentelemetry_sdk::trace::IdGenerator;
+///
+/// let id = apprunner::telemetry::XrayIdGenerator::default().new_trace_id();
+/// let epoch = std::time::SystemTime::now()
+///     .duration_since(std::time::UNIX_EPOCH)
+///     .unwrap()
+///     .as_secs();
+/// let first_32_bits = u64::from_str_radix(&format!("{id:032x}")[..8], 16).unwrap();
+/// assert!(epoch.abs_diff(first_32_bits) < 60);
+/// ```
+#[derive(Debug, Default)]
+pub struct XrayIdGenerator {
+    random: RandomIdGenerator,
+}
+
+impl IdGenerator for XrayIdGenerator {
+    fn new_trace_id(&self) -> TraceId {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let random = u128::from_be_bytes(self.random.new_trace_id().to_bytes());
+        let low96 = random & ((1u128 << 96) - 1);
+        TraceId::from_bytes((((secs as u128) & 0xffff_ffff) << 96 | low96).to_be_bytes())
+    }
+
+    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
+        self.random.new_span_id()
+    }
 }
 
 /// The composite propagator for the configured list (`OTEL_PROPAGATORS`).
@@ -136,6 +174,25 @@ mod tests {
         );
         let trace_id = cx.span().span_context().trace_id();
         sampler.should_sample(Some(cx), trace_id, "x", &SpanKind::Server, &[], &[])
+    }
+
+    #[test]
+    fn ids_match_the_aws_generator_shape() {
+        let ours = XrayIdGenerator::default().new_trace_id();
+        let theirs = opentelemetry_aws::trace::XrayIdGenerator::default().new_trace_id();
+        let (ours, theirs) = (format!("{ours:032x}"), format!("{theirs:032x}"));
+        let epoch = |hex: &str| u64::from_str_radix(&hex[..8], 16).unwrap();
+        assert!(
+            epoch(&ours).abs_diff(epoch(&theirs)) <= 1,
+            "{ours} vs {theirs}"
+        );
+        assert_ne!(ours[8..], theirs[8..]);
+        let generator = XrayIdGenerator::default();
+        assert_ne!(generator.new_trace_id(), generator.new_trace_id());
+        assert_ne!(
+            generator.new_span_id(),
+            opentelemetry::trace::SpanId::INVALID
+        );
     }
 
     #[test]

@@ -2,16 +2,18 @@
 //!
 //! # Password hashing parameters
 //!
-//! Argon2id (RFC 9106), version 0x13, **m = 12 MiB, t = 3, p = 1**, 16-byte random salt,
-//! 32-byte output, stored as a PHC string (`$argon2id$v=19$m=12288,t=3,p=1$…`). This is one of
-//! the equivalent settings OWASP's Password Storage Cheat Sheet recommends (m=19 MiB/t=2,
-//! m=12 MiB/t=3, m=9 MiB/t=4, …); the lower memory cost keeps the service inside a 0.5 GB App
-//! Runner instance. Verification reads the parameters from the stored hash, so they can be
-//! raised later without invalidating existing passwords.
+//! Argon2id (RFC 9106), version 0x13, **m = 9 MiB, t = 4, p = 1**, 16-byte random salt,
+//! 32-byte output, stored as a PHC string (`$argon2id$v=19$m=9216,t=4,p=1$…`). This is one of
+//! the equivalent settings of OWASP's Password Storage Cheat Sheet (m=19 MiB/t=2,
+//! m=12 MiB/t=3, m=9 MiB/t=4, m=7 MiB/t=5: the same work, traded between memory and time); the
+//! lower memory cost keeps the whole service under 50 MiB. Verification reads the parameters
+//! from the stored hash, so they can be raised later without invalidating existing passwords.
 //!
-//! Hashing takes tens of milliseconds of CPU and 12 MiB of memory, so it runs on Tokio's
-//! blocking pool (`spawn_blocking`), never on the async workers, and at most one hash per CPU
-//! runs at a time (a semaphore): a burst of sign-ups queues instead of multiplying memory.
+//! Hashing takes tens of milliseconds of CPU, so it runs on Tokio's blocking pool
+//! (`spawn_blocking`), never on the async workers, and at most one hash per CPU runs at a time
+//! (a semaphore): a burst of sign-ups queues instead of multiplying memory. Each running hash
+//! uses one of at most that many 9 MiB buffers, allocated once and reused (and wiped after
+//! each use), so the memory the hashing needs is fixed: CPUs × 9 MiB.
 //!
 //! # Sessions
 //!
@@ -22,10 +24,11 @@
 //! user id), `iat` and `exp` (one hour). Logout clears the cookie; like any stateless token it
 //! stays valid until it expires, which is why it is short-lived.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
@@ -35,10 +38,10 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Argon2 memory cost in KiB (12 MiB).
-pub(crate) const ARGON2_M_COST: u32 = 12 * 1024;
+/// Argon2 memory cost in KiB (9 MiB).
+pub(crate) const ARGON2_M_COST: u32 = 9 * 1024;
 /// Argon2 passes over memory.
-pub(crate) const ARGON2_T_COST: u32 = 3;
+pub(crate) const ARGON2_T_COST: u32 = 4;
 /// Argon2 lanes.
 pub(crate) const ARGON2_P_COST: u32 = 1;
 
@@ -49,14 +52,22 @@ pub(crate) const SESSION_TTL: Duration = Duration::from_secs(3600);
 /// The shortest `JWT_SECRET` accepted: 32 bytes, the size of the HS256 hash.
 pub(crate) const MIN_KEY_BYTES: usize = 32;
 
-/// Hashes and verifies passwords on the blocking pool, a bounded number at a time.
+/// Hashes and verifies passwords on the blocking pool, a bounded number at a time, each in a
+/// reused block of argon2 memory.
 #[derive(Clone)]
-pub(crate) struct Passwords {
-    argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+pub(crate) struct Passwords(Arc<Hasher>);
+
+struct Hasher {
+    params: Params,
+    /// One permit per concurrent hash; there are never more memory buffers than permits.
+    permits: Semaphore,
+    /// Argon2 working memory (`m` KiB each), allocated on first use and reused: allocating and
+    /// freeing megabytes per hash leaves freed memory stranded in the allocator's per-thread
+    /// arenas of the blocking pool, and the process would grow to hundreds of MiB under load.
+    buffers: Mutex<Vec<Vec<Block>>>,
     /// A hash verified when the email is unknown, so that a login for an unknown email takes
     /// as long as one with a wrong password (no user enumeration by timing). Made on first use.
-    decoy: Arc<OnceLock<String>>,
+    decoy: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Passwords {
@@ -65,7 +76,7 @@ impl std::fmt::Debug for Passwords {
             .field("m_cost_kib", &ARGON2_M_COST)
             .field("t_cost", &ARGON2_T_COST)
             .field("p_cost", &ARGON2_P_COST)
-            .field("concurrency", &self.permits.available_permits())
+            .field("available_permits", &self.0.permits.available_permits())
             .finish()
     }
 }
@@ -76,20 +87,19 @@ impl Passwords {
         let params = Params::new(ARGON2_M_COST, ARGON2_T_COST, ARGON2_P_COST, None)
             .expect("the argon2 parameters are constants within argon2's bounds");
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        Self {
-            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            permits: Arc::new(Semaphore::new(cpus)),
-            decoy: Arc::new(OnceLock::new()),
-        }
+        Self(Arc::new(Hasher {
+            params,
+            permits: Semaphore::new(cpus),
+            buffers: Mutex::new(Vec::new()),
+            decoy: OnceLock::new(),
+        }))
     }
 
-    /// Hashes `password` into a PHC string.
+    /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
     pub(crate) async fn hash(&self, password: String) -> Result<String, ApiError> {
-        let argon2 = self.argon2.clone();
-        self.blocking("argon2id hash", move || {
-            argon2
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
+        self.blocking("argon2id hash", move |hasher, memory| {
+            hasher
+                .hash(memory, password.as_bytes())
                 .map_err(|e| ApiError::internal(e.to_string()))
         })
         .await?
@@ -102,37 +112,34 @@ impl Passwords {
         password: String,
         hash: Option<String>,
     ) -> Result<bool, ApiError> {
-        let argon2 = self.argon2.clone();
-        let decoy = Arc::clone(&self.decoy);
-        self.blocking("argon2id verify", move || {
+        self.blocking("argon2id verify", move |hasher, memory| {
             let known = hash.is_some();
             let hash = match hash {
                 Some(hash) => hash,
-                None => decoy
+                None => hasher
+                    .decoy
                     .get_or_init(|| {
-                        argon2
-                            .hash_password(b"decoy password, never valid")
-                            .map(|h| h.to_string())
+                        hasher
+                            .hash(memory, b"decoy password, never valid")
                             .unwrap_or_default()
                     })
                     .clone(),
             };
-            let matches = argon2
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok();
-            Ok(known && matches)
+            let matches = hasher.verify(memory, password.as_bytes(), &hash);
+            known && matches
         })
-        .await?
+        .await
     }
 
-    /// Runs `work` on the blocking pool inside an INTERNAL span named `name`, once a permit is
-    /// free.
+    /// Runs `work` on the blocking pool inside an INTERNAL span named `name`, once a permit
+    /// (and so a memory buffer) is free.
     async fn blocking<T: Send + 'static>(
         &self,
         name: &'static str,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&Hasher, &mut [Block]) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let _permit = self
+            .0
             .permits
             .acquire()
             .await
@@ -144,9 +151,83 @@ impl Passwords {
             argon2.t_cost = ARGON2_T_COST,
             argon2.p_cost = ARGON2_P_COST,
         );
-        tokio::task::spawn_blocking(move || span.in_scope(work))
-            .await
-            .map_err(ApiError::internal)
+        let hasher = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let mut memory = hasher.take_buffer();
+            let result = span.in_scope(|| work(&hasher, &mut memory));
+            // Nothing derived from the password stays in memory between hashes.
+            memory.fill(Block::new());
+            hasher.put_buffer(memory);
+            result
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
+}
+
+impl Hasher {
+    fn take_buffer(&self) -> Vec<Block> {
+        let reused = self
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        reused.unwrap_or_else(|| vec![Block::new(); self.params.block_count()])
+    }
+
+    fn put_buffer(&self, buffer: Vec<Block>) {
+        self.buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(buffer);
+    }
+
+    fn hash(&self, memory: &mut [Block], password: &[u8]) -> Result<String, String> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+        let mut output = [0u8; 32];
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+            .hash_password_into_with_memory(password, &salt, &mut output, memory)
+            .map_err(|e| e.to_string())?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params).map_err(|e| e.to_string())?,
+            salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
+            hash: Some(Output::new(&output).map_err(|e| e.to_string())?),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Recomputes the hash with the parameters stored in it (so they can change over time)
+    /// and compares in constant time.
+    fn verify(&self, memory: &mut [Block], password: &[u8], stored: &str) -> bool {
+        let Ok(phc) = PasswordHash::new(stored) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+            return false;
+        };
+        let (Ok(algorithm), Ok(params)) = (
+            Algorithm::try_from(phc.algorithm.as_str()),
+            Params::try_from(&phc),
+        ) else {
+            return false;
+        };
+        let version = match phc.version.map(Version::try_from).transpose() {
+            Ok(version) => version.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let mut output = vec![0u8; expected.len()];
+        let computed = match memory.get_mut(..params.block_count()) {
+            Some(memory) => {
+                argon2.hash_password_into_with_memory(password, salt, &mut output, memory)
+            }
+            // A hash made with more memory than the current setting: allocate for it.
+            None => argon2.hash_password_into(password, salt, &mut output),
+        };
+        computed.is_ok() && Output::new(&output).is_ok_and(|output| output == *expected)
     }
 }
 
@@ -304,14 +385,27 @@ mod tests {
     async fn hashes_verify_and_carry_the_documented_parameters() {
         let passwords = Passwords::new();
         let hash = passwords.hash("correct horse".to_owned()).await.unwrap();
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=12288,t=3,p=1$"),
-            "{hash}"
-        );
+        assert!(hash.starts_with("$argon2id$v=19$m=9216,t=4,p=1$"), "{hash}");
         let ok = |p: &str, h: Option<&str>| passwords.verify(p.to_owned(), h.map(str::to_owned));
         assert!(ok("correct horse", Some(&hash)).await.unwrap());
         assert!(!ok("wrong horse", Some(&hash)).await.unwrap());
         assert!(!ok("correct horse", None).await.unwrap());
+        assert!(!ok("correct horse", Some("not a hash")).await.unwrap());
+
+        // Hashes made with other parameters still verify: bigger ones (argon2's defaults,
+        // 19 MiB) outside the reused buffers, smaller ones inside.
+        for params in [Params::default(), Params::new(64, 1, 1, None).unwrap()] {
+            use argon2::PasswordHasher as _;
+            let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password(b"old password")
+                .unwrap()
+                .to_string();
+            assert!(ok("old password", Some(&other)).await.unwrap(), "{other}");
+            assert!(!ok("new password", Some(&other)).await.unwrap(), "{other}");
+        }
+        assert!(
+            passwords.0.buffers.lock().unwrap().len() <= passwords.0.permits.available_permits()
+        );
     }
 
     #[test]
