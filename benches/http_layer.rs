@@ -126,17 +126,20 @@ fn hello(c: &mut Criterion) {
 
         let mut elapsed = [Duration::ZERO; 2];
         let mut cpu = [Duration::ZERO; 2];
+        let mut receiver_cpu = [Duration::ZERO; 2];
         runtime.block_on(async {
             for _ in 0..RATIO_ROUNDS {
                 for (slot, uri) in uris.iter().enumerate() {
                     receiver.clear();
                     let started = Instant::now();
-                    let cpu_started = process_cpu_time();
+                    let (cpu_started, receiver_started) = cpu_times();
                     for _ in 0..RATIO_BATCHES {
                         batch(&client, uri, trace_header).await;
                     }
                     elapsed[slot] += started.elapsed();
-                    cpu[slot] += process_cpu_time().saturating_sub(cpu_started);
+                    let (cpu_now, receiver_now) = cpu_times();
+                    cpu[slot] += cpu_now.saturating_sub(cpu_started);
+                    receiver_cpu[slot] += receiver_now.saturating_sub(receiver_started);
                 }
             }
         });
@@ -147,14 +150,18 @@ fn hello(c: &mut Criterion) {
              {traced_rps:.0} req/s, ratio {:.3}",
             traced_rps / plain_rps
         );
-        // CPU time of this whole process (client, servers, exporter and receiver): what a
-        // saturated machine would turn into throughput, whatever else runs on it.
+        // CPU time per request (client, servers, exporter; the receiver apart): what a
+        // saturated machine turns into throughput, whatever else runs on it.
         if cpu[0] > Duration::ZERO && cpu[1] > Duration::ZERO {
-            let [plain_us, traced_us] = cpu.map(|time| time.as_secs_f64() * 1e6 / requests);
+            let per_request = |time: Duration| time.as_secs_f64() * 1e6 / requests;
+            let [plain_us, traced_us] = cpu.map(per_request);
+            let [_, receiver_us] = receiver_cpu.map(per_request);
             eprintln!(
                 "{scenario} CPU per request: without_layer {plain_us:.1} µs, with_layer \
-                 {traced_us:.1} µs, ratio {:.3}",
-                plain_us / traced_us
+                 {traced_us:.1} µs (+ receiver {receiver_us:.1} µs), ratio {:.3} \
+                 ({:.3} counting the receiver)",
+                plain_us / traced_us,
+                plain_us / (traced_us + receiver_us),
             );
         }
     }
@@ -175,22 +182,39 @@ fn hello(c: &mut Criterion) {
     );
 }
 
-/// User + system CPU time of this process so far (zero where `/proc` is unavailable).
-fn process_cpu_time() -> Duration {
-    // Fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second on Linux).
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
+/// CPU time (user + system) used so far by this process's threads: `(service, receiver)`, the
+/// receiver's threads (`otlp-receiver-*`) apart. Zeros where `/proc` is unavailable.
+fn cpu_times() -> (Duration, Duration) {
+    let mut service = 0;
+    let mut receiver = 0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (Duration::ZERO, Duration::ZERO);
     };
-    let Some((_, after_name)) = stat.rsplit_once(')') else {
-        return Duration::ZERO;
-    };
-    let ticks: u64 = after_name
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|field| field.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some((_, name)), Some((_, fields))) = (stat.split_once('('), stat.rsplit_once(')'))
+        else {
+            continue;
+        };
+        // Fields 14 and 15 (utime, stime), in clock ticks of 10 ms.
+        let ticks: u64 = fields
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|field| field.parse::<u64>().ok())
+            .sum();
+        if name.starts_with("otlp-receiver") {
+            receiver += ticks;
+        } else {
+            service += ticks;
+        }
+    }
+    (
+        Duration::from_millis(service * 10),
+        Duration::from_millis(receiver * 10),
+    )
 }
 
 criterion_group!(benches, hello);

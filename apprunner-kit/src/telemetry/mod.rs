@@ -55,7 +55,7 @@ pub use config::{LogFormat, OtlpProtocol, PropagatorKind, TelemetryConfig, Trace
 pub use error::TelemetryError;
 pub use export::{ExportStats, export_soon};
 pub use logs::JsonFormat;
-pub use xray::{XrayIdGenerator, current_xray_trace_id, xray_trace_id};
+pub use xray::{XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trace_id};
 
 use export::{Counters, ExportThread};
 

@@ -1,9 +1,12 @@
 //! X-Ray trace ids, the X-Ray-aware sampler and propagator construction.
 
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceFlags, TraceId};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_aws::trace::{MissingSampledBehavior, XrayPropagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, Sampler, SamplingResult, ShouldSample,
@@ -83,6 +86,149 @@ impl IdGenerator for XrayIdGenerator {
     }
 }
 
+/// The `X-Amzn-Trace-Id` header name (lower case, as `http::HeaderMap` stores it).
+const XRAY_HEADER: &str = "x-amzn-trace-id";
+
+static XRAY_FIELDS: std::sync::OnceLock<[String; 1]> = std::sync::OnceLock::new();
+
+/// The AWS X-Ray propagator (`X-Amzn-Trace-Id: Root=1-…;Parent=…;Sampled=…`).
+///
+/// Reads and writes the same headers as `opentelemetry_aws`'s `XrayPropagator` configured with
+/// `MissingSampledBehavior::Sampled` — a header without `Sampled` continues a sampled trace, so
+/// App Runner's requests are never silently dropped; `Sampled=?` defers the decision to this
+/// service's sampler — but parses and formats without intermediate strings (see
+/// `benches/README.md`). Extra fields (`Lineage=…`) are kept in the trace state and written
+/// back. A malformed header is ignored: the request starts a fresh trace.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use opentelemetry::propagation::TextMapPropagator;
+/// use opentelemetry::trace::TraceContextExt;
+///
+/// let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+/// let incoming = HashMap::from([("x-amzn-trace-id".to_owned(), header.to_owned())]);
+/// let cx = apprunner::telemetry::XrayPropagator::default().extract(&incoming);
+/// assert!(cx.span().span_context().is_sampled());
+///
+/// let mut outgoing = HashMap::new();
+/// apprunner::telemetry::XrayPropagator::default().inject_context(&cx, &mut outgoing);
+/// assert_eq!(outgoing["x-amzn-trace-id"], header);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct XrayPropagator {
+    _private: (),
+}
+
+/// `1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy` → trace id.
+fn parse_root(value: &str) -> Option<TraceId> {
+    let b = value.as_bytes();
+    if b.len() != 35 || &b[..2] != b"1-" || b[10] != b'-' {
+        return None;
+    }
+    let hex = |range: std::ops::Range<usize>| -> Option<u128> {
+        let digits = &value[range];
+        if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        u128::from_str_radix(digits, 16).ok()
+    };
+    let id = (hex(2..10)? << 96) | hex(11..35)?;
+    (id != 0).then(|| TraceId::from(id))
+}
+
+fn parse_xray_header(value: &str) -> Option<SpanContext> {
+    let mut trace_id = None;
+    let mut parent = SpanId::INVALID;
+    let mut flags = TraceFlags::SAMPLED;
+    let mut extra: Vec<(String, String)> = Vec::new();
+    for part in value.split(';') {
+        let Some((key, val)) = part.split_once('=') else {
+            continue;
+        };
+        let (key, val) = (key.trim(), val.trim());
+        match key {
+            "Root" => trace_id = Some(parse_root(val)?),
+            "Parent" => parent = SpanId::from_hex(val).unwrap_or(SpanId::INVALID),
+            "Sampled" => {
+                flags = match val {
+                    "0" => TraceFlags::default(),
+                    "1" => TraceFlags::SAMPLED,
+                    _ => DEFERRED,
+                };
+            }
+            other => extra.push((other.to_ascii_lowercase(), val.to_owned())),
+        }
+    }
+    let trace_state = if extra.is_empty() {
+        TraceState::default()
+    } else {
+        TraceState::from_key_value(extra).ok()?
+    };
+    Some(SpanContext::new(
+        trace_id?,
+        parent,
+        flags,
+        true,
+        trace_state,
+    ))
+}
+
+fn title_case(key: &str) -> String {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+impl TextMapPropagator for XrayPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        use std::fmt::Write as _;
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return;
+        }
+        let id = u128::from_be_bytes(sc.trace_id().to_bytes());
+        let sampled = if sc.trace_flags() & DEFERRED == DEFERRED {
+            '?'
+        } else if sc.is_sampled() {
+            '1'
+        } else {
+            '0'
+        };
+        let mut header = String::with_capacity(80);
+        let _ = write!(
+            header,
+            "Root=1-{:08x}-{:024x};Parent={};Sampled={}",
+            id >> 96,
+            id & ((1u128 << 96) - 1),
+            sc.span_id(),
+            sampled
+        );
+        let state = sc.trace_state().header_delimited("=", ";");
+        for entry in state.split(';').filter(|e| !e.is_empty()) {
+            header.push(';');
+            header.push_str(&title_case(entry));
+        }
+        injector.set(XRAY_HEADER, header);
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        match extractor
+            .get(XRAY_HEADER)
+            .and_then(|h| parse_xray_header(h.trim()))
+        {
+            Some(sc) => cx.with_remote_span_context(sc),
+            None => cx.clone(),
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(XRAY_FIELDS.get_or_init(|| [XRAY_HEADER.to_owned()]))
+    }
+}
+
 /// The composite propagator for the configured list (`OTEL_PROPAGATORS`).
 pub(crate) fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
     let mut list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
@@ -90,10 +236,7 @@ pub(crate) fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator
         match kind {
             // App Runner's front end may send a header without `Sampled`: treat it as sampled
             // rather than letting a parent-based sampler silently drop the request's trace.
-            PropagatorKind::Xray => list.push(Box::new(
-                XrayPropagator::new()
-                    .with_missing_sampled_behavior(MissingSampledBehavior::Sampled),
-            )),
+            PropagatorKind::Xray => list.push(Box::new(XrayPropagator::default())),
             PropagatorKind::TraceContext => list.push(Box::new(TraceContextPropagator::new())),
             PropagatorKind::Baggage => list.push(Box::new(BaggagePropagator::new())),
         }
@@ -193,6 +336,50 @@ mod tests {
             generator.new_span_id(),
             opentelemetry::trace::SpanId::INVALID
         );
+    }
+
+    /// Same contexts and headers as opentelemetry-aws's propagator (missing `Sampled` =
+    /// sampled), on valid, partial and malformed headers.
+    #[test]
+    fn agrees_with_the_opentelemetry_aws_propagator() {
+        use opentelemetry_aws::trace::{MissingSampledBehavior, XrayPropagator as Aws};
+        let aws = Aws::new().with_missing_sampled_behavior(MissingSampledBehavior::Sampled);
+        let ours = XrayPropagator::default();
+        for header in [
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c",
+            "Sampled=1;Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+            "Root=1-5759e988-bd862e3fe1be46a99427279z;Parent=53995c3f42cd8ad8",
+            "Parent=53995c3f42cd8ad8;Sampled=1",
+            "garbage",
+            "",
+        ] {
+            let carrier = HashMap::from([("x-amzn-trace-id".to_owned(), header.to_owned())]);
+            let (a, o) = (aws.extract(&carrier), ours.extract(&carrier));
+            let (a_span, o_span) = (a.span(), o.span());
+            let (a_sc, o_sc) = (a_span.span_context(), o_span.span_context());
+            assert_eq!(a_sc.trace_id(), o_sc.trace_id(), "{header}");
+            assert_eq!(a_sc.span_id(), o_sc.span_id(), "{header}");
+            assert_eq!(a_sc.trace_flags(), o_sc.trace_flags(), "{header}");
+            assert_eq!(a_sc.is_valid(), o_sc.is_valid(), "{header}");
+            let (mut a_out, mut o_out) = (HashMap::new(), HashMap::new());
+            aws.inject_context(&a, &mut a_out);
+            ours.inject_context(&o, &mut o_out);
+            assert_eq!(a_out, o_out, "{header}");
+        }
+        // Deliberate differences: a Root that is not `1-` + 8 + 24 hex digits is malformed
+        // (opentelemetry-aws zero-pads short ones and ignores the version); this propagator
+        // starts a fresh trace instead.
+        for malformed in [
+            "Root=1-5759e988-bd862e3fe1be46a99427279;Parent=53995c3f42cd8ad8;Sampled=1",
+            "Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+        ] {
+            let carrier = HashMap::from([("x-amzn-trace-id".to_owned(), malformed.to_owned())]);
+            assert!(!ours.extract(&carrier).span().span_context().is_valid());
+        }
     }
 
     #[test]
