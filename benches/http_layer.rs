@@ -22,14 +22,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use apprunner::http::Server;
+use apprunner::http::{Server, TraceLayer};
 use apprunner::telemetry::TelemetryConfig;
 use apprunner_kit_tests::OtlpReceiver;
 use axum::{Router, body::Bytes, routing::get};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::FutureExt as _;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
+use tower::ServiceExt as _;
 
 const CONCURRENCY: usize = 16;
 const RATIO_ROUNDS: usize = 20;
@@ -165,6 +167,37 @@ fn hello(c: &mut Criterion) {
             );
         }
     }
+
+    // The layer alone, without network or server: one request through an axum router, body
+    // included (the span ends when the body does), on this thread.
+    let mut group = c.benchmark_group("router_in_process");
+    let hello = || Router::new().route("/hello", get(|| async { "hello" }));
+    for (name, router) in [
+        ("without_layer", hello()),
+        ("with_layer", hello().layer(TraceLayer::new())),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let request = http::Request::get("/hello")
+                    .header("x-amzn-trace-id", APP_RUNNER_HEADER)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let response = router
+                    .clone()
+                    .oneshot(request)
+                    .now_or_never()
+                    .expect("the hello route answers at once")
+                    .unwrap();
+                response
+                    .into_body()
+                    .collect()
+                    .now_or_never()
+                    .expect("the hello body is ready")
+                    .unwrap()
+            });
+        });
+    }
+    group.finish();
 
     let stats = runtime
         .block_on(telemetry.shutdown())

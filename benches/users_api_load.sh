@@ -11,10 +11,13 @@
 #             a live receiver (`otlp-sink`, which decodes and counts every span);
 #   untraced  OTEL_SDK_DISABLED=true.
 #
-# In each mode `wrk` drives `GET /users/{id}` and then `POST /users` (logged in, a new email per
-# request, so every request is a 201: an argon2id hash plus an INSERT). Printed: requests/s,
+# Both services run side by side (only one is loaded at a time); `wrk` drives `GET /users/{id}`
+# on each, then `POST /users` on each (logged in, a new email per request, so every request is a
+# 201: an argon2id hash plus an INSERT), in the order untraced, traced, traced, untraced, so
+# that background load on the machine and drift affect both modes alike. Printed: requests/s,
 # p50/p99 latency and non-2xx answers per endpoint and mode, the traced/untraced throughput
-# ratio, peak RSS (VmHWM) and the time from process start to the first successful /healthz.
+# ratio, peak RSS (VmHWM), the time from process start to the first successful /healthz, and
+# the load average (a busy machine inflates every figure).
 #
 # Targets: traced/untraced >= 0.9, zero non-2xx, peak RSS < 50 MiB, start->healthz < 100 ms.
 # The exit status is 1 when a target is missed.
@@ -22,7 +25,7 @@
 # Needs: cargo, curl, PostgreSQL server binaries and wrk (Debian packages `postgresql` and `wrk`,
 # installed with apt-get when missing and running as root).
 #
-# Settings (environment): DURATION (seconds per wrk run, default 20), CONNECTIONS (GET, 32),
+# Settings (environment): DURATION (seconds per endpoint and mode, default 20), CONNECTIONS (GET, 32),
 # POST_CONNECTIONS (8), THREADS (wrk threads, 2), SKIP_BUILD=1 (use the existing release binaries),
 # PG_BIN (directory of initdb/pg_ctl).
 set -euo pipefail
@@ -81,7 +84,7 @@ free_port() {
 # ---- throwaway PostgreSQL -------------------------------------------------------------------
 WORK="$(mktemp -d /tmp/users-api-load.XXXXXX)"
 chmod 755 "$WORK"
-SERVICE_PID=""
+declare -A PID=()
 SINK_PID=""
 as_pg() {
     if [ "$(id -u)" = 0 ]; then
@@ -92,7 +95,7 @@ as_pg() {
     fi
 }
 cleanup() {
-    [ -n "$SERVICE_PID" ] && kill "$SERVICE_PID" 2>/dev/null || true
+    for pid in "${PID[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done || true
     [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null || true
     as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
     rm -rf "$WORK"
@@ -141,12 +144,19 @@ function request()
 end
 LUA
 
-# Parses wrk --latency output into "rps p50 p99 non2xx errors".
+# Parses wrk --latency output into "rps p50_ms p99_ms non2xx socket_errors".
 parse_wrk() {
     awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v + 0
+        }
         /Requests\/sec:/ { rps = $2 }
-        /^ +50%/ { p50 = $2 }
-        /^ +99%/ { p99 = $2 }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
         /Non-2xx or 3xx responses:/ { non2xx = $5 }
         /Socket errors:/ { errors = $0 }
         END {
@@ -156,58 +166,116 @@ parse_wrk() {
         }' "$1"
 }
 
-now_ns() { date +%s%N; }
+# Combines the runs of one mode and endpoint: mean req/s, mean p50, worst p99, total non-2xx.
+combine() {
+    awk '
+        { n++; rps += $1; p50 += $2; if ($3 > p99) p99 = $3; non2xx += $4
+          if ($5 != "none") errors = errors $5 ";" }
+        END {
+            if (errors == "") errors = "none"
+            printf "%.2f %.2f %.2f %d %s\n", rps / n, p50 / n, p99, non2xx, errors
+        }'
+}
 
-declare -A RESULT
-run_mode() {
+# Microseconds since the epoch, without forking (bash 5).
+now_us() { local t="$EPOCHREALTIME"; echo "${t/./}"; }
+
+# One `GET /healthz` over bash's /dev/tcp (no fork, so polling does not distort the timing).
+healthz_once() {
+    local line
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+    IFS= read -r -t 2 line <&3 || line=""
+    exec 3<&- 3>&-
+    [[ "$line" == "HTTP/1.1 200"* ]]
+}
+
+# Sleeps 1 ms without forking: a read that times out on a pipe nobody writes to.
+exec {NAP}<> <(:)
+nap() { read -r -t 0.001 -u "$NAP" || true; }
+
+
+declare -A RESULT BASE ID COOKIE
+
+# start_service <mode> <VAR=value>...: starts the release binary, times start -> first /healthz.
+start_service() {
     local mode="$1"; shift
     local port; port="$(free_port)"
     local base="http://127.0.0.1:$port"
     local start end
     say "$mode: starting the service"
-    start="$(now_ns)"
+    start="$(now_us)"
     env -i PATH="$PATH" PORT="$port" DATABASE_URL="$DATABASE_URL" \
         JWT_SECRET="load-test-signing-key-0123456789abcdef0123456789" \
         OTEL_SERVICE_NAME=users-api "$@" \
         "$BIN" >"$WORK/$mode.log" 2>&1 &
-    SERVICE_PID=$!
-    until curl -sf -o /dev/null --max-time 1 "$base/healthz"; do
-        kill -0 "$SERVICE_PID" 2>/dev/null || die "$mode: the service exited: $(tail -n 20 "$WORK/$mode.log")"
-        [ $(( $(now_ns) - start )) -lt 30000000000 ] || die "$mode: not healthy after 30 s"
-        sleep 0.001
+    PID[$mode]=$!
+    until healthz_once "$port" 2>/dev/null; do
+        kill -0 "${PID[$mode]}" 2>/dev/null || die "$mode: the service exited: $(tail -n 20 "$WORK/$mode.log")"
+        [ $(( $(now_us) - start )) -lt 30000000 ] || die "$mode: not healthy after 30 s"
+        nap
     done
-    end="$(now_ns)"
-    RESULT[$mode.startup_ms]="$(( (end - start) / 1000000 ))"
+    end="$(now_us)"
+    RESULT[$mode.startup_ms]="$(( (end - start) / 1000 ))"
+    BASE[$mode]="$base"
 
     local creds='{"email":"load-'"$mode"'@example.com","password":"load test password"}'
-    local id cookie
-    id="$(curl -sf "$base/signup" -H 'content-type: application/json' -d "$creds" |
+    ID[$mode]="$(curl -sf "$base/signup" -H 'content-type: application/json' -d "$creds" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])')"
-    cookie="$(curl -sf -D - -o /dev/null "$base/login" -H 'content-type: application/json' -d "$creds" |
-        awk 'tolower($1) == "set-cookie:" { sub(/;.*/, "", $2); print $2 }')"
-    [ -n "$id" ] && [ -n "$cookie" ] || die "$mode: could not sign up and log in"
+    COOKIE[$mode]="$(curl -sf -D - -o /dev/null "$base/login" -H 'content-type: application/json' \
+        -d "$creds" | awk 'tolower($1) == "set-cookie:" { sub(/;.*/, "", $2); print $2 }')"
+    [ -n "${ID[$mode]}" ] && [ -n "${COOKIE[$mode]}" ] || die "$mode: could not sign up and log in"
+}
 
-    say "$mode: warm-up"
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d 3 "$base/users/$id" >/dev/null
-    say "$mode: GET /users/{id}, ${DURATION}s, $CONNECTIONS connections"
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$base/users/$id" >"$WORK/$mode.get.txt"
-    RESULT[$mode.get]="$(parse_wrk "$WORK/$mode.get.txt")"
-    say "$mode: POST /users, ${DURATION}s, $POST_CONNECTIONS connections"
-    wrk -t "$THREADS" -c "$POST_CONNECTIONS" -d "$DURATION" --latency -s "$WORK/post.lua" \
-        "$base/users" -- "$mode-$$" "$cookie" >"$WORK/$mode.post.txt"
-    RESULT[$mode.post]="$(parse_wrk "$WORK/$mode.post.txt")"
+# load <mode> <get|post> <run>: one wrk run of HALF seconds against one service.
+load() {
+    local mode="$1" ep="$2" run="$3" base="${BASE[$1]}" out="$WORK/$1.$2.$3.txt"
+    say "$mode: ${ep^^} for ${HALF}s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    if [ "$ep" = get ]; then
+        wrk -t "$THREADS" -c "$CONNECTIONS" -d "$HALF" --timeout 10s --latency \
+            "$base/users/${ID[$mode]}" >"$out"
+    else
+        # Sign-ups queue for the hashing permits: on a busy machine answers can take seconds,
+        # more than wrk's default 2 s timeout.
+        wrk -t "$THREADS" -c "$POST_CONNECTIONS" -d "$HALF" --timeout 10s --latency -s "$WORK/post.lua" \
+            "$base/users" -- "$mode-$run-$$" "${COOKIE[$mode]}" >"$out"
+    fi
+    RUNS[$mode.$ep]+="$(parse_wrk "$out")"$'\n'
+}
 
-    RESULT[$mode.rss_kib]="$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVICE_PID/status")"
-    kill -TERM "$SERVICE_PID"
-    local status=0
-    wait "$SERVICE_PID" || status=$?
-    SERVICE_PID=""
+# stop_service <mode>: peak RSS, SIGTERM, exit status.
+stop_service() {
+    local mode="$1" pid="${PID[$1]}" status=0
+    RESULT[$mode.rss_kib]="$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")"
+    kill -TERM "$pid"
+    wait "$pid" || status=$?
+    PID[$mode]=""
     RESULT[$mode.exit]="$status"
 }
 
-run_mode untraced OTEL_SDK_DISABLED=true
-run_mode traced OTEL_TRACES_SAMPLER=always_on \
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+start_service untraced OTEL_SDK_DISABLED=true
+start_service traced OTEL_TRACES_SAMPLER=always_on \
     OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT"
+# Warm-up, then each endpoint in the order untraced, traced, traced, untraced (half the
+# duration each): whatever else the machine does, and any drift, affects both modes alike.
+HALF=$(( (DURATION + 1) / 2 ))
+declare -A RUNS=()
+for mode in untraced traced; do
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d 3 "${BASE[$mode]}/users/${ID[$mode]}" >/dev/null
+done
+for ep in get post; do
+    load untraced "$ep" 1
+    load traced "$ep" 1
+    load traced "$ep" 2
+    load untraced "$ep" 2
+    for mode in untraced traced; do
+        RESULT[$mode.$ep]="$(printf '%s' "${RUNS[$mode.$ep]}" | combine)"
+    done
+done
+stop_service untraced
+stop_service traced
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 kill -TERM "$SINK_PID"
 wait "$SINK_PID" || true
@@ -221,9 +289,10 @@ check() { # check <description> <ok: 0|1>
 }
 field() { echo "${RESULT[$1]}" | awk -v i="$2" '{ print $i }'; }
 
-printf '\nusers API load (%s s per run, wrk %s threads; GET %s connections, POST %s)\n' \
-    "$DURATION" "$THREADS" "$CONNECTIONS" "$POST_CONNECTIONS"
-printf '%-9s %-16s %10s %9s %9s %8s  %s\n' mode endpoint 'req/s' p50 p99 non-2xx 'socket errors'
+printf '\nusers API load (wrk %s threads; GET %s connections, POST %s; per endpoint and mode two runs\n' \
+    "$THREADS" "$CONNECTIONS" "$POST_CONNECTIONS"
+printf 'of %s s in the order untraced, traced, traced, untraced: mean req/s, mean p50, worst p99)\n' "$HALF"
+printf '%-9s %-16s %10s %9s %9s %8s  %s\n' mode endpoint 'req/s' 'p50 ms' 'p99 ms' non-2xx 'socket errors'
 for mode in traced untraced; do
     for ep in get post; do
         label="GET /users/{id}"; [ "$ep" = post ] && label="POST /users"
@@ -237,7 +306,9 @@ for mode in traced untraced; do
         "$(awk -v k="${RESULT[$mode.rss_kib]}" 'BEGIN { print k / 1024 }')" \
         "${RESULT[$mode.startup_ms]}" "${RESULT[$mode.exit]}"
 done
-printf 'spans received by the OTLP receiver: %s\n\n' "${SPANS:-0}"
+printf 'spans received by the OTLP receiver: %s\n' "${SPANS:-0}"
+printf 'load average (1, 5, 15 min) before: %s, after: %s (%s CPUs)\n\n' "$LOAD_BEFORE" \
+    "$LOAD_AFTER" "$(nproc)"
 
 for ep in get post; do
     ratio="$(awk -v t="$(field "traced.$ep" 1)" -v u="$(field "untraced.$ep" 1)" \

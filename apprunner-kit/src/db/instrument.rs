@@ -362,3 +362,91 @@ pub(crate) fn error_type(error: &sqlx::Error) -> &'static str {
         _ => "_OTHER",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracer(query_text: QueryText) -> Tracer {
+        let settings = TraceSettings {
+            query_text,
+            ..TraceSettings::default()
+        };
+        Tracer::new::<sqlx::Postgres>(
+            settings,
+            Meta::new(DbEngine::Postgres, Endpoint::default(), None),
+        )
+    }
+
+    #[test]
+    fn analyses_are_cached_and_bounded() {
+        let tracer = tracer(QueryText::Sanitized);
+        let a = tracer.analysis("SELECT * FROM users WHERE id = $1");
+        let b = tracer.analysis("SELECT * FROM users WHERE id = $1");
+        assert!(Arc::ptr_eq(&a, &b), "a repeated statement is analysed once");
+        assert_eq!(
+            a.summary.as_ref().map(StringValue::as_str),
+            Some("SELECT users")
+        );
+        for i in 0..(CACHE_ENTRIES * 2) {
+            tracer.analysis(&format!("SELECT {i} FROM t"));
+            assert!(tracer.cache.read().unwrap().len() <= CACHE_ENTRIES);
+        }
+        let long = format!(
+            "SELECT 1 FROM t WHERE a IN ({})",
+            "1, ".repeat(CACHE_MAX_STATEMENT)
+        );
+        let (x, y) = (tracer.analysis(&long), tracer.analysis(&long));
+        assert!(!Arc::ptr_eq(&x, &y), "huge statements are not kept");
+        assert_eq!(
+            x.text.as_ref().map(StringValue::as_str),
+            Some("SELECT ? FROM t WHERE a IN (?)")
+        );
+    }
+
+    #[test]
+    fn query_text_modes() {
+        let sql = "SELECT name FROM users WHERE email = 'bob@example.com'";
+        let text = |mode| {
+            tracer(mode)
+                .analysis(sql)
+                .text
+                .as_ref()
+                .map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(
+            text(QueryText::Sanitized).as_deref(),
+            Some("SELECT name FROM users WHERE email = ?")
+        );
+        assert_eq!(text(QueryText::Raw).as_deref(), Some(sql));
+        assert_eq!(text(QueryText::Off), None);
+        let off = tracer(QueryText::Off).analysis(sql);
+        assert_eq!(
+            off.collection.as_ref().map(StringValue::as_str),
+            Some("users")
+        );
+    }
+
+    #[test]
+    fn peer_service_defaults_to_namespace_at_address() {
+        let endpoint = Endpoint {
+            namespace: Some("users".into()),
+            address: Some("db.internal".into()),
+            port: Some(5432),
+            user: Some("app".into()),
+        };
+        let meta = Meta::new(DbEngine::Postgres, endpoint.clone(), None);
+        assert_eq!(meta.peer_service.as_deref(), Some("users@db.internal"));
+        let named = Meta::new(DbEngine::Postgres, endpoint, Some("users-db"));
+        assert_eq!(named.peer_service.as_deref(), Some("users-db"));
+        let sqlite = Meta::new(
+            DbEngine::Sqlite,
+            Endpoint {
+                namespace: Some("app.db".into()),
+                ..Endpoint::default()
+            },
+            None,
+        );
+        assert_eq!(sqlite.peer_service, None);
+    }
+}

@@ -15,10 +15,13 @@ use axum::{
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::{Body, Frame, SizeHint};
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::{
+    Context as OtelContext, KeyValue, Value,
+    trace::{Status, TraceContextExt as _},
+};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::{Span, field::Empty};
+use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
@@ -122,12 +125,30 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let span = make_span(&request, self.layer);
-        if !span.is_disabled() {
+        let span = tracing::info_span!(
+            target: "apprunner::http",
+            parent: None,
+            "HTTP request",
+            otel.kind = "server",
+        );
+        let otel_cx = if span.is_disabled() {
+            OtelContext::new()
+        } else {
             // Only fails when no OpenTelemetry layer is installed; the span is then a plain
             // `tracing` span and the request is still served.
             let _ = span.set_parent(extract_context(request.headers()));
-        }
+            // Starts the OpenTelemetry span. Its name and attributes are set on it in one go
+            // rather than as `tracing` fields, which would copy every value (and do it even
+            // for spans that are not sampled).
+            let otel_cx = span.context();
+            let otel_span = otel_cx.span();
+            if otel_span.is_recording() {
+                let (name, attributes) = request_attributes(&request, self.layer);
+                otel_span.update_name(name);
+                otel_span.set_attributes(attributes.into_iter().flatten());
+            }
+            otel_cx
+        };
         // Not entered here: `call` only builds the future (the handler runs when it is
         // polled, inside the span), and every enter costs a context switch of the subscriber.
         let state = match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
@@ -138,7 +159,7 @@ where
         };
         ResponseFuture {
             state,
-            finish: Some(Finish { span }),
+            finish: Some(Finish { span, otel_cx }),
         }
     }
 }
@@ -205,7 +226,7 @@ where
                 Err(error)
             }
             Outcome::Panic(message) => {
-                let response = panic_response(&finish.span, &message);
+                let response = finish.panic_response(&message);
                 Ok(finish.respond(response))
             }
         })
@@ -215,24 +236,32 @@ where
 /// Owns the span until the response is over; ending it hands it to the exporter.
 #[derive(Debug)]
 struct Finish {
+    /// The `tracing` span: entered while the handler runs, so logs carry the trace id.
     span: Span,
+    /// The OpenTelemetry context of that span, to record on it directly.
+    otel_cx: OtelContext,
 }
 
 impl Finish {
     /// Records the response on the span and moves the span into the response body.
     fn respond<B>(self, mut response: Response<Kind<B>>) -> Response<TracedBody<B>> {
-        let span = &self.span;
+        let otel_span = self.otel_cx.span();
         let status = response.status();
-        span.record("http.response.status_code", i64::from(status.as_u16()));
-        if status.is_server_error() {
-            span.record("error.type", status.as_str());
-            match response.extensions().get::<StatusMessage>() {
-                Some(StatusMessage(message)) => span.record("otel.status_description", *message),
-                None => span.record("otel.status_code", "ERROR"),
-            };
+        if otel_span.is_recording() {
+            otel_span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+            if status.is_server_error() {
+                otel_span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
+                let message = response
+                    .extensions()
+                    .get::<StatusMessage>()
+                    .map_or("", |StatusMessage(message)| message);
+                otel_span.set_status(Status::error(message));
+            }
         }
-        let cx = span.context();
-        if let Some(value) = xray_header_value(cx.span().span_context()) {
+        if let Some(value) = xray_header_value(otel_span.span_context()) {
             response.headers_mut().insert(X_AMZN_TRACE_ID, value);
         }
         response.map(|kind| TracedBody {
@@ -243,8 +272,34 @@ impl Finish {
 
     /// Records a failure that left no response (or broke the body off).
     fn fail(self, error_type: &'static str) {
-        self.span.record("error.type", error_type);
-        self.span.record("otel.status_code", "ERROR");
+        let otel_span = self.otel_cx.span();
+        otel_span.set_attribute(KeyValue::new("error.type", error_type));
+        otel_span.set_status(Status::error(""));
+    }
+
+    /// The `500` answered for a panicking handler; the panic is recorded on the span.
+    fn panic_response<B>(&self, message: &str) -> Response<Kind<B>> {
+        self.otel_cx.span().add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", "panic"),
+                KeyValue::new("exception.message", message.to_owned()),
+            ],
+        );
+        let _entered = self.span.enter();
+        tracing::error!(panic.message = message, "request handler panicked");
+        let mut response = Response::new(Kind::Full {
+            data: Some(json_message("internal server error")),
+        });
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+            .extensions_mut()
+            .insert(StatusMessage("request handler panicked"));
+        response
     }
 }
 
@@ -356,31 +411,6 @@ impl<B: Body<Data = Bytes>> Body for TracedBody<B> {
     }
 }
 
-/// The `500` answered for a panicking handler; the panic is recorded on the span.
-fn panic_response<B>(span: &Span, message: &str) -> Response<Kind<B>> {
-    span.add_event(
-        "exception",
-        vec![
-            opentelemetry::KeyValue::new("exception.type", "panic"),
-            opentelemetry::KeyValue::new("exception.message", message.to_owned()),
-        ],
-    );
-    let _entered = span.enter();
-    tracing::error!(panic.message = message, "request handler panicked");
-    let mut response = Response::new(Kind::Full {
-        data: Some(json_message("internal server error")),
-    });
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-        .extensions_mut()
-        .insert(StatusMessage("request handler panicked"));
-    response
-}
-
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
@@ -391,8 +421,12 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// The span for `request`, before its parent is set.
-fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
+/// The span name and the request attributes for the semantic conventions; `None` entries are
+/// absent from the request.
+fn request_attributes<B>(
+    request: &Request<B>,
+    layer: TraceLayer,
+) -> (String, [Option<KeyValue>; 12]) {
     let headers = request.headers();
     let (method, method_original) = method_name(request.method());
     let route = request
@@ -410,35 +444,26 @@ fn make_span<B>(request: &Request<B>, layer: TraceLayer) -> Span {
         let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
         Some(peer_buf.format(peer.ip()))
     });
-    let query = if layer.record_query {
-        request.uri().query()
-    } else {
-        None
-    };
-
-    let span = tracing::info_span!(
-        target: "apprunner::http",
-        parent: None,
-        "HTTP request",
-        otel.name = name,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        http.request.method = method,
-        http.request.method_original = method_original,
-        http.route = route,
-        http.response.status_code = Empty,
-        url.path = request.uri().path(),
-        url.scheme = url_scheme(request),
-        url.query = query,
-        server.address = server_address,
-        server.port = server_port,
-        client.address = client_address,
-        network.protocol.version = protocol_version(request.version()),
-        user_agent.original = header_str(headers, &header::USER_AGENT),
-        error.type = Empty,
-    );
-    span
+    let query = request.uri().query().filter(|_| layer.record_query);
+    let string = |key: &'static str, value: &str| KeyValue::new(key, value.to_owned());
+    let attributes = [
+        Some(KeyValue::new("http.request.method", method)),
+        method_original.map(|original| string("http.request.method_original", original)),
+        route.map(|route| string("http.route", route)),
+        Some(string("url.path", request.uri().path())),
+        Some(KeyValue::new("url.scheme", url_scheme(request))),
+        query.map(|query| string("url.query", query)),
+        server_address.map(|address| string("server.address", address)),
+        server_port.map(|port| KeyValue::new("server.port", port)),
+        client_address.map(|address| string("client.address", address)),
+        Some(KeyValue::new(
+            "network.protocol.version",
+            protocol_version(request.version()),
+        )),
+        header_str(headers, &header::USER_AGENT).map(|agent| string("user_agent.original", agent)),
+        None,
+    ];
+    (name, attributes)
 }
 
 /// Room to format a peer address without allocating (`fmt` is slow for IPv4 addresses, and
@@ -508,16 +533,20 @@ fn forwarded_for(headers: &HeaderMap) -> Option<&str> {
     (!first.is_empty()).then_some(first)
 }
 
-fn url_scheme<B>(request: &Request<B>) -> &str {
+/// `url.scheme`: `X-Forwarded-Proto` (the scheme the client used, before TLS termination),
+/// else the request URI's, else `http`.
+fn url_scheme<B>(request: &Request<B>) -> Value {
     let forwarded = header_str(
         request.headers(),
         &header::HeaderName::from_static("x-forwarded-proto"),
     )
     .map(|proto| proto.split(',').next().unwrap_or_default().trim())
     .filter(|proto| proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("http"));
-    forwarded
-        .or_else(|| request.uri().scheme_str())
-        .unwrap_or("http")
+    match forwarded.or_else(|| request.uri().scheme_str()) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Value::from("https"),
+        Some(scheme) if !scheme.eq_ignore_ascii_case("http") => Value::from(scheme.to_owned()),
+        _ => Value::from("http"),
+    }
 }
 
 /// `server.address` and `server.port` from the `:authority` (HTTP/2) or the `Host` header.
@@ -579,11 +608,13 @@ mod tests {
     #[test]
     fn scheme_prefers_forwarded_proto() {
         let r = request("/", &[("x-forwarded-proto", "https")]);
-        assert_eq!(url_scheme(&r), "https");
+        assert_eq!(url_scheme(&r), Value::from("https"));
         let r = request("/", &[("x-forwarded-proto", "javascript")]);
-        assert_eq!(url_scheme(&r), "http");
+        assert_eq!(url_scheme(&r), Value::from("http"));
         let r = request("https://example.com/", &[]);
-        assert_eq!(url_scheme(&r), "https");
+        assert_eq!(url_scheme(&r), Value::from("https"));
+        let r = request("/", &[]);
+        assert_eq!(url_scheme(&r), Value::from("http"));
     }
 
     #[test]

@@ -2,18 +2,19 @@
 //!
 //! # Password hashing parameters
 //!
-//! Argon2id (RFC 9106), version 0x13, **m = 9 MiB, t = 4, p = 1**, 16-byte random salt,
-//! 32-byte output, stored as a PHC string (`$argon2id$v=19$m=9216,t=4,p=1$…`). This is one of
+//! Argon2id (RFC 9106), version 0x13, **m = 7 MiB, t = 5, p = 1**, 16-byte random salt,
+//! 32-byte output, stored as a PHC string (`$argon2id$v=19$m=7168,t=5,p=1$…`). This is one of
 //! the equivalent settings of OWASP's Password Storage Cheat Sheet (m=19 MiB/t=2,
-//! m=12 MiB/t=3, m=9 MiB/t=4, m=7 MiB/t=5: the same work, traded between memory and time); the
-//! lower memory cost keeps the whole service under 50 MiB. Verification reads the parameters
+//! m=12 MiB/t=3, m=9 MiB/t=4, m=7 MiB/t=5: the same defence, traded between memory and time);
+//! the lowest memory cost keeps the whole service under 50 MiB under load (see
+//! `benches/README.md`). Verification reads the parameters
 //! from the stored hash, so they can be raised later without invalidating existing passwords.
 //!
 //! Hashing takes tens of milliseconds of CPU, so it runs on Tokio's blocking pool
 //! (`spawn_blocking`), never on the async workers, and at most one hash per CPU runs at a time
 //! (a semaphore): a burst of sign-ups queues instead of multiplying memory. Each running hash
-//! uses one of at most that many 9 MiB buffers, allocated once and reused (and wiped after
-//! each use), so the memory the hashing needs is fixed: CPUs × 9 MiB.
+//! uses one of at most that many 7 MiB buffers, allocated once and reused (and wiped after
+//! each use), so the memory the hashing needs is fixed: CPUs × 7 MiB.
 //!
 //! # Sessions
 //!
@@ -38,10 +39,10 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Argon2 memory cost in KiB (9 MiB).
-pub(crate) const ARGON2_M_COST: u32 = 9 * 1024;
+/// Argon2 memory cost in KiB (7 MiB).
+pub(crate) const ARGON2_M_COST: u32 = 7 * 1024;
 /// Argon2 passes over memory.
-pub(crate) const ARGON2_T_COST: u32 = 4;
+pub(crate) const ARGON2_T_COST: u32 = 5;
 /// Argon2 lanes.
 pub(crate) const ARGON2_P_COST: u32 = 1;
 
@@ -385,7 +386,7 @@ mod tests {
     async fn hashes_verify_and_carry_the_documented_parameters() {
         let passwords = Passwords::new();
         let hash = passwords.hash("correct horse".to_owned()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=9216,t=4,p=1$"), "{hash}");
+        assert!(hash.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{hash}");
         let ok = |p: &str, h: Option<&str>| passwords.verify(p.to_owned(), h.map(str::to_owned));
         assert!(ok("correct horse", Some(&hash)).await.unwrap());
         assert!(!ok("wrong horse", Some(&hash)).await.unwrap());

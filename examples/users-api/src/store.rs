@@ -2,7 +2,7 @@
 //!
 //! One [`Store`] holds either pool. Every statement is written once, in SQL both databases
 //! accept (`$1` placeholders, `RETURNING`, text ids and timestamps: see the migration), and
-//! [`with_pool!`] runs it on whichever pool is there. Each statement becomes a CLIENT span under
+//! `with_pool!` runs it on whichever pool is there. Each statement becomes a CLIENT span under
 //! the request's SERVER span, with its literals sanitized by the kit.
 
 use std::path::PathBuf;
