@@ -206,10 +206,12 @@ impl TextMapPropagator for XrayPropagator {
             sc.span_id(),
             sampled
         );
-        let state = sc.trace_state().header_delimited("=", ";");
-        for entry in state.split(';').filter(|e| !e.is_empty()) {
-            header.push(';');
-            header.push_str(&title_case(entry));
+        if *sc.trace_state() != TraceState::default() {
+            let state = sc.trace_state().header_delimited("=", ";");
+            for entry in state.split(';').filter(|e| !e.is_empty()) {
+                header.push(';');
+                header.push_str(&title_case(entry));
+            }
         }
         injector.set(XRAY_HEADER, header);
     }
