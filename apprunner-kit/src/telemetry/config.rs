@@ -9,8 +9,7 @@ use super::TelemetryError;
 /// The log filter without `RUST_LOG`: `info`, minus the OpenTelemetry SDK's own diagnostics
 /// (the kit reports export failures and drops itself, once, instead of once per batch) and
 /// PostgreSQL notices such as "relation _sqlx_migrations already exists".
-pub(crate) const DEFAULT_LOG_FILTER: &str =
-    "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_aws=off,sqlx::postgres::notice=warn";
+pub(crate) const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_aws=off,sqlx::postgres::notice=warn";
 
 /// Where finished spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
