@@ -29,6 +29,9 @@ use super::{
     propagation::{X_AMZN_TRACE_ID, extract_context, xray_header_value},
 };
 
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+
 /// A response extension set by the kit's own error responses (timeout, panic): the span status
 /// message to record instead of a bare `Error`.
 #[derive(Clone, Copy, Debug)]
@@ -426,7 +429,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 fn request_attributes<B>(
     request: &Request<B>,
     layer: TraceLayer,
-) -> (String, [Option<KeyValue>; 12]) {
+) -> (String, [Option<KeyValue>; 11]) {
     let headers = request.headers();
     let (method, method_original) = method_name(request.method());
     let route = request
@@ -435,7 +438,13 @@ fn request_attributes<B>(
         .map(MatchedPath::as_str);
     let name_method = if method == "_OTHER" { "HTTP" } else { method };
     let name = match route {
-        Some(route) => format!("{name_method} {route}"),
+        Some(route) => {
+            let mut name = String::with_capacity(name_method.len() + 1 + route.len());
+            name.push_str(name_method);
+            name.push(' ');
+            name.push_str(route);
+            name
+        }
         None => name_method.to_owned(),
     };
     let (server_address, server_port) = server_address(request);
@@ -461,7 +470,6 @@ fn request_attributes<B>(
             protocol_version(request.version()),
         )),
         header_str(headers, &header::USER_AGENT).map(|agent| string("user_agent.original", agent)),
-        None,
     ];
     (name, attributes)
 }
@@ -526,7 +534,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&
 
 /// The first `X-Forwarded-For` entry: the original client, as seen by the first proxy.
 fn forwarded_for(headers: &HeaderMap) -> Option<&str> {
-    let first = header_str(headers, &header::HeaderName::from_static("x-forwarded-for"))?
+    let first = header_str(headers, &X_FORWARDED_FOR)?
         .split(',')
         .next()?
         .trim();
@@ -536,12 +544,9 @@ fn forwarded_for(headers: &HeaderMap) -> Option<&str> {
 /// `url.scheme`: `X-Forwarded-Proto` (the scheme the client used, before TLS termination),
 /// else the request URI's, else `http`.
 fn url_scheme<B>(request: &Request<B>) -> Value {
-    let forwarded = header_str(
-        request.headers(),
-        &header::HeaderName::from_static("x-forwarded-proto"),
-    )
-    .map(|proto| proto.split(',').next().unwrap_or_default().trim())
-    .filter(|proto| proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("http"));
+    let forwarded = header_str(request.headers(), &X_FORWARDED_PROTO)
+        .map(|proto| proto.split(',').next().unwrap_or_default().trim())
+        .filter(|proto| proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("http"));
     match forwarded.or_else(|| request.uri().scheme_str()) {
         Some(scheme) if scheme.eq_ignore_ascii_case("https") => Value::from("https"),
         Some(scheme) if !scheme.eq_ignore_ascii_case("http") => Value::from(scheme.to_owned()),

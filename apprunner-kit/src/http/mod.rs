@@ -35,6 +35,10 @@
 //! | `user_agent.original`, `network.protocol.version` | from the request |
 //! | `error.type` | the status code on a 5xx; the error's type name when the service or the response body fails |
 //!
+//! The span is a `tracing` span (`HTTP request`, level INFO, target `apprunner::http`) bridged
+//! to OpenTelemetry; its name and attributes are set on the OpenTelemetry span directly, so they
+//! cost nothing for requests that are not sampled (and do not show up as `tracing` fields).
+//!
 //! The span status is `Error` on a 5xx and on failures, never on a 4xx (a client's mistake is not
 //! a fault of the service). A panicking handler is answered `500` with a JSON body, its span gets
 //! an `exception` event and the status `Error`, and the connection stays up.
@@ -44,8 +48,8 @@
 //! continues the `X-Amzn-Trace-Id` that App Runner's front end adds (or a W3C `traceparent`).
 //! Every response carries `X-Amzn-Trace-Id: Root=1-…;Parent=<span id>;Sampled=1` naming the
 //! span, so a caller can paste the trace id into the X-Ray console. The span is entered while the
-//! handler runs and while the body is produced, so every log line written meanwhile carries the
-//! trace id. Work spawned onto other tasks needs
+//! handler runs and while a streaming body (one of unknown length) is produced, so every log
+//! line written meanwhile carries the trace id. Work spawned onto other tasks needs
 //! [`Instrument::in_current_span`](tracing::Instrument::in_current_span) for that.
 //!
 //! # Applying the layer to an axum router: `Router::layer`, not `route_layer`

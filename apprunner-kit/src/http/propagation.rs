@@ -15,9 +15,21 @@ pub const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id
 /// Reads a header map for a propagator.
 struct HeaderExtractor<'a>(&'a HeaderMap);
 
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
+        // The default propagators' headers are looked up without parsing their names.
+        let value = match key {
+            "x-amzn-trace-id" => self.0.get(X_AMZN_TRACE_ID),
+            "traceparent" => self.0.get(TRACEPARENT),
+            "tracestate" => self.0.get(TRACESTATE),
+            "baggage" => self.0.get(BAGGAGE),
+            _ => self.0.get(key),
+        };
+        value.and_then(|value| value.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -193,6 +205,9 @@ mod tests {
         let mut keys = extractor.keys();
         keys.sort_unstable();
         assert_eq!(keys, ["baggage", "x-amzn-trace-id"]);
+        assert_eq!(extractor.get("x-amzn-trace-id"), Some("Root=1"));
         assert_eq!(extractor.get("X-Amzn-Trace-Id"), Some("Root=1"));
+        assert_eq!(extractor.get("baggage"), Some("k=v"));
+        assert_eq!(extractor.get("traceparent"), None);
     }
 }
