@@ -401,33 +401,14 @@ fn mysql_user_ids() -> Option<(u32, u32)> {
 
 /// Kills and deletes servers left behind by test processes that died.
 fn sweep_stale() {
-    let bases = [PathBuf::from("/tmp"), std::env::temp_dir()];
-    for base in bases.iter().collect::<std::collections::BTreeSet<_>>() {
-        let Ok(entries) = std::fs::read_dir(base) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                continue;
-            }
-            let dir = entry.path();
-            let Some(owner) = std::fs::read_to_string(dir.join("owner.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if Path::new(&format!("/proc/{owner}")).exists() {
-                continue;
-            }
-            if let Some(pid) = std::fs::read_to_string(dir.join("mysqld.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-            {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).output();
-            }
-            let _ = std::fs::remove_dir_all(&dir);
+    for dir in crate::orphaned_temp_dirs(TMP_PREFIX) {
+        if let Some(pid) = std::fs::read_to_string(dir.join("mysqld.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).output();
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

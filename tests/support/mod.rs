@@ -27,3 +27,31 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0 to find a free port")
         .port()
 }
+
+/// Temporary directories named `{prefix}*` (under /tmp and `$TMPDIR`) whose owning test process,
+/// recorded in their `owner.pid`, is gone: servers a killed test left behind.
+pub(crate) fn orphaned_temp_dirs(prefix: &str) -> Vec<std::path::PathBuf> {
+    let bases = [std::path::PathBuf::from("/tmp"), std::env::temp_dir()];
+    let mut found = Vec::new();
+    for base in bases.iter().collect::<std::collections::BTreeSet<_>>() {
+        let Ok(entries) = std::fs::read_dir(base) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(prefix) {
+                continue;
+            }
+            let dir = entry.path();
+            let Some(owner) = std::fs::read_to_string(dir.join("owner.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{owner}")).exists() {
+                found.push(dir);
+            }
+        }
+    }
+    found
+}

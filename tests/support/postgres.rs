@@ -527,41 +527,21 @@ pub fn find_bin_dir() -> Option<PathBuf> {
 
 /// Stops and deletes clusters left behind by test processes that died (killed, aborted).
 fn sweep_stale_clusters(bin: &Path) {
-    let bases = [PathBuf::from("/tmp"), std::env::temp_dir()];
-    for base in bases.iter().collect::<std::collections::BTreeSet<_>>() {
-        let Ok(entries) = std::fs::read_dir(base) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().starts_with(TMP_PREFIX) {
-                continue;
+    for dir in crate::orphaned_temp_dirs(TMP_PREFIX) {
+        let data = dir.join("data");
+        if data.join("postmaster.pid").exists() {
+            let mut cmd = Command::new(bin.join("pg_ctl"));
+            cmd.arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"]);
+            if let Ok(meta) = std::fs::metadata(&data)
+                && is_root()
+            {
+                cmd.uid(meta.uid()).gid(meta.gid()).current_dir(&dir);
             }
-            let dir = entry.path();
-            let Some(owner) = std::fs::read_to_string(dir.join("owner.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if Path::new(&format!("/proc/{owner}")).exists() {
-                continue;
-            }
-            let data = dir.join("data");
-            if data.join("postmaster.pid").exists() {
-                let mut cmd = Command::new(bin.join("pg_ctl"));
-                cmd.arg("-D")
-                    .arg(&data)
-                    .args(["-m", "immediate", "-w", "stop"]);
-                if let Ok(meta) = std::fs::metadata(&data)
-                    && is_root()
-                {
-                    cmd.uid(meta.uid()).gid(meta.gid()).current_dir(&dir);
-                }
-                let _ = cmd.output();
-            }
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = cmd.output();
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
