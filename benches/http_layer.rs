@@ -1,7 +1,8 @@
 //! Cost of the traced request layer: a `GET /hello` served by `apprunner::http::Server` with
 //! the `TraceLayer` against the same server without it, side by side in one run, over real TCP
 //! with an in-process keep-alive client. Telemetry is on in both, at 100% sampling, exporting
-//! over OTLP/gRPC to a live receiver (in this process).
+//! over OTLP/gRPC to a live receiver (in this process) that decodes every export and counts its
+//! spans, as a collector forwarding them would (`ReceiverBehavior::Count`).
 //!
 //! Two scenarios: `hello` requests carry no trace header (each span is a new root trace), and
 //! `hello_app_runner` requests carry an App Runner style `X-Amzn-Trace-Id: …;Sampled=1`, as
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use apprunner::http::{Server, TraceLayer};
 use apprunner::telemetry::TelemetryConfig;
-use apprunner_kit_tests::OtlpReceiver;
+use apprunner_kit_tests::{OtlpReceiver, ReceiverBehavior};
 use axum::{Router, body::Bytes, routing::get};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt as _;
@@ -73,7 +74,7 @@ async fn batch(client: &HttpClient, uri: &http::Uri, trace_header: Option<&str>)
 }
 
 fn hello(c: &mut Criterion) {
-    let receiver = OtlpReceiver::start_blocking();
+    let receiver = OtlpReceiver::start_blocking_with(ReceiverBehavior::Count);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,8 +116,6 @@ fn hello(c: &mut Criterion) {
         for (name, uri) in ["without_layer", "with_layer"].iter().zip(&uris) {
             group.bench_function(*name, |b| {
                 b.iter_custom(|iters| {
-                    // The receiver keeps every span it decodes: keep its memory bounded.
-                    receiver.clear();
                     runtime.block_on(async {
                         let started = Instant::now();
                         for _ in 0..iters {
@@ -139,7 +138,6 @@ fn hello(c: &mut Criterion) {
         runtime.block_on(async {
             for _ in 0..rounds {
                 for (slot, uri) in uris.iter().enumerate() {
-                    receiver.clear();
                     let started = Instant::now();
                     let (cpu_started, receiver_started) = cpu_times();
                     for _ in 0..batches {
@@ -228,8 +226,9 @@ fn hello(c: &mut Criterion) {
     // `OTEL_TRACES_EXPORTER=none` isolates the in-process cost (spans recorded, not exported).
     if std::env::var("OTEL_TRACES_EXPORTER").as_deref() != Ok("none") {
         assert!(
-            stats.spans_exported > 0,
-            "the receiver got no span: {stats:?}"
+            stats.spans_exported > 0 && receiver.span_count() == stats.spans_exported,
+            "the receiver counted {} spans: {stats:?}",
+            receiver.span_count()
         );
     }
 }

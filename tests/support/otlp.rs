@@ -37,6 +37,10 @@ pub enum ReceiverBehavior {
     /// Answer gRPC `UNAVAILABLE` / HTTP 503 and record no spans (the call is still listed in
     /// [`OtlpReceiver::export_requests`]).
     Unavailable,
+    /// Accept every export, decode it and count its spans ([`OtlpReceiver::span_count`]), but
+    /// keep neither the spans nor the calls: the load a collector that forwards spans puts on
+    /// the machine, for benchmarks that run the receiver beside the code they measure.
+    Count,
 }
 
 /// The OTLP transport an export call arrived on.
@@ -441,6 +445,14 @@ impl OtlpReceiver {
         lock(&self.state.data).requests.clone()
     }
 
+    /// How many spans were accepted so far, kept or only counted ([`ReceiverBehavior::Count`]);
+    /// not reset by [`clear`](Self::clear).
+    pub fn span_count(&self) -> u64 {
+        self.state
+            .counted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Forgets every span and export call received so far.
     pub fn clear(&self) {
         let mut data = lock(&self.state.data);
@@ -576,6 +588,8 @@ struct Data {
 
 struct State {
     behavior: Mutex<ReceiverBehavior>,
+    /// Spans accepted so far.
+    counted: std::sync::atomic::AtomicU64,
     data: Mutex<Data>,
     /// Signalled on every change (blocking waiters).
     arrived: Condvar,
@@ -592,6 +606,7 @@ impl State {
     fn new(behavior: ReceiverBehavior) -> Self {
         Self {
             behavior: Mutex::new(behavior),
+            counted: std::sync::atomic::AtomicU64::new(0),
             data: Mutex::new(Data::default()),
             arrived: Condvar::new(),
             changed: tokio::sync::watch::Sender::new(0),
@@ -617,6 +632,12 @@ impl State {
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
+        let behavior = *lock(&self.behavior);
+        if behavior == ReceiverBehavior::Count {
+            self.counted
+                .fetch_add(span_count as u64, std::sync::atomic::Ordering::Relaxed);
+            return Outcome::Accepted;
+        }
         let info = ExportRequestInfo {
             protocol,
             path,
@@ -625,13 +646,14 @@ impl State {
         };
         lock(&self.data).requests.push(info);
         self.notify();
-        let behavior = *lock(&self.behavior);
         match behavior {
-            ReceiverBehavior::Accept => {}
+            ReceiverBehavior::Accept | ReceiverBehavior::Count => {}
             ReceiverBehavior::Delay(d) => tokio::time::sleep(d).await,
             ReceiverBehavior::Unavailable => return Outcome::Unavailable,
         }
         let spans = convert(request, protocol);
+        self.counted
+            .fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
         lock(&self.data).spans.extend(spans);
         self.notify();
         Outcome::Accepted

@@ -1,17 +1,18 @@
 //! One CLIENT span per statement, following the stable OpenTelemetry database conventions.
 //!
-//! Spans are made with the OpenTelemetry API directly (the global tracer provider, scope
-//! `apprunner`), as children of the current `tracing` span's OpenTelemetry context: a statement
+//! Spans are made with the OpenTelemetry API directly (the tracer `telemetry::init` installed,
+//! else the global provider's; scope `apprunner`), as children of the current `tracing` span's OpenTelemetry context: a statement
 //! span is never entered, so going through `tracing` would only add the subscriber's
 //! bookkeeping and one allocation per attribute, on the hottest path of a service.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
-use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue, Value, global};
+use opentelemetry::trace::SpanBuilder;
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue, StringValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::config::{DbEngine, QueryText, TraceSettings};
@@ -20,12 +21,6 @@ use super::sanitize::{Sanitizer, sanitize_message};
 
 /// The log target of this module: filter with `apprunner::db` in `RUST_LOG`.
 pub(crate) const TARGET: &str = "apprunner::db";
-
-static SCOPE: LazyLock<InstrumentationScope> = LazyLock::new(|| {
-    InstrumentationScope::builder("apprunner")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build()
-});
 
 /// The attributes every span of a pool carries (replaced when rotation changes the user, or
 /// when the server turns out to be MariaDB).
@@ -238,12 +233,12 @@ impl Tracer {
         if let Some(port) = a.port {
             attributes.push(KeyValue::new("server.port", port));
         }
-        let tracer = global::tracer_with_scope(SCOPE.clone());
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .start_with_context(&tracer, parent);
+        let span = crate::telemetry::kit_tracer().start(
+            SpanBuilder::from_name(name)
+                .with_kind(SpanKind::Client)
+                .with_attributes(attributes),
+            parent,
+        );
         StatementSpan {
             span,
             rows: 0,
@@ -269,7 +264,7 @@ struct Analysis {
 
 /// The span of one statement: records the rows it returned and ends when dropped.
 pub(crate) struct StatementSpan {
-    span: global::BoxedSpan,
+    span: crate::telemetry::KitSpan,
     rows: i64,
     done: bool,
 }

@@ -17,12 +17,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Versio
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::{
     Context as OtelContext, KeyValue, Value,
-    trace::{Status, TraceContextExt as _},
+    trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _},
 };
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::telemetry::kit_tracer;
 
 use super::{
     error::json_message,
@@ -128,32 +128,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let span = tracing::info_span!(
-            target: "apprunner::http",
-            parent: None,
-            "HTTP request",
-            otel.kind = "server",
-        );
-        let otel_cx = if span.is_disabled() {
-            OtelContext::new()
-        } else {
-            // Only fails when no OpenTelemetry layer is installed; the span is then a plain
-            // `tracing` span and the request is still served.
-            let _ = span.set_parent(extract_context(request.headers()));
-            // Starts the OpenTelemetry span. Its name and attributes are set on it in one go
-            // rather than as `tracing` fields, which would copy every value (and do it even
-            // for spans that are not sampled).
-            let otel_cx = span.context();
-            let otel_span = otel_cx.span();
-            if otel_span.is_recording() {
-                let (name, attributes) = request_attributes(&request, self.layer);
-                otel_span.update_name(name);
-                otel_span.set_attributes(attributes.into_iter().flatten());
-            }
-            otel_cx
-        };
-        // Not entered here: `call` only builds the future (the handler runs when it is
-        // polled, inside the span), and every enter costs a context switch of the subscriber.
+        let cx = start_span(&request, self.layer);
+        // The context is not attached here: `call` only builds the future (the handler runs
+        // when it is polled, with the context attached).
         let state = match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
             Ok(future) => State::Running { future },
             Err(payload) => State::Panicked {
@@ -162,9 +139,28 @@ where
         };
         ResponseFuture {
             state,
-            finish: Some(Finish { span, otel_cx }),
+            finish: Some(Finish { cx }),
         }
     }
+}
+
+/// Starts the SERVER span of `request` as a child of the context its headers carry, and returns
+/// the context holding it.
+fn start_span<B>(request: &Request<B>, layer: TraceLayer) -> OtelContext {
+    let parent = extract_context(request.headers());
+    // The name and the attributes are only worked out once the sampler said the span records:
+    // behind App Runner most requests arrive with `Sampled=0`. The attribute vector is
+    // allocated once, at its final size.
+    let builder = SpanBuilder::from_name("HTTP")
+        .with_kind(SpanKind::Server)
+        .with_attributes(Vec::with_capacity(ATTRIBUTES + 2));
+    let mut span = kit_tracer().start(builder, &parent);
+    if span.is_recording() {
+        let (name, attributes) = request_attributes(request, layer);
+        span.update_name(name);
+        span.set_attributes(attributes.into_iter().flatten());
+    }
+    parent.with_span(span)
 }
 
 pin_project! {
@@ -207,7 +203,9 @@ where
                 .finish
                 .as_ref()
                 .expect("ResponseFuture polled after completion");
-            let _entered = finish.span.enter();
+            // Attached while the handler runs: its logs carry the trace id, and its spans
+            // (`tracing` ones too) and SQL statements become children of this span.
+            let _attached = finish.cx.clone().attach();
             match this.state.as_mut().project() {
                 StateProj::Running { future } => {
                     match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
@@ -239,32 +237,30 @@ where
 /// Owns the span until the response is over; ending it hands it to the exporter.
 #[derive(Debug)]
 struct Finish {
-    /// The `tracing` span: entered while the handler runs, so logs carry the trace id.
-    span: Span,
-    /// The OpenTelemetry context of that span, to record on it directly.
-    otel_cx: OtelContext,
+    /// The request's context, holding its SERVER span.
+    cx: OtelContext,
 }
 
 impl Finish {
     /// Records the response on the span and moves the span into the response body.
     fn respond<B>(self, mut response: Response<Kind<B>>) -> Response<TracedBody<B>> {
-        let otel_span = self.otel_cx.span();
+        let span = self.cx.span();
         let status = response.status();
-        if otel_span.is_recording() {
-            otel_span.set_attribute(KeyValue::new(
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new(
                 "http.response.status_code",
                 i64::from(status.as_u16()),
             ));
             if status.is_server_error() {
-                otel_span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
+                span.set_attribute(KeyValue::new("error.type", status.as_str().to_owned()));
                 let message = response
                     .extensions()
                     .get::<StatusMessage>()
                     .map_or("", |StatusMessage(message)| message);
-                otel_span.set_status(Status::error(message));
+                span.set_status(Status::error(message));
             }
         }
-        if let Some(value) = xray_header_value(otel_span.span_context()) {
+        if let Some(value) = xray_header_value(span.span_context()) {
             response.headers_mut().insert(X_AMZN_TRACE_ID, value);
         }
         response.map(|kind| TracedBody {
@@ -275,21 +271,21 @@ impl Finish {
 
     /// Records a failure that left no response (or broke the body off).
     fn fail(self, error_type: &'static str) {
-        let otel_span = self.otel_cx.span();
-        otel_span.set_attribute(KeyValue::new("error.type", error_type));
-        otel_span.set_status(Status::error(""));
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new("error.type", error_type));
+        span.set_status(Status::error(""));
     }
 
     /// The `500` answered for a panicking handler; the panic is recorded on the span.
     fn panic_response<B>(&self, message: &str) -> Response<Kind<B>> {
-        self.otel_cx.span().add_event(
+        self.cx.span().add_event(
             "exception",
             vec![
                 KeyValue::new("exception.type", "panic"),
                 KeyValue::new("exception.message", message.to_owned()),
             ],
         );
-        let _entered = self.span.enter();
+        let _attached = self.cx.clone().attach();
         tracing::error!(panic.message = message, "request handler panicked");
         let mut response = Response::new(Kind::Full {
             data: Some(json_message("internal server error")),
@@ -308,9 +304,9 @@ impl Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        // Close the span first so it is queued, then ask for an export while the instance
-        // still has CPU (see the module docs).
-        drop(std::mem::replace(&mut self.span, Span::none()));
+        // End the span first so it is queued, then ask for an export while the instance still
+        // has CPU (see the module docs).
+        self.cx.span().end();
         crate::telemetry::export_soon();
     }
 }
@@ -385,11 +381,11 @@ impl<B: Body<Data = Bytes>> Body for TracedBody<B> {
             // A body of unknown length is a stream that may run user code (and log) when
             // polled: do that inside the span. A body of known length is just bytes.
             let streaming = this.kind.size_hint().exact().is_none();
-            let _entered = this
+            let _attached = this
                 .finish
                 .as_ref()
                 .filter(|_| streaming)
-                .map(|finish| finish.span.enter());
+                .map(|finish| finish.cx.clone().attach());
             ready!(this.kind.as_mut().poll_frame(cx))
         };
         match &polled {
@@ -424,12 +420,15 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// How many request attributes [`request_attributes`] may return (the response adds two).
+const ATTRIBUTES: usize = 11;
+
 /// The span name and the request attributes for the semantic conventions; `None` entries are
 /// absent from the request.
 fn request_attributes<B>(
     request: &Request<B>,
     layer: TraceLayer,
-) -> (String, [Option<KeyValue>; 11]) {
+) -> (String, [Option<KeyValue>; ATTRIBUTES]) {
     let headers = request.headers();
     let (method, method_original) = method_name(request.method());
     let route = request

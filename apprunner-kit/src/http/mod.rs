@@ -35,9 +35,12 @@
 //! | `user_agent.original`, `network.protocol.version` | from the request |
 //! | `error.type` | the status code on a 5xx; the error's type name when the service or the response body fails |
 //!
-//! The span is a `tracing` span (`HTTP request`, level INFO, target `apprunner::http`) bridged
-//! to OpenTelemetry; its name and attributes are set on the OpenTelemetry span directly, so they
-//! cost nothing for requests that are not sampled (and do not show up as `tracing` fields).
+//! The span is made with the OpenTelemetry API directly, with the tracer
+//! [`telemetry::init`](crate::telemetry::init) installed (else the global provider's): no
+//! `tracing` span stands for it, which keeps the cost per request low (see `benches/README.md`).
+//! Its name and attributes are only worked out when the sampler records the span; behind App
+//! Runner most requests arrive with `Sampled=0`. `OTEL_TRACES_SAMPLER` decides which requests
+//! are traced; [`Server::trace_layer`] turns the layer off.
 //!
 //! The span status is `Error` on a 5xx and on failures, never on a 4xx (a client's mistake is not
 //! a fault of the service). A panicking handler is answered `500` with a JSON body, its span gets
@@ -47,10 +50,14 @@
 //! ([`extract_context`]), so with [`telemetry::init`](crate::telemetry::init) the span
 //! continues the `X-Amzn-Trace-Id` that App Runner's front end adds (or a W3C `traceparent`).
 //! Every response carries `X-Amzn-Trace-Id: Root=1-…;Parent=<span id>;Sampled=1` naming the
-//! span, so a caller can paste the trace id into the X-Ray console. The span is entered while the
-//! handler runs and while a streaming body (one of unknown length) is produced, so every log
-//! line written meanwhile carries the trace id. Work spawned onto other tasks needs
-//! [`Instrument::in_current_span`](tracing::Instrument::in_current_span) for that.
+//! span, so a caller can paste the trace id into the X-Ray console. The span's context is the
+//! current [`opentelemetry::Context`] while the handler runs and while a streaming body (one of
+//! unknown length) is produced, so every log line written meanwhile carries the trace id, and
+//! `tracing` spans (`#[tracing::instrument]`), SQL statements and outgoing calls made meanwhile
+//! are its children. The handler reaches the span with
+//! `opentelemetry::Context::current().span()` (to add an attribute, say). Work spawned onto
+//! other tasks takes the context along with
+//! [`FutureExt::with_current_context`](opentelemetry::trace::FutureExt::with_current_context).
 //!
 //! # Applying the layer to an axum router: `Router::layer`, not `route_layer`
 //!

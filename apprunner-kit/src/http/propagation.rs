@@ -88,10 +88,10 @@ pub fn extract_context(headers: &HeaderMap) -> Context {
 /// # Example
 ///
 /// ```
-/// use tracing_opentelemetry::OpenTelemetrySpanExt;
-///
 /// let mut request = http::Request::new(());
-/// apprunner::http::inject_context(&tracing::Span::current().context(), request.headers_mut());
+/// // Inside a traced handler, the current context holds the request's SERVER span (or the
+/// // `tracing` span entered in it).
+/// apprunner::http::inject_context(&opentelemetry::Context::current(), request.headers_mut());
 /// ```
 pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|propagator| {

@@ -71,7 +71,10 @@ pub enum LogFormat {
 /// | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2`, percent-decoded, added to the resource |
 /// | `OTEL_TRACES_EXPORTER` | `otlp` (default), `console`, `none` |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `grpc` (default), `http/protobuf` |
-/// | `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` / `_HEADERS` / `_TIMEOUT` | read by `opentelemetry-otlp` |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` | collector URL; gRPC default `http://localhost:4317` |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `k=v,k2=v2` (percent-decoded) sent with every export; values never logged |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` | milliseconds per export call (default 10000) |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION` | `none` only (exports are not compressed) |
 /// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | batch processor |
@@ -102,6 +105,7 @@ pub struct TelemetryConfig {
     pub(crate) protocol: OtlpProtocol,
     pub(crate) endpoint: Option<String>,
     pub(crate) export_timeout: Option<Duration>,
+    pub(crate) otlp_env: OtlpEnv,
     pub(crate) sampler: SamplerSetting,
     pub(crate) propagators: Vec<PropagatorKind>,
     pub(crate) log_format: LogFormat,
@@ -112,6 +116,110 @@ pub struct TelemetryConfig {
     pub(crate) bsp: BspSettings,
     pub(crate) install_subscriber: bool,
     pub(crate) min_flush_interval: Duration,
+}
+
+/// The OTLP settings read from `OTEL_EXPORTER_OTLP_[TRACES_]*` (the signal-specific variable
+/// wins), used by the kit's gRPC exporter. The http/protobuf exporter of `opentelemetry-otlp`
+/// reads them from the process environment itself.
+#[derive(Clone, Default, PartialEq)]
+pub(crate) struct OtlpEnv {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for OtlpEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values are often credentials (API keys): only their names are shown.
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("OtlpEnv")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &names)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl OtlpEnv {
+    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, TelemetryError> {
+        let non_empty = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let endpoint = non_empty("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| non_empty("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .map(|v| v.trim().to_owned());
+        let mut headers = Vec::new();
+        for var in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
+            if let Some(value) = non_empty(var) {
+                for (name, value) in parse_headers(var, &value)? {
+                    headers.retain(|(existing, _): &(String, String)| *existing != name);
+                    headers.push((name, value));
+                }
+            }
+        }
+        let timeout = match non_empty("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") {
+            Some(v) => parse_number::<u64>(
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                Some(&v),
+                "a timeout in milliseconds",
+            )?,
+            None => parse_number::<u64>(
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                lookup("OTEL_EXPORTER_OTLP_TIMEOUT").as_deref(),
+                "a timeout in milliseconds",
+            )?,
+        }
+        .map(Duration::from_millis);
+        for var in [
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        ] {
+            if let Some(value) = non_empty(var)
+                && !value.trim().eq_ignore_ascii_case("none")
+            {
+                return Err(TelemetryError::InvalidVar {
+                    var,
+                    value: value.trim().to_owned(),
+                    expected: "none (the kit sends OTLP uncompressed: the collector runs next to \
+                               the service)",
+                });
+            }
+        }
+        Ok(Self {
+            endpoint,
+            headers,
+            timeout,
+        })
+    }
+}
+
+/// Parses `k=v,k2=v2` with percent-encoded values. An entry without `=` or with an empty name
+/// is an error naming the variable and the entry's position, never its value (headers carry
+/// credentials).
+fn parse_headers(var: &'static str, value: &str) -> Result<Vec<(String, String)>, TelemetryError> {
+    let mut headers = Vec::new();
+    for (index, entry) in value.split(',').enumerate() {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        match entry.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                headers.push((
+                    name.trim().to_ascii_lowercase(),
+                    percent_decode(value.trim()),
+                ));
+            }
+            _ => {
+                return Err(TelemetryError::InvalidVar {
+                    var,
+                    value: format!("<entry {} of {var}, value not shown>", index + 1),
+                    expected: "comma-separated name=value pairs",
+                });
+            }
+        }
+    }
+    Ok(headers)
 }
 
 /// `OTEL_TRACES_SAMPLER` parsed; kept as data so the config stays `Clone + Debug`.
@@ -307,8 +415,9 @@ impl TelemetryConfig {
 
     /// Reads the configuration through `lookup` instead of the process environment.
     ///
-    /// Useful in tests. Settings that `opentelemetry-otlp` reads itself (endpoint, headers,
-    /// timeout) are still taken from the process environment unless set in code.
+    /// Useful in tests. With `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, the endpoint, headers
+    /// and timeout are read by `opentelemetry-otlp` from the process environment instead
+    /// (unless set in code).
     ///
     /// ```
     /// use apprunner::telemetry::{OtlpProtocol, TelemetryConfig};
@@ -410,6 +519,7 @@ impl TelemetryConfig {
             protocol,
             endpoint: None,
             export_timeout: None,
+            otlp_env: OtlpEnv::from_lookup(&lookup)?,
             sampler: parse_sampler(
                 lookup("OTEL_TRACES_SAMPLER").as_deref(),
                 lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),

@@ -278,15 +278,15 @@ pub(crate) fn clear_nudge() {
 
 /// Endpoint text for messages (never contains headers, which may hold credentials).
 fn endpoint_label(config: &TelemetryConfig) -> String {
-    config.endpoint.clone().unwrap_or_else(|| {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-            .unwrap_or_else(|| match config.protocol {
-                OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-                OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
-            })
-    })
+    match config.protocol {
+        OtlpProtocol::Grpc => super::grpc::endpoint(config),
+        OtlpProtocol::HttpProtobuf => config.endpoint.clone().unwrap_or_else(|| {
+            let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                .unwrap_or_else(|| "http://localhost:4318/v1/traces".to_owned())
+        }),
+    }
 }
 
 fn http_traces_url(base: &str) -> String {
@@ -299,26 +299,42 @@ fn http_traces_url(base: &str) -> String {
     }
 }
 
-fn build_otlp(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
-    let label = endpoint_label(config);
-    let map_err = |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
-        endpoint: label.clone(),
-        reason: e.to_string(),
-    };
-    match config.protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-            if let Some(endpoint) = &config.endpoint {
-                b = b.with_endpoint(endpoint.clone());
-            }
-            if let Some(timeout) = config.export_timeout {
-                b = b.with_timeout(timeout);
-            }
-            b.build().map_err(map_err)
+/// The OTLP exporter of the configured protocol: the kit's own for gRPC (see
+/// [`grpc`](super::grpc)), `opentelemetry-otlp`'s for http/protobuf.
+#[derive(Debug)]
+enum OtlpExporter {
+    Grpc(super::grpc::GrpcExporter),
+    Http(opentelemetry_otlp::SpanExporter),
+}
+
+impl SpanExporter for OtlpExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        match self {
+            Self::Grpc(exporter) => exporter.export(batch).await,
+            Self::Http(exporter) => exporter.export(batch).await,
         }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            Self::Grpc(exporter) => exporter.shutdown_with_timeout(timeout),
+            Self::Http(exporter) => exporter.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            Self::Grpc(exporter) => exporter.set_resource(resource),
+            Self::Http(exporter) => exporter.set_resource(resource),
+        }
+    }
+}
+
+fn build_otlp(config: &TelemetryConfig) -> Result<OtlpExporter, TelemetryError> {
+    match config.protocol {
+        OtlpProtocol::Grpc => super::grpc::GrpcExporter::new(config).map(OtlpExporter::Grpc),
         OtlpProtocol::HttpProtobuf => {
+            let label = endpoint_label(config);
             let mut b = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
@@ -328,7 +344,12 @@ fn build_otlp(
             if let Some(timeout) = config.export_timeout {
                 b = b.with_timeout(timeout);
             }
-            b.build().map_err(map_err)
+            b.build()
+                .map(OtlpExporter::Http)
+                .map_err(|e| TelemetryError::Exporter {
+                    endpoint: label,
+                    reason: e.to_string(),
+                })
         }
     }
 }

@@ -36,15 +36,19 @@
 //! ```
 
 mod config;
+mod encode;
 mod error;
 mod export;
+mod grpc;
 mod logs;
 mod resource;
 mod xray;
 
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -70,6 +74,121 @@ use export::{Counters, ExportThread};
 /// ```
 pub fn init() -> Result<TelemetryGuard, TelemetryError> {
     TelemetryConfig::from_env()?.init()
+}
+
+/// The tracer [`init`] installed, for the spans the kit makes with the OpenTelemetry API
+/// directly (HTTP SERVER spans, SQL CLIENT spans); `None` before `init` and after shutdown.
+static KIT_TRACER: RwLock<Option<SdkTracer>> = RwLock::new(None);
+
+/// The tracer of the kit's own spans: the SDK tracer [`init`] installed (no dynamic dispatch,
+/// no boxing), else a tracer of whatever global provider the application installed itself.
+pub(crate) enum KitTracer {
+    Sdk(SdkTracer),
+    Global(BoxedTracer),
+}
+
+pub(crate) fn kit_tracer() -> KitTracer {
+    let installed = KIT_TRACER
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match installed {
+        Some(tracer) => KitTracer::Sdk(tracer),
+        None => KitTracer::Global(opentelemetry::global::tracer_with_scope(kit_scope())),
+    }
+}
+
+impl KitTracer {
+    /// Starts a span of `builder` as a child of `parent`.
+    pub(crate) fn start(
+        &self,
+        builder: opentelemetry::trace::SpanBuilder,
+        parent: &opentelemetry::Context,
+    ) -> KitSpan {
+        use opentelemetry::trace::Tracer as _;
+        match self {
+            Self::Sdk(tracer) => KitSpan::Sdk(tracer.build_with_context(builder, parent)),
+            Self::Global(tracer) => KitSpan::Global(tracer.build_with_context(builder, parent)),
+        }
+    }
+}
+
+/// A span of the [`KitTracer`].
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the SDK span would cost an allocation per span, on the hot path"
+)]
+pub(crate) enum KitSpan {
+    Sdk(opentelemetry_sdk::trace::Span),
+    Global(opentelemetry::global::BoxedSpan),
+}
+
+macro_rules! each_span {
+    ($self:ident, $span:ident => $body:expr) => {
+        match $self {
+            KitSpan::Sdk($span) => $body,
+            KitSpan::Global($span) => $body,
+        }
+    };
+}
+
+impl opentelemetry::trace::Span for KitSpan {
+    fn add_event_with_timestamp<T>(
+        &mut self,
+        name: T,
+        timestamp: std::time::SystemTime,
+        attributes: Vec<opentelemetry::KeyValue>,
+    ) where
+        T: Into<std::borrow::Cow<'static, str>>,
+    {
+        each_span!(self, span => span.add_event_with_timestamp(name, timestamp, attributes));
+    }
+
+    fn span_context(&self) -> &opentelemetry::trace::SpanContext {
+        each_span!(self, span => span.span_context())
+    }
+
+    fn is_recording(&self) -> bool {
+        each_span!(self, span => span.is_recording())
+    }
+
+    fn set_attribute(&mut self, attribute: opentelemetry::KeyValue) {
+        each_span!(self, span => span.set_attribute(attribute));
+    }
+
+    fn set_status(&mut self, status: opentelemetry::trace::Status) {
+        each_span!(self, span => span.set_status(status));
+    }
+
+    fn update_name<T>(&mut self, new_name: T)
+    where
+        T: Into<std::borrow::Cow<'static, str>>,
+    {
+        each_span!(self, span => span.update_name(new_name));
+    }
+
+    fn add_link(
+        &mut self,
+        span_context: opentelemetry::trace::SpanContext,
+        attributes: Vec<opentelemetry::KeyValue>,
+    ) {
+        each_span!(self, span => span.add_link(span_context, attributes));
+    }
+
+    fn end_with_timestamp(&mut self, timestamp: std::time::SystemTime) {
+        each_span!(self, span => span.end_with_timestamp(timestamp));
+    }
+}
+
+fn kit_scope() -> InstrumentationScope {
+    InstrumentationScope::builder("apprunner")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+fn set_kit_tracer(tracer: Option<SdkTracer>) {
+    *KIT_TRACER.write().unwrap_or_else(PoisonError::into_inner) = tracer;
 }
 
 fn env_filter(var: &'static str, directives: &str) -> Result<EnvFilter, TelemetryError> {
@@ -110,11 +229,7 @@ impl TelemetryConfig {
             counters,
         } = export::pipeline(&self, builder)?;
 
-        let tracer = provider.tracer_with_scope(
-            InstrumentationScope::builder("apprunner")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        );
+        let tracer = provider.tracer_with_scope(kit_scope());
         let mut guard = TelemetryGuard {
             provider: Some(provider.clone()),
             thread,
@@ -160,6 +275,7 @@ impl TelemetryConfig {
         }
         opentelemetry::global::set_text_map_propagator(xray::propagator(&self.propagators));
         opentelemetry::global::set_tracer_provider(provider);
+        set_kit_tracer(Some(guard.tracer.clone()));
         Ok(guard)
     }
 }
@@ -270,6 +386,7 @@ impl TelemetryGuard {
             return Ok(self.counters.snapshot());
         };
         export::clear_nudge();
+        set_kit_tracer(None);
         let result = provider.shutdown_with_timeout(self.shutdown_timeout);
         if let Some(mut thread) = self.thread.take() {
             thread.stop();
