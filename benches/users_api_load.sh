@@ -277,6 +277,8 @@ stop_service untraced
 stop_service traced
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
+# utime + stime of the receiver (clock ticks): the CPU its decoding took from the machine.
+SINK_TICKS="$(awk '{ print $14 + $15 }' "/proc/$SINK_PID/stat")"
 kill -TERM "$SINK_PID"
 wait "$SINK_PID" || true
 SINK_PID=""
@@ -306,7 +308,10 @@ for mode in traced untraced; do
         "$(awk -v k="${RESULT[$mode.rss_kib]}" 'BEGIN { print k / 1024 }')" \
         "${RESULT[$mode.startup_ms]}" "${RESULT[$mode.exit]}"
 done
-printf 'spans received by the OTLP receiver: %s\n' "${SPANS:-0}"
+printf 'spans received by the OTLP receiver: %s (receiver CPU %s s, %s µs per span)\n' "${SPANS:-0}" \
+    "$(awk -v t="$SINK_TICKS" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')" \
+    "$(awk -v t="$SINK_TICKS" -v hz="$(getconf CLK_TCK)" -v n="${SPANS:-0}" \
+        'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }')"
 printf 'load average (1, 5, 15 min) before: %s, after: %s (%s CPUs)\n\n' "$LOAD_BEFORE" \
     "$LOAD_AFTER" "$(nproc)"
 

@@ -144,6 +144,58 @@ async fn grpc_exporter_delivers_spans_resource_and_metadata() {
     assert_eq!(requests[0].header("content-type"), Some("application/grpc"));
 }
 
+/// `ReceiverBehavior::Count`: what a real exporter sends is decoded and counted, nothing kept;
+/// an export the receiver cannot decode is refused, not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_receiver_counts_what_exporters_send_and_refuses_garbage() {
+    let receiver = OtlpReceiver::start_with(ReceiverBehavior::Count).await;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(receiver.grpc_endpoint())
+        .build()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource())
+        .build();
+    for _ in 0..5 {
+        emit_parent_and_child(&provider);
+    }
+    tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receiver.span_count(), 10);
+    assert!(receiver.spans().is_empty() && receiver.export_requests().is_empty());
+
+    // A gRPC call whose message is not an ExportTraceServiceRequest: its field 1 is a number
+    // where the request has its resource spans.
+    let channel = tonic::transport::Endpoint::from_shared(receiver.grpc_endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.unwrap();
+    let status = client
+        .unary::<_, opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse, _>(
+            tonic::Request::new(
+                opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                    rejected_spans: 5,
+                    error_message: String::new(),
+                },
+            ),
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                .parse()
+                .unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(receiver.span_count(), 10);
+}
+
 /// No runtime at all: the blocking reqwest client and the blocking waits.
 #[test]
 fn http_protobuf_exporter_delivers_spans_resource_and_headers() {

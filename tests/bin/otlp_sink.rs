@@ -1,5 +1,6 @@
-//! `otlp-sink`: the lightest real OTLP/gRPC trace receiver — it decodes every export and
-//! counts its spans, nothing more — for load tests that must not be slowed by the receiver
+//! `otlp-sink`: the lightest real OTLP/gRPC trace receiver — it decodes every export field by
+//! field against the OTLP trace schema and counts its spans, without building messages (see
+//! `apprunner_kit_tests::count_spans`) — for load tests that must not be slowed by the receiver
 //! (`benches/users_api_load.sh`). The test harness's `OtlpReceiver` keeps every span for
 //! assertions and is too heavy for that.
 //!
@@ -8,44 +9,10 @@
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use apprunner_kit_tests::{CountingTraceService, ExportCounts};
 use tokio::signal::unix::{SignalKind, signal};
-
-#[derive(Default)]
-struct Counts {
-    spans: AtomicU64,
-    exports: AtomicU64,
-}
-
-struct Sink(Arc<Counts>);
-
-#[tonic::async_trait]
-impl TraceService for Sink {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.0.spans.fetch_add(spans as u64, Ordering::Relaxed);
-        self.0.exports.fetch_add(1, Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
 
 // One thread: the sink shares the machine with the service under test.
 #[tokio::main(flavor = "current_thread")]
@@ -60,11 +27,11 @@ async fn main() {
         "listening {}",
         listener.local_addr().expect("local address")
     );
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(ExportCounts::default());
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(Sink(Arc::clone(&counts))))
+        .add_service(CountingTraceService::new(Arc::clone(&counts)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             async move {

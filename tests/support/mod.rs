@@ -9,6 +9,7 @@
 
 pub mod mariadb;
 pub mod otlp;
+pub mod otlp_count;
 pub mod postgres;
 pub mod secrets_emulator;
 
@@ -17,6 +18,7 @@ pub use otlp::{
     AttrValue, ExportRequestInfo, OtlpProtocol, OtlpReceiver, ReceiverBehavior, SpanEvent,
     SpanKind, SpanLink, SpanRecord, SpanStatus, StatusCode,
 };
+pub use otlp_count::{CountingTraceService, ExportCounts, count_spans};
 pub use postgres::Postgres;
 pub use secrets_emulator::{IamUser, RecordedRequest, SecretsEmulator};
 

@@ -37,9 +37,12 @@ pub enum ReceiverBehavior {
     /// Answer gRPC `UNAVAILABLE` / HTTP 503 and record no spans (the call is still listed in
     /// [`OtlpReceiver::export_requests`]).
     Unavailable,
-    /// Accept every export, decode it and count its spans ([`OtlpReceiver::span_count`]), but
-    /// keep neither the spans nor the calls: the load a collector that forwards spans puts on
-    /// the machine, for benchmarks that run the receiver beside the code they measure.
+    /// Accept every export, decode it field by field and count its spans
+    /// ([`OtlpReceiver::span_count`]), but keep neither the spans nor the calls and build no
+    /// message ([`count_spans`](crate::count_spans)): about the load a collector that forwards
+    /// spans puts on the machine, for benchmarks that run the receiver beside the code they
+    /// measure. Chosen when the receiver starts; [`OtlpReceiver::set_behavior`] cannot switch
+    /// to or from it.
     Count,
 }
 
@@ -421,8 +424,18 @@ impl OtlpReceiver {
     }
 
     /// Changes how later export calls are answered.
+    ///
+    /// # Panics
+    ///
+    /// When switching to or from [`ReceiverBehavior::Count`], which is chosen at start.
     pub fn set_behavior(&self, behavior: ReceiverBehavior) {
-        *lock(&self.state.behavior) = behavior;
+        let mut current = lock(&self.state.behavior);
+        assert_eq!(
+            (*current == ReceiverBehavior::Count),
+            (behavior == ReceiverBehavior::Count),
+            "ReceiverBehavior::Count is chosen when the receiver starts"
+        );
+        *current = behavior;
     }
 
     /// Every span received so far, in arrival order.
@@ -449,7 +462,8 @@ impl OtlpReceiver {
     /// not reset by [`clear`](Self::clear).
     pub fn span_count(&self) -> u64 {
         self.state
-            .counted
+            .counts
+            .spans
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -588,8 +602,8 @@ struct Data {
 
 struct State {
     behavior: Mutex<ReceiverBehavior>,
-    /// Spans accepted so far.
-    counted: std::sync::atomic::AtomicU64,
+    /// Spans and calls accepted so far.
+    counts: Arc<crate::ExportCounts>,
     data: Mutex<Data>,
     /// Signalled on every change (blocking waiters).
     arrived: Condvar,
@@ -606,11 +620,17 @@ impl State {
     fn new(behavior: ReceiverBehavior) -> Self {
         Self {
             behavior: Mutex::new(behavior),
-            counted: std::sync::atomic::AtomicU64::new(0),
+            counts: Arc::default(),
             data: Mutex::new(Data::default()),
             arrived: Condvar::new(),
             changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    fn count(&self, spans: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counts.spans.fetch_add(spans as u64, Relaxed);
+        self.counts.exports.fetch_add(1, Relaxed);
     }
 
     fn notify(&self) {
@@ -634,8 +654,8 @@ impl State {
             .sum();
         let behavior = *lock(&self.behavior);
         if behavior == ReceiverBehavior::Count {
-            self.counted
-                .fetch_add(span_count as u64, std::sync::atomic::Ordering::Relaxed);
+            // Only http/protobuf calls get here: gRPC ones go to the counting service.
+            self.count(span_count);
             return Outcome::Accepted;
         }
         let info = ExportRequestInfo {
@@ -652,8 +672,7 @@ impl State {
             ReceiverBehavior::Unavailable => return Outcome::Unavailable,
         }
         let spans = convert(request, protocol);
-        self.counted
-            .fetch_add(spans.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count(spans.len());
         lock(&self.data).spans.extend(spans);
         self.notify();
         Outcome::Accepted
@@ -765,9 +784,14 @@ fn serve(
     runtime.block_on(async move {
         let grpc = tokio::net::TcpListener::from_std(grpc).expect("register the gRPC listener");
         let http = tokio::net::TcpListener::from_std(http).expect("register the HTTP listener");
-        let grpc_server = tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(GrpcService(Arc::clone(&state))))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
+        let mut builder = tonic::transport::Server::builder();
+        let grpc_router = if *lock(&state.behavior) == ReceiverBehavior::Count {
+            builder.add_service(crate::CountingTraceService::new(Arc::clone(&state.counts)))
+        } else {
+            builder.add_service(TraceServiceServer::new(GrpcService(Arc::clone(&state))))
+        };
+        let grpc_server =
+            grpc_router.serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc));
         let router = axum::Router::new()
             .route("/v1/traces", axum::routing::post(http_export))
             .with_state(state);
