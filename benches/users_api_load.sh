@@ -241,6 +241,7 @@ load() {
             "$base/users" -- "$mode-$run-$$" "${COOKIE[$mode]}" >"$out"
     fi
     RUNS[$mode.$ep]+="$(parse_wrk "$out")"$'\n'
+    say "$mode: ${ep^^} run $run: $(parse_wrk "$out" | awk '{ printf "%s req/s, p50 %s ms, p99 %s ms", $1, $2, $3 }')"
 }
 
 # stop_service <mode>: peak RSS, SIGTERM, exit status.

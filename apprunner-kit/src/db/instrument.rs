@@ -109,17 +109,17 @@ impl Tracer {
     /// The parent of a statement issued now: the current span's context, or an empty one for a
     /// root span when root spans are wanted; `None` when the statement gets no span.
     pub(crate) fn parent(&self) -> Option<Context> {
-        let current = tracing::Span::current();
-        let cx = if current.is_none() {
-            Context::current()
-        } else {
-            let cx = current.context();
-            if cx.has_active_span() {
-                cx
-            } else {
-                Context::current()
+        // The kit's HTTP layer attaches its context, and `tracing-opentelemetry` (with context
+        // activation, its default) attaches the context of every span it enters: the current
+        // OpenTelemetry context is the parent. A subscriber built without activation leaves it
+        // empty; then the current `tracing` span is asked.
+        let mut cx = Context::current();
+        if !cx.has_active_span() {
+            let current = tracing::Span::current();
+            if !current.is_none() {
+                cx = current.context();
             }
-        };
+        }
         let parent = cx.span().span_context().clone();
         if parent.is_valid() {
             // A request that is not sampled records no statement either (parent-based
@@ -233,7 +233,7 @@ impl Tracer {
         if let Some(port) = a.port {
             attributes.push(KeyValue::new("server.port", port));
         }
-        let span = crate::telemetry::kit_tracer().start(
+        let span = crate::telemetry::start_kit_span(
             SpanBuilder::from_name(name)
                 .with_kind(SpanKind::Client)
                 .with_attributes(attributes),

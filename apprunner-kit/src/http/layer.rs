@@ -22,7 +22,7 @@ use opentelemetry::{
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::telemetry::kit_tracer;
+use crate::telemetry::start_kit_span;
 
 use super::{
     error::json_message,
@@ -154,7 +154,7 @@ fn start_span<B>(request: &Request<B>, layer: TraceLayer) -> OtelContext {
     let builder = SpanBuilder::from_name("HTTP")
         .with_kind(SpanKind::Server)
         .with_attributes(Vec::with_capacity(ATTRIBUTES + 2));
-    let mut span = kit_tracer().start(builder, &parent);
+    let mut span = start_kit_span(builder, &parent);
     if span.is_recording() {
         let (name, attributes) = request_attributes(request, layer);
         span.update_name(name);

@@ -44,6 +44,8 @@ mod logs;
 mod resource;
 mod xray;
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
@@ -87,12 +89,50 @@ pub(crate) enum KitTracer {
     Global(BoxedTracer),
 }
 
-pub(crate) fn kit_tracer() -> KitTracer {
-    let installed = KIT_TRACER
+/// Bumped whenever [`KIT_TRACER`] changes, so that threads drop their cached copy.
+static KIT_TRACER_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Each thread's copy of the installed tracer and the generation it was read at: starting
+    /// a span then costs one atomic load instead of a lock and a clone of the tracer.
+    static CACHED_TRACER: RefCell<Option<(u64, SdkTracer)>> = const { RefCell::new(None) };
+}
+
+fn installed_tracer() -> Option<SdkTracer> {
+    KIT_TRACER
         .read()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    match installed {
+        .clone()
+}
+
+/// Starts one of the kit's own spans (see [`KitTracer`]) as a child of `parent`.
+pub(crate) fn start_kit_span(
+    builder: opentelemetry::trace::SpanBuilder,
+    parent: &opentelemetry::Context,
+) -> KitSpan {
+    use opentelemetry::trace::Tracer as _;
+    let generation = KIT_TRACER_GENERATION.load(Ordering::Acquire);
+    let mut builder = Some(builder);
+    let cached = CACHED_TRACER.with(|cell| {
+        let Ok(mut cached) = cell.try_borrow_mut() else {
+            // Re-entered from inside a span start (a sampler starting spans): no cache.
+            return None;
+        };
+        if cached.as_ref().is_none_or(|(seen, _)| *seen != generation) {
+            *cached = installed_tracer().map(|tracer| (generation, tracer));
+        }
+        let (_, tracer) = cached.as_ref()?;
+        Some(KitSpan::Sdk(tracer.build_with_context(builder.take()?, parent)))
+    });
+    match (cached, builder) {
+        (Some(span), _) => span,
+        (None, Some(builder)) => kit_tracer().start(builder, parent),
+        (None, None) => unreachable!("the builder is only taken to start a span"),
+    }
+}
+
+pub(crate) fn kit_tracer() -> KitTracer {
+    match installed_tracer() {
         Some(tracer) => KitTracer::Sdk(tracer),
         None => KitTracer::Global(opentelemetry::global::tracer_with_scope(kit_scope())),
     }
@@ -189,6 +229,7 @@ fn kit_scope() -> InstrumentationScope {
 
 fn set_kit_tracer(tracer: Option<SdkTracer>) {
     *KIT_TRACER.write().unwrap_or_else(PoisonError::into_inner) = tracer;
+    KIT_TRACER_GENERATION.fetch_add(1, Ordering::Release);
 }
 
 fn env_filter(var: &'static str, directives: &str) -> Result<EnvFilter, TelemetryError> {
