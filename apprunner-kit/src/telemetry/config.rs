@@ -807,6 +807,68 @@ mod tests {
     }
 
     #[test]
+    fn otlp_settings_come_from_the_signal_variable_first() {
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", " http://traces:4317 "),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "X-Team=kit, x-note=a%20b,authorization=generic",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "Authorization=Bearer%20t0k",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ])
+        .unwrap();
+        assert_eq!(c.otlp_env.endpoint.as_deref(), Some("http://traces:4317"));
+        assert_eq!(
+            c.otlp_env.headers,
+            [
+                ("x-team".to_owned(), "kit".to_owned()),
+                ("x-note".to_owned(), "a b".to_owned()),
+                ("authorization".to_owned(), "Bearer t0k".to_owned()),
+            ]
+        );
+        assert_eq!(c.otlp_env.timeout, Some(Duration::from_millis(2500)));
+        // Debug output names the headers, never their values (often credentials).
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("authorization") && !debug.contains("t0k"),
+            "{debug}"
+        );
+
+        let c = config(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "100")]).unwrap();
+        assert_eq!(c.otlp_env.timeout, Some(Duration::from_millis(100)));
+        assert_eq!(config(&[]).unwrap().otlp_env, OtlpEnv::default());
+    }
+
+    #[test]
+    fn bad_otlp_settings_name_the_variable_and_hide_header_values() {
+        let err = config(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr3t,oops")]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{message}");
+        assert!(message.contains("entry 2"), "{message}");
+        assert!(
+            !message.contains("s3cr3t") && !message.contains("oops"),
+            "{message}"
+        );
+        let err = config(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]).unwrap_err();
+        assert!(
+            err.to_string().contains("OTEL_EXPORTER_OTLP_TIMEOUT"),
+            "{err}"
+        );
+        let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.traces_exporter(), TracesExporter::Otlp);

@@ -184,3 +184,50 @@ impl Decoder for RawCodec {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exporter_for(vars: &[(&str, &str)]) -> Result<GrpcExporter, TelemetryError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let config = TelemetryConfig::from_lookup(|key| {
+            vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        GrpcExporter::new(&config)
+    }
+
+    #[test]
+    fn endpoints_and_headers_it_cannot_use_are_clear_errors() {
+        let err = exporter_for(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("https://collector:4317") && err.contains("http://"),
+            "{err}"
+        );
+        let err = exporter_for(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");
+        let err = exporter_for(&[("OTEL_EXPORTER_OTLP_HEADERS", "bad key=s3cr3t")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad key") && !err.contains("s3cr3t"), "{err}");
+        let err = exporter_for(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-key=line%0Abreak")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x-key") && !err.contains("break"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_default_endpoint_is_the_app_runner_collector() {
+        let config = TelemetryConfig::from_lookup(|_| None).unwrap();
+        assert_eq!(endpoint(&config), "http://localhost:4317");
+        assert!(GrpcExporter::new(&config).is_ok());
+    }
+}
