@@ -25,9 +25,14 @@
 # Needs: cargo, curl, PostgreSQL server binaries and wrk (Debian packages `postgresql` and `wrk`,
 # installed with apt-get when missing and running as root).
 #
-# Settings (environment): DURATION (seconds per endpoint and mode, default 20), CONNECTIONS (GET, 32),
+# Settings (environment): DURATION (seconds per endpoint and mode, default 20), ROUNDS (rounds of
+# untraced-traced-traced-untraced runs sharing DURATION, 2), CONNECTIONS (GET, 32),
 # POST_CONNECTIONS (8), THREADS (wrk threads, 2), SKIP_BUILD=1 (use the existing release binaries),
 # PG_BIN (directory of initdb/pg_ctl).
+#
+# Also printed: the service's own CPU time per request (utime + stime of its process over the
+# runs, divided by the requests served), a figure that background load on the machine hardly
+# moves, unlike throughput.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +40,7 @@ DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-32}"
 POST_CONNECTIONS="${POST_CONNECTIONS:-8}"
 THREADS="${THREADS:-2}"
+ROUNDS="${ROUNDS:-2}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release/users-api"
 SINK="$TARGET_DIR/release/otlp-sink"
@@ -230,7 +236,9 @@ start_service() {
 # load <mode> <get|post> <run>: one wrk run of HALF seconds against one service.
 load() {
     local mode="$1" ep="$2" run="$3" base="${BASE[$1]}" out="$WORK/$1.$2.$3.txt"
+    local ticks_before ticks_after
     say "$mode: ${ep^^} for ${HALF}s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    ticks_before="$(awk '{ print $14 + $15 }' "/proc/${PID[$mode]}/stat")"
     if [ "$ep" = get ]; then
         wrk -t "$THREADS" -c "$CONNECTIONS" -d "$HALF" --timeout 10s --latency \
             "$base/users/${ID[$mode]}" >"$out"
@@ -240,6 +248,9 @@ load() {
         wrk -t "$THREADS" -c "$POST_CONNECTIONS" -d "$HALF" --timeout 10s --latency -s "$WORK/post.lua" \
             "$base/users" -- "$mode-$run-$$" "${COOKIE[$mode]}" >"$out"
     fi
+    ticks_after="$(awk '{ print $14 + $15 }' "/proc/${PID[$mode]}/stat")"
+    CPU_TICKS[$mode.$ep]=$(( ${CPU_TICKS[$mode.$ep]:-0} + ticks_after - ticks_before ))
+    REQUESTS[$mode.$ep]=$(( ${REQUESTS[$mode.$ep]:-0} + $(awk '/requests in/ { print $1 }' "$out") ))
     RUNS[$mode.$ep]+="$(parse_wrk "$out")"$'\n'
     say "$mode: ${ep^^} run $run: $(parse_wrk "$out" | awk '{ printf "%s req/s, p50 %s ms, p99 %s ms", $1, $2, $3 }')"
 }
@@ -260,16 +271,21 @@ start_service traced OTEL_TRACES_SAMPLER=always_on \
     OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT"
 # Warm-up, then each endpoint in the order untraced, traced, traced, untraced (half the
 # duration each): whatever else the machine does, and any drift, affects both modes alike.
-HALF=$(( (DURATION + 1) / 2 ))
-declare -A RUNS=()
+# Each round runs both modes in the order untraced, traced, traced, untraced; ROUNDS rounds
+# share DURATION seconds per endpoint and mode.
+HALF=$(( DURATION / (2 * ROUNDS) ))
+[ "$HALF" -ge 2 ] || HALF=2
+declare -A RUNS=() CPU_TICKS=() REQUESTS=()
 for mode in untraced traced; do
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d 3 "${BASE[$mode]}/users/${ID[$mode]}" >/dev/null
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d 5 "${BASE[$mode]}/users/${ID[$mode]}" >/dev/null
 done
 for ep in get post; do
-    load untraced "$ep" 1
-    load traced "$ep" 1
-    load traced "$ep" 2
-    load untraced "$ep" 2
+    for round in $(seq "$ROUNDS"); do
+        load untraced "$ep" "$round.1"
+        load traced "$ep" "$round.1"
+        load traced "$ep" "$round.2"
+        load untraced "$ep" "$round.2"
+    done
     for mode in untraced traced; do
         RESULT[$mode.$ep]="$(printf '%s' "${RUNS[$mode.$ep]}" | combine)"
     done
@@ -294,7 +310,7 @@ field() { echo "${RESULT[$1]}" | awk -v i="$2" '{ print $i }'; }
 
 printf '\nusers API load (wrk %s threads; GET %s connections, POST %s; per endpoint and mode two runs\n' \
     "$THREADS" "$CONNECTIONS" "$POST_CONNECTIONS"
-printf 'of %s s in the order untraced, traced, traced, untraced: mean req/s, mean p50, worst p99)\n' "$HALF"
+printf 'of %s s in each of %s rounds untraced, traced, traced, untraced: mean req/s, mean p50,\nworst p99)\n' "$HALF" "$ROUNDS"
 printf '%-9s %-16s %10s %9s %9s %8s  %s\n' mode endpoint 'req/s' 'p50 ms' 'p99 ms' non-2xx 'socket errors'
 for mode in traced untraced; do
     for ep in get post; do
@@ -308,6 +324,17 @@ for mode in traced untraced; do
     printf '%-9s peak RSS %.1f MiB, start -> first /healthz %s ms, exit status %s\n' "$mode" \
         "$(awk -v k="${RESULT[$mode.rss_kib]}" 'BEGIN { print k / 1024 }')" \
         "${RESULT[$mode.startup_ms]}" "${RESULT[$mode.exit]}"
+done
+cpu_us() { # cpu_us <mode.ep>: the service's CPU microseconds per request
+    awk -v t="${CPU_TICKS[$1]:-0}" -v n="${REQUESTS[$1]:-0}" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }'
+}
+for ep in get post; do
+    label="GET /users/{id}"; [ "$ep" = post ] && label="POST /users"
+    printf 'service CPU per request, %-16s traced %s µs, untraced %s µs (ratio %s)\n' "$label" \
+        "$(cpu_us "traced.$ep")" "$(cpu_us "untraced.$ep")" \
+        "$(awk -v t="$(cpu_us "traced.$ep")" -v u="$(cpu_us "untraced.$ep")" \
+            'BEGIN { if (t > 0) printf "%.3f", u / t; else print "-" }')"
 done
 printf 'spans received by the OTLP receiver: %s (receiver CPU %s s, %s µs per span)\n' "${SPANS:-0}" \
     "$(awk -v t="$SINK_TICKS" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')" \
