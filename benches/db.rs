@@ -26,6 +26,10 @@ use apprunner_kit_tests::{OtlpReceiver, Postgres, ReceiverBehavior};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tracing::Instrument as _;
 
+#[path = "common.rs"]
+mod common;
+use common::selected;
+
 const CONCURRENCY: usize = 8;
 const ROWS: i64 = 1000;
 const RATIO_ROUNDS: usize = 20;
@@ -184,17 +188,6 @@ async fn fill<DB: apprunner::db::Driver>(pool: &Pool<DB>) {
 
 /// Whether the command line's filters (`cargo bench --bench db -- <filter>`) select any of
 /// `ids`: the PostgreSQL cluster and the interleaved pass are only set up when they do.
-fn selected(ids: &[&str]) -> bool {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| ids.iter().any(|id| id.contains(f.as_str())))
-}
-
 fn pk_select(c: &mut Criterion) {
     if !selected(&[
         "pk_select_sqlite/raw_sqlx",

@@ -39,6 +39,10 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower::ServiceExt as _;
 
+#[path = "common.rs"]
+mod common;
+use common::selected;
+
 const CONCURRENCY: usize = 16;
 const APP_RUNNER_HEADER: &str =
     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
@@ -110,6 +114,13 @@ fn hello(c: &mut Criterion) {
         ("hello", None),
         ("hello_app_runner", Some(APP_RUNNER_HEADER)),
     ] {
+        let ids = [
+            format!("{scenario}/without_layer"),
+            format!("{scenario}/with_layer"),
+        ];
+        if !selected(&ids.each_ref().map(String::as_str)) {
+            continue;
+        }
         let mut group = c.benchmark_group(scenario);
         group.throughput(Throughput::Elements(CONCURRENCY as u64));
         group.measurement_time(Duration::from_secs(10));

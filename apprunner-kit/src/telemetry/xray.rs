@@ -120,43 +120,67 @@ pub struct XrayPropagator {
 }
 
 /// `1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy` → trace id.
-fn parse_root(value: &str) -> Option<TraceId> {
-    let b = value.as_bytes();
-    if b.len() != 35 || &b[..2] != b"1-" || b[10] != b'-' {
+fn parse_root(value: &[u8]) -> Option<TraceId> {
+    if value.len() != 35 || &value[..2] != b"1-" || value[10] != b'-' {
         return None;
     }
-    let hex = |range: std::ops::Range<usize>| -> Option<u128> {
-        let digits = &value[range];
-        if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        u128::from_str_radix(digits, 16).ok()
-    };
-    let id = (hex(2..10)? << 96) | hex(11..35)?;
+    let id = (hex_value(&value[2..10])? << 96) | hex_value(&value[11..35])?;
     (id != 0).then(|| TraceId::from(id))
 }
 
+/// The value of up to 32 hex digits (no sign, no prefix).
+fn hex_value(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0_u128, |value, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u128::from(digit))
+    })
+}
+
+/// `Parent`: 16 hex digits on the fast path; anything else as `SpanId::from_hex` reads it.
+fn parse_parent(value: &[u8]) -> SpanId {
+    if value.len() == 16
+        && let Some(id) = hex_value(value)
+    {
+        return SpanId::from(id as u64);
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|value| SpanId::from_hex(value).ok())
+        .unwrap_or(SpanId::INVALID)
+}
+
+/// Parses an `X-Amzn-Trace-Id` value. Runs for every request: it works on bytes, without
+/// allocating unless the header carries fields beyond `Root`, `Parent` and `Sampled`.
 fn parse_xray_header(value: &str) -> Option<SpanContext> {
     let mut trace_id = None;
     let mut parent = SpanId::INVALID;
     let mut flags = TraceFlags::SAMPLED;
     let mut extra: Vec<(String, String)> = Vec::new();
-    for part in value.split(';') {
-        let Some((key, val)) = part.split_once('=') else {
+    for part in value.as_bytes().split(|&b| b == b';') {
+        let Some(eq) = part.iter().position(|&b| b == b'=') else {
             continue;
         };
-        let (key, val) = (key.trim(), val.trim());
+        let (key, val) = (part[..eq].trim_ascii(), part[eq + 1..].trim_ascii());
         match key {
-            "Root" => trace_id = Some(parse_root(val)?),
-            "Parent" => parent = SpanId::from_hex(val).unwrap_or(SpanId::INVALID),
-            "Sampled" => {
+            b"Root" => trace_id = Some(parse_root(val)?),
+            b"Parent" => parent = parse_parent(val),
+            b"Sampled" => {
                 flags = match val {
-                    "0" => TraceFlags::default(),
-                    "1" => TraceFlags::SAMPLED,
+                    b"0" => TraceFlags::default(),
+                    b"1" => TraceFlags::SAMPLED,
                     _ => DEFERRED,
                 };
             }
-            other => extra.push((other.to_ascii_lowercase(), val.to_owned())),
+            other => {
+                // `value` is a `str` and the split points are ASCII: both halves are UTF-8.
+                let key = String::from_utf8_lossy(other).to_ascii_lowercase();
+                extra.push((key, String::from_utf8_lossy(val).into_owned()));
+            }
         }
     }
     let trace_state = if extra.is_empty() {
@@ -219,7 +243,7 @@ impl TextMapPropagator for XrayPropagator {
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
         match extractor
             .get(XRAY_HEADER)
-            .and_then(|h| parse_xray_header(h.trim()))
+            .and_then(|h| parse_xray_header(h.trim_ascii()))
         {
             Some(sc) => cx.with_remote_span_context(sc),
             None => cx.clone(),
