@@ -146,18 +146,20 @@ fn hello(c: &mut Criterion) {
         let mut elapsed = [Duration::ZERO; 2];
         let mut cpu = [Duration::ZERO; 2];
         let mut receiver_cpu = [Duration::ZERO; 2];
+        let mut export_cpu = [Duration::ZERO; 2];
         runtime.block_on(async {
             for _ in 0..rounds {
                 for (slot, uri) in uris.iter().enumerate() {
                     let started = Instant::now();
-                    let (cpu_started, receiver_started) = cpu_times();
+                    let before = cpu_times();
                     for _ in 0..batches {
                         batch(&client, uri, trace_header).await;
                     }
                     elapsed[slot] += started.elapsed();
-                    let (cpu_now, receiver_now) = cpu_times();
-                    cpu[slot] += cpu_now.saturating_sub(cpu_started);
-                    receiver_cpu[slot] += receiver_now.saturating_sub(receiver_started);
+                    let after = cpu_times();
+                    cpu[slot] += after.service.saturating_sub(before.service);
+                    export_cpu[slot] += after.export.saturating_sub(before.export);
+                    receiver_cpu[slot] += after.receiver.saturating_sub(before.receiver);
                 }
             }
         });
@@ -183,10 +185,11 @@ fn hello(c: &mut Criterion) {
             let per_request = |time: Duration| time.as_secs_f64() * 1e6 / requests;
             let [plain_us, traced_us] = cpu.map(per_request);
             let [_, receiver_us] = receiver_cpu.map(per_request);
+            let [_, export_us] = export_cpu.map(per_request);
             eprintln!(
                 "{scenario} CPU per request: without_layer {plain_us:.1} µs, with_layer \
-                 {traced_us:.1} µs (+ receiver {receiver_us:.1} µs), ratio {:.3} \
-                 ({:.3} counting the receiver)",
+                 {traced_us:.1} µs (of which export threads {export_us:.1} µs; + receiver \
+                 {receiver_us:.1} µs), ratio {:.3} ({:.3} counting the receiver)",
                 plain_us / traced_us,
                 plain_us / (traced_us + receiver_us),
             );
@@ -244,13 +247,22 @@ fn hello(c: &mut Criterion) {
     }
 }
 
-/// CPU time (user + system) used so far by this process's threads: `(service, receiver)`, the
-/// receiver's threads (`otlp-receiver-*`) apart. Zeros where `/proc` is unavailable.
-fn cpu_times() -> (Duration, Duration) {
-    let mut service = 0;
-    let mut receiver = 0;
+/// CPU time (user + system) used so far by this process's threads.
+#[derive(Clone, Copy, Default)]
+struct CpuTimes {
+    /// Every thread but the receiver's: client, servers, and the export threads below.
+    service: Duration,
+    /// The kit's export threads: the SDK's batch processor and the OTLP client runtime.
+    export: Duration,
+    /// The receiver's threads (`otlp-receiver-*`).
+    receiver: Duration,
+}
+
+/// Reads [`CpuTimes`] from `/proc/self/task`; zeros where `/proc` is unavailable.
+fn cpu_times() -> CpuTimes {
+    let (mut service, mut export, mut receiver) = (0, 0, 0);
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return (Duration::ZERO, Duration::ZERO);
+        return CpuTimes::default();
     };
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
@@ -271,12 +283,18 @@ fn cpu_times() -> (Duration, Duration) {
             receiver += ticks;
         } else {
             service += ticks;
+            // Thread names are cut to 15 bytes: "OpenTelemetry.Traces.BatchProcessor".
+            if name.starts_with("OpenTelemetry.T") || name.starts_with("apprunner-otlp") {
+                export += ticks;
+            }
         }
     }
-    (
-        Duration::from_millis(service * 10),
-        Duration::from_millis(receiver * 10),
-    )
+    let ms = |ticks: u64| Duration::from_millis(ticks * 10);
+    CpuTimes {
+        service: ms(service),
+        export: ms(export),
+        receiver: ms(receiver),
+    }
 }
 
 criterion_group!(benches, hello);
