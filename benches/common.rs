@@ -13,3 +13,21 @@ pub(crate) fn selected(ids: &[&str]) -> bool {
             .iter()
             .any(|f| ids.iter().any(|id| id.contains(f.as_str())))
 }
+
+/// Shuts telemetry down (flushing every span) and prints what the export pipeline did.
+pub(crate) fn shutdown_and_report(
+    runtime: &tokio::runtime::Runtime,
+    telemetry: apprunner::telemetry::TelemetryGuard,
+) -> apprunner::telemetry::ExportStats {
+    let stats = runtime
+        .block_on(telemetry.shutdown())
+        .expect("telemetry shutdown");
+    eprintln!(
+        "spans: ended {}, exported {}, failed {}, dropped {}",
+        stats.spans_ended,
+        stats.spans_exported,
+        stats.spans_failed,
+        stats.spans_dropped(),
+    );
+    stats
+}

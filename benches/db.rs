@@ -28,7 +28,7 @@ use tracing::Instrument as _;
 
 #[path = "common.rs"]
 mod common;
-use common::selected;
+use common::{selected, shutdown_and_report};
 
 const CONCURRENCY: usize = 8;
 const ROWS: i64 = 1000;
@@ -263,16 +263,7 @@ fn pk_select(c: &mut Criterion) {
     });
     compare(c, &runtime, &receiver, "postgres", &raw, &traced);
 
-    let stats = runtime
-        .block_on(telemetry.shutdown())
-        .expect("telemetry shutdown");
-    eprintln!(
-        "spans: ended {}, exported {}, failed {}, dropped {}",
-        stats.spans_ended,
-        stats.spans_exported,
-        stats.spans_failed,
-        stats.spans_dropped(),
-    );
+    let stats = shutdown_and_report(&runtime, telemetry);
     assert!(
         matches!(exporter.as_str(), "none" | "reject") || stats.spans_exported > 0,
         "no span exported: {stats:?}"

@@ -41,7 +41,7 @@ use tower::ServiceExt as _;
 
 #[path = "common.rs"]
 mod common;
-use common::selected;
+use common::{selected, shutdown_and_report};
 
 const CONCURRENCY: usize = 16;
 const APP_RUNNER_HEADER: &str =
@@ -227,16 +227,7 @@ fn hello(c: &mut Criterion) {
     }
     group.finish();
 
-    let stats = runtime
-        .block_on(telemetry.shutdown())
-        .expect("telemetry shutdown");
-    eprintln!(
-        "spans: ended {}, exported {}, failed {}, dropped {}",
-        stats.spans_ended,
-        stats.spans_exported,
-        stats.spans_failed,
-        stats.spans_dropped(),
-    );
+    let stats = shutdown_and_report(&runtime, telemetry);
     // `OTEL_TRACES_EXPORTER=none` isolates the in-process cost (spans recorded, not exported).
     if std::env::var("OTEL_TRACES_EXPORTER").as_deref() != Ok("none") {
         assert!(

@@ -51,6 +51,22 @@ fn emit_parent_and_child(provider: &SdkTracerProvider) {
     cx.span().end();
 }
 
+/// Sends `rounds` parent-and-child pairs through a batch provider exporting with `exporter`,
+/// then shuts the provider down (flushing them).
+async fn export_parents_and_children(exporter: opentelemetry_otlp::SpanExporter, rounds: usize) {
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource())
+        .build();
+    for _ in 0..rounds {
+        emit_parent_and_child(&provider);
+    }
+    tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 fn resource() -> Resource {
     Resource::builder_empty()
         .with_service_name("harness-service")
@@ -123,15 +139,7 @@ async fn grpc_exporter_delivers_spans_resource_and_metadata() {
         .with_metadata(metadata)
         .build()
         .unwrap();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource())
-        .build();
-    emit_parent_and_child(&provider);
-    tokio::task::spawn_blocking(move || provider.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    export_parents_and_children(exporter, 1).await;
 
     let spans = receiver.wait_for_spans(2, WAIT).await;
     assert_parent_and_child(&spans, OtlpProtocol::Grpc);
@@ -154,17 +162,7 @@ async fn counting_receiver_counts_what_exporters_send_and_refuses_garbage() {
         .with_endpoint(receiver.grpc_endpoint())
         .build()
         .unwrap();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource())
-        .build();
-    for _ in 0..5 {
-        emit_parent_and_child(&provider);
-    }
-    tokio::task::spawn_blocking(move || provider.shutdown())
-        .await
-        .unwrap()
-        .unwrap();
+    export_parents_and_children(exporter, 5).await;
     assert_eq!(receiver.span_count(), 10);
     assert!(receiver.spans().is_empty() && receiver.export_requests().is_empty());
 

@@ -104,10 +104,10 @@ impl<'a> EncodedSpan<'a> {
     fn body_len(&self) -> usize {
         let span = self.span;
         let parent = span.parent_span_id != SpanId::INVALID;
-        bytes_field_len(1, 16)
-            + bytes_field_len(2, 8)
+        message_field_len(1, 16)
+            + message_field_len(2, 8)
             + string_field_len(3, &self.trace_state)
-            + if parent { bytes_field_len(4, 8) } else { 0 }
+            + if parent { message_field_len(4, 8) } else { 0 }
             + string_field_len(5, &span.name)
             + uint_field_len(6, kind_number(&span.span_kind))
             + fixed64_field_len(nanos(span.start_time))
@@ -117,15 +117,7 @@ impl<'a> EncodedSpan<'a> {
             + span
                 .events
                 .iter()
-                .map(|event| {
-                    message_field_len(
-                        11,
-                        fixed64_field_len(nanos(event.timestamp))
-                            + string_field_len(2, &event.name)
-                            + attributes_len(3, &event.attributes)
-                            + uint_field_len(4, u64::from(event.dropped_attributes_count)),
-                    )
-                })
+                .map(|event| message_field_len(11, event_len(event)))
                 .sum::<usize>()
             + uint_field_len(12, u64::from(span.events.dropped_count))
             + span
@@ -161,11 +153,7 @@ impl<'a> EncodedSpan<'a> {
         uint_field(buf, 10, u64::from(span.dropped_attributes_count));
         // events = 11 (time_unix_nano = 1, name = 2, attributes = 3, dropped = 4)
         for event in span.events.iter() {
-            let len = fixed64_field_len(nanos(event.timestamp))
-                + string_field_len(2, &event.name)
-                + attributes_len(3, &event.attributes)
-                + uint_field_len(4, u64::from(event.dropped_attributes_count));
-            message_header(buf, 11, len);
+            message_header(buf, 11, event_len(event));
             fixed64_field(buf, 1, nanos(event.timestamp));
             string_field(buf, 2, &event.name);
             for attribute in &event.attributes {
@@ -240,10 +228,18 @@ fn resource_message_len(attributes: &[(&opentelemetry::Key, &Value)]) -> usize {
         .sum()
 }
 
+/// `Event { time_unix_nano = 1; name = 2; attributes = 3; dropped_attributes_count = 4 }`.
+fn event_len(event: &opentelemetry::trace::Event) -> usize {
+    fixed64_field_len(nanos(event.timestamp))
+        + string_field_len(2, &event.name)
+        + attributes_len(3, &event.attributes)
+        + uint_field_len(4, u64::from(event.dropped_attributes_count))
+}
+
 fn link_len(link: &opentelemetry::trace::Link) -> usize {
     let context = &link.span_context;
-    bytes_field_len(1, 16)
-        + bytes_field_len(2, 8)
+    message_field_len(1, 16)
+        + message_field_len(2, 8)
         + string_field_len(3, &trace_state_header(context.trace_state()))
         + attributes_len(4, &link.attributes)
         + uint_field_len(5, u64::from(link.dropped_attributes_count))
@@ -426,6 +422,7 @@ fn len_prefixed(len: usize) -> usize {
     encoded_len_varint(len as u64) + len
 }
 
+/// A length-delimited field (message, string or bytes) of `len` bytes, key included.
 fn message_field_len(field: u32, len: usize) -> usize {
     tag_len(field) + len_prefixed(len)
 }
@@ -453,10 +450,6 @@ fn string_field(buf: &mut Vec<u8>, field: u32, value: &str) {
 fn string_always(buf: &mut Vec<u8>, field: u32, value: &str) {
     message_header(buf, field, value.len());
     buf.extend_from_slice(value.as_bytes());
-}
-
-fn bytes_field_len(field: u32, len: usize) -> usize {
-    tag_len(field) + len_prefixed(len)
 }
 
 fn bytes_field(buf: &mut Vec<u8>, field: u32, value: &[u8]) {

@@ -14,19 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use opentelemetry::InstrumentationScope;
-use opentelemetry::global::BoxedTracer;
 use opentelemetry_sdk::trace::SdkTracer;
 
 /// The tracer [`init`](super::init) installed, for the spans the kit makes with the OpenTelemetry API
 /// directly (HTTP SERVER spans, SQL CLIENT spans); `None` before `init` and after shutdown.
 static KIT_TRACER: RwLock<Option<SdkTracer>> = RwLock::new(None);
-
-/// The tracer of the kit's own spans: the SDK tracer [`init`](super::init) installed (no dynamic dispatch,
-/// no boxing), else a tracer of whatever global provider the application installed itself.
-pub(crate) enum KitTracer {
-    Sdk(SdkTracer),
-    Global(BoxedTracer),
-}
 
 /// Bumped whenever [`KIT_TRACER`] changes, so that threads drop their cached copy.
 static KIT_TRACER_GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -44,7 +36,9 @@ fn installed_tracer() -> Option<SdkTracer> {
         .clone()
 }
 
-/// Starts one of the kit's own spans (see [`KitTracer`]) as a child of `parent`.
+/// Starts one of the kit's own spans as a child of `parent`: with the SDK tracer
+/// [`init`](super::init) installed (no dynamic dispatch, no boxing), else with a tracer of
+/// whatever global provider the application installed itself.
 pub(crate) fn start_kit_span(
     builder: opentelemetry::trace::SpanBuilder,
     parent: &opentelemetry::Context,
@@ -53,48 +47,29 @@ pub(crate) fn start_kit_span(
     let generation = KIT_TRACER_GENERATION.load(Ordering::Acquire);
     let mut builder = Some(builder);
     let cached = CACHED_TRACER.with(|cell| {
-        let Ok(mut cached) = cell.try_borrow_mut() else {
-            // Re-entered from inside a span start (a sampler starting spans): no cache.
-            return None;
-        };
+        // Re-entered from inside a span start (a sampler starting spans): no cache.
+        let mut cached = cell.try_borrow_mut().ok()?;
         if cached.as_ref().is_none_or(|(seen, _)| *seen != generation) {
             *cached = installed_tracer().map(|tracer| (generation, tracer));
         }
         let (_, tracer) = cached.as_ref()?;
-        Some(KitSpan::Sdk(
-            tracer.build_with_context(builder.take()?, parent),
-        ))
+        let builder = builder.take()?;
+        Some(tracer.build_with_context(builder, parent))
     });
-    match (cached, builder) {
-        (Some(span), _) => span,
-        (None, Some(builder)) => kit_tracer().start(builder, parent),
-        (None, None) => unreachable!("the builder is only taken to start a span"),
+    if let Some(span) = cached {
+        return KitSpan::Sdk(span);
     }
-}
-
-pub(crate) fn kit_tracer() -> KitTracer {
+    let builder = builder.expect("the builder is only taken to start a span");
     match installed_tracer() {
-        Some(tracer) => KitTracer::Sdk(tracer),
-        None => KitTracer::Global(opentelemetry::global::tracer_with_scope(kit_scope())),
+        Some(tracer) => KitSpan::Sdk(tracer.build_with_context(builder, parent)),
+        None => KitSpan::Global(
+            opentelemetry::global::tracer_with_scope(kit_scope())
+                .build_with_context(builder, parent),
+        ),
     }
 }
 
-impl KitTracer {
-    /// Starts a span of `builder` as a child of `parent`.
-    pub(crate) fn start(
-        &self,
-        builder: opentelemetry::trace::SpanBuilder,
-        parent: &opentelemetry::Context,
-    ) -> KitSpan {
-        use opentelemetry::trace::Tracer as _;
-        match self {
-            Self::Sdk(tracer) => KitSpan::Sdk(tracer.build_with_context(builder, parent)),
-            Self::Global(tracer) => KitSpan::Global(tracer.build_with_context(builder, parent)),
-        }
-    }
-}
-
-/// A span of the [`KitTracer`].
+/// A span started by [`start_kit_span`].
 #[derive(Debug)]
 #[allow(
     clippy::large_enum_variant,
