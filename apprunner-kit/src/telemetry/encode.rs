@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
+use opentelemetry::trace::{Event, Link, SpanContext, SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
@@ -29,28 +29,92 @@ const FIXED32: u32 = 5;
 const HAS_IS_REMOTE: u32 = 0x100;
 const IS_REMOTE: u32 = 0x200;
 
-/// The encoded `ExportTraceServiceRequest` for `batch`, all of it under `resource`.
-pub(crate) fn export_request(batch: &[SpanData], resource: &Resource) -> Vec<u8> {
-    // Group by instrumentation scope, keeping the order in which scopes first appear. A batch
-    // holds a handful of scopes, so a linear search beats hashing every span's scope.
-    let mut scopes: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
-    for span in batch {
-        match scopes
-            .iter_mut()
-            .find(|(scope, _)| **scope == span.instrumentation_scope)
-        {
-            Some((_, spans)) => spans.push(span),
-            None => scopes.push((&span.instrumentation_scope, vec![span])),
+/// The fields of one finished span, borrowed from wherever the span is kept: an SDK
+/// [`SpanData`], or one of the kit's own spans.
+pub(crate) struct SpanFields<'a> {
+    pub(crate) context: &'a SpanContext,
+    pub(crate) parent_span_id: SpanId,
+    pub(crate) parent_is_remote: bool,
+    pub(crate) kind: &'a SpanKind,
+    pub(crate) name: &'a str,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
+    pub(crate) attributes: &'a [KeyValue],
+    pub(crate) dropped_attributes: u32,
+    pub(crate) events: &'a [Event],
+    pub(crate) dropped_events: u32,
+    pub(crate) links: &'a [Link],
+    pub(crate) dropped_links: u32,
+    pub(crate) status: &'a Status,
+}
+
+impl<'a> From<&'a SpanData> for SpanFields<'a> {
+    fn from(span: &'a SpanData) -> Self {
+        Self {
+            context: &span.span_context,
+            parent_span_id: span.parent_span_id,
+            parent_is_remote: span.parent_span_is_remote,
+            kind: &span.span_kind,
+            name: &span.name,
+            start: span.start_time,
+            end: span.end_time,
+            attributes: &span.attributes,
+            dropped_attributes: span.dropped_attributes_count,
+            events: &span.events.events,
+            dropped_events: span.events.dropped_count,
+            links: &span.links.links,
+            dropped_links: span.links.dropped_count,
+            status: &span.status,
         }
     }
-    let spans: Vec<Vec<EncodedSpan<'_>>> = scopes
-        .iter()
-        .map(|(_, spans)| spans.iter().map(|span| EncodedSpan::new(span)).collect())
-        .collect();
+}
+
+/// Appends `span` to `buf` as one `ScopeSpans.spans` entry (key, length, `Span` message):
+/// entries appended one after the other are the spans of a scope, ready for
+/// [`export_request`].
+pub(crate) fn append_span(buf: &mut Vec<u8>, span: &SpanFields<'_>) {
+    let trace_state = trace_state_header(span.context.trace_state());
+    let len = span_len(span, &trace_state);
+    buf.reserve(message_field_len(2, len));
+    message_header(buf, 2, len);
+    let body = buf.len();
+    write_span(buf, span, &trace_state);
+    debug_assert_eq!(buf.len() - body, len, "span length");
+}
+
+/// Splits spans appended by [`append_span`] into runs of at most `max` spans: the run's
+/// bytes and its span count.
+pub(crate) fn split_spans(mut spans: &[u8], max: usize) -> impl Iterator<Item = (&[u8], usize)> {
+    let max = max.max(1);
+    std::iter::from_fn(move || {
+        if spans.is_empty() {
+            return None;
+        }
+        let (mut end, mut count) = (0, 0);
+        while end < spans.len() && count < max {
+            // One byte of key (field 2, LEN), the length, the message.
+            let mut rest = &spans[end + 1..];
+            let before = rest.len();
+            let len = prost::encoding::decode_varint(&mut rest)
+                .expect("spans appended by append_span have a valid length");
+            end += 1 + (before - rest.len()) + usize::try_from(len).unwrap_or(usize::MAX);
+            count += 1;
+        }
+        let (run, rest) = spans.split_at(end.min(spans.len()));
+        spans = rest;
+        Some((run, count))
+    })
+}
+
+/// The encoded `ExportTraceServiceRequest` for spans appended by [`append_span`], grouped by
+/// instrumentation scope, all of them under `resource`.
+pub(crate) fn export_request(
+    scopes: &[(&InstrumentationScope, &[u8])],
+    resource: &Resource,
+) -> Vec<u8> {
     let scope_lens: Vec<usize> = scopes
         .iter()
-        .zip(&spans)
-        .map(|((scope, _), spans)| scope_spans_len(scope, spans))
+        .map(|(scope, spans)| scope_spans_len(scope, spans.len()))
         .collect();
     let resource_attributes: Vec<(&opentelemetry::Key, &Value)> = resource.iter().collect();
     let schema_url = resource.schema_url().unwrap_or_default();
@@ -71,7 +135,7 @@ pub(crate) fn export_request(batch: &[SpanData], resource: &Resource) -> Vec<u8>
         // Resource.attributes = 1
         key_value(&mut buf, 1, key.as_str(), value);
     }
-    for (((scope, _), spans), len) in scopes.iter().zip(&spans).zip(&scope_lens) {
+    for ((scope, spans), len) in scopes.iter().zip(&scope_lens) {
         // ResourceSpans.scope_spans = 2
         message_header(&mut buf, 2, *len);
         scope_spans(&mut buf, scope, spans);
@@ -82,115 +146,89 @@ pub(crate) fn export_request(batch: &[SpanData], resource: &Resource) -> Vec<u8>
     buf
 }
 
-/// A span with the parts that are computed once for both passes (length, then bytes).
-struct EncodedSpan<'a> {
-    span: &'a SpanData,
-    trace_state: Cow<'a, str>,
-    len: usize,
-}
-
-impl<'a> EncodedSpan<'a> {
-    fn new(span: &'a SpanData) -> Self {
-        let trace_state = trace_state_header(span.span_context.trace_state());
-        let mut encoded = Self {
-            span,
-            trace_state,
-            len: 0,
-        };
-        encoded.len = encoded.body_len();
-        encoded
-    }
-
-    fn body_len(&self) -> usize {
-        let span = self.span;
-        let parent = span.parent_span_id != SpanId::INVALID;
-        message_field_len(1, 16)
-            + message_field_len(2, 8)
-            + string_field_len(3, &self.trace_state)
-            + if parent { message_field_len(4, 8) } else { 0 }
-            + string_field_len(5, &span.name)
-            + uint_field_len(6, kind_number(&span.span_kind))
-            + fixed64_field_len(nanos(span.start_time))
-            + fixed64_field_len(nanos(span.end_time))
-            + attributes_len(9, &span.attributes)
-            + uint_field_len(10, u64::from(span.dropped_attributes_count))
-            + span
-                .events
-                .iter()
-                .map(|event| message_field_len(11, event_len(event)))
-                .sum::<usize>()
-            + uint_field_len(12, u64::from(span.events.dropped_count))
-            + span
-                .links
-                .iter()
-                .map(|link| message_field_len(13, link_len(link)))
-                .sum::<usize>()
-            + uint_field_len(14, u64::from(span.links.dropped_count))
-            + message_field_len(15, status_len(&span.status))
-            // `flags` is field 16: a two-byte key.
-            + 2
-            + 4
-    }
-
-    fn write(&self, buf: &mut Vec<u8>) {
-        let span = self.span;
-        // Span: trace_id = 1, span_id = 2, trace_state = 3, parent_span_id = 4
-        bytes_field(buf, 1, &span.span_context.trace_id().to_bytes());
-        bytes_field(buf, 2, &span.span_context.span_id().to_bytes());
-        string_field(buf, 3, &self.trace_state);
-        if span.parent_span_id != SpanId::INVALID {
-            bytes_field(buf, 4, &span.parent_span_id.to_bytes());
-        }
-        // name = 5, kind = 6, start_time_unix_nano = 7, end_time_unix_nano = 8
-        string_field(buf, 5, &span.name);
-        uint_field(buf, 6, kind_number(&span.span_kind));
-        fixed64_field(buf, 7, nanos(span.start_time));
-        fixed64_field(buf, 8, nanos(span.end_time));
-        // attributes = 9, dropped_attributes_count = 10
-        for attribute in &span.attributes {
-            key_value(buf, 9, attribute.key.as_str(), &attribute.value);
-        }
-        uint_field(buf, 10, u64::from(span.dropped_attributes_count));
-        // events = 11 (time_unix_nano = 1, name = 2, attributes = 3, dropped = 4)
-        for event in span.events.iter() {
-            message_header(buf, 11, event_len(event));
-            fixed64_field(buf, 1, nanos(event.timestamp));
-            string_field(buf, 2, &event.name);
-            for attribute in &event.attributes {
-                key_value(buf, 3, attribute.key.as_str(), &attribute.value);
-            }
-            uint_field(buf, 4, u64::from(event.dropped_attributes_count));
-        }
-        // dropped_events_count = 12
-        uint_field(buf, 12, u64::from(span.events.dropped_count));
-        // links = 13
-        for link in span.links.iter() {
-            message_header(buf, 13, link_len(link));
-            write_link(buf, link);
-        }
-        // dropped_links_count = 14, status = 15
-        uint_field(buf, 14, u64::from(span.links.dropped_count));
-        message_header(buf, 15, status_len(&span.status));
-        write_status(buf, &span.status);
-        // flags = 16
-        let flags = span_flags(
-            span.parent_span_is_remote,
-            span.span_context.trace_flags().to_u8(),
-        );
-        fixed32_field(buf, 16, flags);
-    }
-}
-
-fn scope_spans_len(scope: &InstrumentationScope, spans: &[EncodedSpan<'_>]) -> usize {
-    message_field_len(1, scope_len(scope))
-        + spans
+fn span_len(span: &SpanFields<'_>, trace_state: &str) -> usize {
+    let parent = span.parent_span_id != SpanId::INVALID;
+    message_field_len(1, 16)
+        + message_field_len(2, 8)
+        + string_field_len(3, trace_state)
+        + if parent { message_field_len(4, 8) } else { 0 }
+        + string_field_len(5, span.name)
+        + uint_field_len(6, kind_number(span.kind))
+        + fixed64_field_len(nanos(span.start))
+        + fixed64_field_len(nanos(span.end))
+        + attributes_len(9, span.attributes)
+        + uint_field_len(10, u64::from(span.dropped_attributes))
+        + span
+            .events
             .iter()
-            .map(|span| message_field_len(2, span.len))
+            .map(|event| message_field_len(11, event_len(event)))
             .sum::<usize>()
+        + uint_field_len(12, u64::from(span.dropped_events))
+        + span
+            .links
+            .iter()
+            .map(|link| message_field_len(13, link_len(link)))
+            .sum::<usize>()
+        + uint_field_len(14, u64::from(span.dropped_links))
+        + message_field_len(15, status_len(span.status))
+        // `flags` is field 16: a two-byte key.
+        + 2
+        + 4
+}
+
+fn write_span(buf: &mut Vec<u8>, span: &SpanFields<'_>, trace_state: &str) {
+    // Span: trace_id = 1, span_id = 2, trace_state = 3, parent_span_id = 4
+    bytes_field(buf, 1, &span.context.trace_id().to_bytes());
+    bytes_field(buf, 2, &span.context.span_id().to_bytes());
+    string_field(buf, 3, trace_state);
+    if span.parent_span_id != SpanId::INVALID {
+        bytes_field(buf, 4, &span.parent_span_id.to_bytes());
+    }
+    // name = 5, kind = 6, start_time_unix_nano = 7, end_time_unix_nano = 8
+    string_field(buf, 5, span.name);
+    uint_field(buf, 6, kind_number(span.kind));
+    fixed64_field(buf, 7, nanos(span.start));
+    fixed64_field(buf, 8, nanos(span.end));
+    // attributes = 9, dropped_attributes_count = 10
+    for attribute in span.attributes {
+        key_value(buf, 9, attribute.key.as_str(), &attribute.value);
+    }
+    uint_field(buf, 10, u64::from(span.dropped_attributes));
+    // events = 11 (time_unix_nano = 1, name = 2, attributes = 3, dropped = 4)
+    for event in span.events {
+        message_header(buf, 11, event_len(event));
+        fixed64_field(buf, 1, nanos(event.timestamp));
+        string_field(buf, 2, &event.name);
+        for attribute in &event.attributes {
+            key_value(buf, 3, attribute.key.as_str(), &attribute.value);
+        }
+        uint_field(buf, 4, u64::from(event.dropped_attributes_count));
+    }
+    // dropped_events_count = 12
+    uint_field(buf, 12, u64::from(span.dropped_events));
+    // links = 13
+    for link in span.links {
+        message_header(buf, 13, link_len(link));
+        write_link(buf, link);
+    }
+    // dropped_links_count = 14, status = 15
+    uint_field(buf, 14, u64::from(span.dropped_links));
+    message_header(buf, 15, status_len(span.status));
+    write_status(buf, span.status);
+    // flags = 16
+    let flags = span_flags(span.parent_is_remote, span.context.trace_flags().to_u8());
+    fixed32_field(buf, 16, flags);
+}
+
+/// `ScopeSpans { scope = 1; repeated Span spans = 2; schema_url = 3 }`, the spans already
+/// encoded (`spans_len` bytes).
+fn scope_spans_len(scope: &InstrumentationScope, spans_len: usize) -> usize {
+    message_field_len(1, scope_len(scope))
+        + spans_len
         + string_field_len(3, scope.schema_url().unwrap_or_default())
 }
 
-fn scope_spans(buf: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[EncodedSpan<'_>]) {
+fn scope_spans(buf: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[u8]) {
     // ScopeSpans.scope = 1 (InstrumentationScope: name = 1, version = 2, attributes = 3)
     message_header(buf, 1, scope_len(scope));
     string_field(buf, 1, scope.name());
@@ -198,14 +236,8 @@ fn scope_spans(buf: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[Encoded
     for attribute in scope.attributes() {
         key_value(buf, 3, attribute.key.as_str(), &attribute.value);
     }
-    // ScopeSpans.spans = 2
-    for span in spans {
-        let start = buf.len();
-        message_header(buf, 2, span.len);
-        let body = buf.len();
-        span.write(buf);
-        debug_assert_eq!(buf.len() - body, span.len, "span length of {start}");
-    }
+    // ScopeSpans.spans = 2, appended by `append_span`
+    buf.extend_from_slice(spans);
     // ScopeSpans.schema_url = 3
     string_field(buf, 3, scope.schema_url().unwrap_or_default());
 }
@@ -494,7 +526,7 @@ fn fixed32_field(buf: &mut Vec<u8>, field: u32, value: u32) {
 mod tests {
     use std::time::Duration;
 
-    use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{TraceFlags, TraceId};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
@@ -506,8 +538,32 @@ mod tests {
 
     /// Decodes our bytes and compares them with what `opentelemetry-proto` makes of the same
     /// batch: the collector sees the same message either way.
+    /// What the export path does with a batch: each span appended to its scope's bytes, one
+    /// request for all of them.
+    fn encode_batch(batch: &[SpanData], resource: &Resource) -> Vec<u8> {
+        let mut scopes: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
+        for span in batch {
+            let at = match scopes
+                .iter()
+                .position(|(scope, _)| **scope == span.instrumentation_scope)
+            {
+                Some(at) => at,
+                None => {
+                    scopes.push((&span.instrumentation_scope, Vec::new()));
+                    scopes.len() - 1
+                }
+            };
+            append_span(&mut scopes[at].1, &SpanFields::from(span));
+        }
+        let scopes: Vec<(&InstrumentationScope, &[u8])> = scopes
+            .iter()
+            .map(|(scope, spans)| (*scope, spans.as_slice()))
+            .collect();
+        export_request(&scopes, resource)
+    }
+
     fn assert_same_as_reference(batch: &[SpanData], resource: &Resource) {
-        let ours = ExportTraceServiceRequest::decode(&export_request(batch, resource)[..])
+        let ours = ExportTraceServiceRequest::decode(&encode_batch(batch, resource)[..])
             .expect("our bytes decode as an ExportTraceServiceRequest");
         let reference = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
@@ -517,7 +573,7 @@ mod tests {
         };
         assert_eq!(ours, reference);
         assert_eq!(
-            export_request(batch, resource).len(),
+            encode_batch(batch, resource).len(),
             reference.encoded_len(),
             "same fields, same size"
         );
@@ -684,6 +740,45 @@ mod tests {
             .build();
         assert_same_as_reference(&batch, &with_schema);
         assert_same_as_reference(&batch, &Resource::builder_empty().build());
+    }
+
+    #[test]
+    fn appended_spans_split_into_runs_at_span_boundaries() {
+        let scope = InstrumentationScope::builder("apprunner").build();
+        let mut spans = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..5 {
+            let mut s = span("x", &scope);
+            // Spans of different sizes, one longer than 127 bytes of name (a 2-byte length).
+            s.name = "n".repeat(1 + i * 60).into();
+            names.push(s.name.to_string());
+            append_span(&mut spans, &SpanFields::from(&s));
+        }
+        let runs: Vec<(&[u8], usize)> = split_spans(&spans, 2).collect();
+        assert_eq!(runs.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 2, 1]);
+        let joined: Vec<u8> = runs
+            .iter()
+            .flat_map(|(run, _)| run.iter().copied())
+            .collect();
+        assert_eq!(joined, spans, "runs are the spans, in order, nothing lost");
+        let mut decoded = Vec::new();
+        for (run, _) in &runs {
+            let request = export_request(&[(&scope, run)], &resource());
+            let request = ExportTraceServiceRequest::decode(&request[..]).expect("decodes");
+            decoded.extend(
+                request.resource_spans[0].scope_spans[0]
+                    .spans
+                    .iter()
+                    .map(|s| s.name.clone()),
+            );
+        }
+        assert_eq!(decoded, names);
+        assert_eq!(split_spans(&[], 2).count(), 0);
+        assert_eq!(
+            split_spans(&spans, 0).count(),
+            5,
+            "at least one span per run"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor,
@@ -23,6 +23,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tokio::sync::{Notify, oneshot};
 
+use super::batch::{self, ExportSchedule, QueueProcessor, SpanQueue};
 use super::config::{OtlpProtocol, TelemetryConfig, TracesExporter};
 use super::{TelemetryError, xray_trace_id};
 
@@ -32,7 +33,7 @@ pub(crate) struct Counters {
     pub(crate) ended: AtomicU64,
     pub(crate) exported: AtomicU64,
     pub(crate) failed: AtomicU64,
-    failing: AtomicBool,
+    pub(crate) failing: AtomicBool,
 }
 
 /// A snapshot of what the export pipeline did with finished spans.
@@ -84,34 +85,45 @@ struct ReportingExporter<E> {
     counters: Arc<Counters>,
 }
 
+/// Counts an export of `spans` spans, and logs a failure once (then once on recovery) instead
+/// of once per batch.
+pub(crate) fn report_export(
+    counters: &Counters,
+    endpoint: &str,
+    spans: u64,
+    result: &OTelSdkResult,
+) {
+    match result {
+        Ok(()) => {
+            counters.exported.fetch_add(spans, Ordering::Relaxed);
+            if counters.failing.swap(false, Ordering::Relaxed) {
+                tracing::info!(
+                    target: "apprunner::telemetry",
+                    endpoint = %endpoint,
+                    "span export recovered"
+                );
+            }
+        }
+        Err(err) => {
+            counters.failed.fetch_add(spans, Ordering::Relaxed);
+            if !counters.failing.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    target: "apprunner::telemetry",
+                    endpoint = %endpoint,
+                    error = %err,
+                    "span export failed; spans are dropped and counted until the collector \
+                     answers again (logged once)"
+                );
+            }
+        }
+    }
+}
+
 impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len() as u64;
         let result = self.inner.export(batch).await;
-        match &result {
-            Ok(()) => {
-                self.counters.exported.fetch_add(n, Ordering::Relaxed);
-                if self.counters.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(
-                        target: "apprunner::telemetry",
-                        endpoint = %self.endpoint,
-                        "span export recovered"
-                    );
-                }
-            }
-            Err(err) => {
-                self.counters.failed.fetch_add(n, Ordering::Relaxed);
-                if !self.counters.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        target: "apprunner::telemetry",
-                        endpoint = %self.endpoint,
-                        error = %err,
-                        "span export failed; spans are dropped and counted until the collector \
-                         answers again (logged once)"
-                    );
-                }
-            }
-        }
+        report_export(&self.counters, &self.endpoint, n, &result);
         result
     }
 
@@ -299,59 +311,24 @@ fn http_traces_url(base: &str) -> String {
     }
 }
 
-/// The OTLP exporter of the configured protocol: the kit's own for gRPC (see
-/// [`grpc`](super::grpc)), `opentelemetry-otlp`'s for http/protobuf.
-#[derive(Debug)]
-enum OtlpExporter {
-    Grpc(super::grpc::GrpcExporter),
-    Http(opentelemetry_otlp::SpanExporter),
-}
-
-impl SpanExporter for OtlpExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        match self {
-            Self::Grpc(exporter) => exporter.export(batch).await,
-            Self::Http(exporter) => exporter.export(batch).await,
-        }
+/// `opentelemetry-otlp`'s http/protobuf exporter (gRPC goes through [`batch`](super::batch)).
+fn build_http(
+    config: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let label = endpoint_label(config);
+    let mut b = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+    if let Some(endpoint) = &config.endpoint {
+        b = b.with_endpoint(http_traces_url(endpoint));
     }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match self {
-            Self::Grpc(exporter) => exporter.shutdown_with_timeout(timeout),
-            Self::Http(exporter) => exporter.shutdown_with_timeout(timeout),
-        }
+    if let Some(timeout) = config.export_timeout {
+        b = b.with_timeout(timeout);
     }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        match self {
-            Self::Grpc(exporter) => exporter.set_resource(resource),
-            Self::Http(exporter) => exporter.set_resource(resource),
-        }
-    }
-}
-
-fn build_otlp(config: &TelemetryConfig) -> Result<OtlpExporter, TelemetryError> {
-    match config.protocol {
-        OtlpProtocol::Grpc => super::grpc::GrpcExporter::new(config).map(OtlpExporter::Grpc),
-        OtlpProtocol::HttpProtobuf => {
-            let label = endpoint_label(config);
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            if let Some(endpoint) = &config.endpoint {
-                b = b.with_endpoint(http_traces_url(endpoint));
-            }
-            if let Some(timeout) = config.export_timeout {
-                b = b.with_timeout(timeout);
-            }
-            b.build()
-                .map(OtlpExporter::Http)
-                .map_err(|e| TelemetryError::Exporter {
-                    endpoint: label,
-                    reason: e.to_string(),
-                })
-        }
-    }
+    b.build().map_err(|e| TelemetryError::Exporter {
+        endpoint: label,
+        reason: e.to_string(),
+    })
 }
 
 fn batch_processor<E: SpanExporter + 'static>(
@@ -380,94 +357,148 @@ pub(crate) struct Pipeline {
     pub(crate) counters: Arc<Counters>,
 }
 
+/// The OpenTelemetry defaults of the batch processor settings.
+const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_millis(5000);
+const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
+const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
+
 /// Builds the provider for `config`, starting the export thread when spans leave the process.
 pub(crate) fn pipeline(
     config: &TelemetryConfig,
     builder: opentelemetry_sdk::trace::TracerProviderBuilder,
 ) -> Result<Pipeline, TelemetryError> {
     let counters = Arc::new(Counters::default());
-    match config.traces_exporter() {
-        TracesExporter::None => Ok(Pipeline {
+    match (config.traces_exporter(), config.protocol) {
+        (TracesExporter::None, _) => Ok(Pipeline {
             provider: builder.build(),
             thread: None,
             counters,
         }),
-        TracesExporter::Console => {
-            let exporter = ReportingExporter {
-                inner: ConsoleExporter,
-                endpoint: "console".to_owned(),
-                counters: counters.clone(),
-            };
-            let processor = CountingProcessor {
-                inner: batch_processor(exporter, config),
-                counters: counters.clone(),
-            };
-            let provider = builder.with_span_processor(processor).build();
-            let (provider_tx, provider_rx) = std::sync::mpsc::channel();
-            let _ = provider_tx.send(provider.clone());
-            let thread = spawn_export_thread(config, None, provider_rx)?;
-            Ok(Pipeline {
-                provider,
-                thread: Some(thread),
-                counters,
+        (TracesExporter::Otlp, OtlpProtocol::Grpc) => grpc_pipeline(config, builder, counters),
+        (TracesExporter::Otlp, OtlpProtocol::HttpProtobuf) => {
+            let config_for_thread = config.clone();
+            sdk_batch_pipeline(config, builder, counters, move || {
+                build_http(&config_for_thread)
             })
         }
-        TracesExporter::Otlp => {
-            // The exporter must be built on the export runtime (tonic spawns its connection
-            // task there), so the thread builds it and hands it back.
-            let (exporter_tx, exporter_rx) = std::sync::mpsc::channel();
-            let config_for_thread = config.clone();
-            let build: Box<dyn FnOnce() + Send> = Box::new(move || {
-                let _ = exporter_tx.send(build_otlp(&config_for_thread));
-            });
-            let (provider_tx, provider_rx) = std::sync::mpsc::channel();
-            let mut thread = spawn_export_thread(config, Some(build), provider_rx)?;
-            let exporter = match exporter_rx.recv() {
-                Ok(Ok(exporter)) => exporter,
-                Ok(Err(e)) => {
-                    drop(provider_tx);
-                    thread.stop();
-                    return Err(e);
-                }
-                Err(_) => {
-                    drop(provider_tx);
-                    thread.stop();
-                    return Err(TelemetryError::Thread(std::io::Error::other(
-                        "the export thread stopped while building the exporter",
-                    )));
-                }
-            };
-            let exporter = ReportingExporter {
-                inner: exporter,
-                endpoint: endpoint_label(config),
-                counters: counters.clone(),
-            };
-            let processor = CountingProcessor {
-                inner: batch_processor(exporter, config),
-                counters: counters.clone(),
-            };
-            let provider = builder.with_span_processor(processor).build();
-            let _ = provider_tx.send(provider.clone());
-            Ok(Pipeline {
-                provider,
-                thread: Some(thread),
-                counters,
-            })
+        (TracesExporter::Console, _) => {
+            sdk_batch_pipeline(config, builder, counters, || Ok(ConsoleExporter))
         }
     }
 }
 
-/// Starts the export thread. With `build`, the thread first runs the builder closure inside
-/// its runtime; then it receives the provider it must flush on `export_soon`.
-fn spawn_export_thread(
+/// OTLP/gRPC: the kit's own batch processor ([`batch`](super::batch)), exporting from the
+/// export thread.
+fn grpc_pipeline(
     config: &TelemetryConfig,
-    build: Option<Box<dyn FnOnce() + Send>>,
-    provider_rx: std::sync::mpsc::Receiver<SdkTracerProvider>,
-) -> Result<ExportThread, TelemetryError> {
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    counters: Arc<Counters>,
+) -> Result<Pipeline, TelemetryError> {
+    let (queue, control) = SpanQueue::new(
+        config.bsp.max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE),
+        config
+            .bsp
+            .max_export_batch_size
+            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE),
+        counters.clone(),
+    );
+    let schedule = ExportSchedule {
+        delay: config.bsp.schedule_delay.unwrap_or(DEFAULT_SCHEDULE_DELAY),
+        min_nudge_interval: config.min_flush_interval,
+        endpoint: endpoint_label(config),
+    };
+    let config_for_thread = config.clone();
+    let queue_for_thread = queue.clone();
+    let thread = spawn_export_thread(move |nudge| {
+        // Built on the export runtime: tonic spawns its connection task there.
+        let exporter = super::grpc::GrpcExporter::new(&config_for_thread)?;
+        Ok(batch::run(
+            queue_for_thread,
+            exporter,
+            nudge,
+            schedule,
+            control,
+        ))
+    })?;
+    let provider = builder
+        .with_span_processor(QueueProcessor { queue })
+        .build();
+    Ok(Pipeline {
+        provider,
+        thread: Some(thread),
+        counters,
+    })
+}
+
+/// The SDK's batch processor around `build`'s exporter (console, http/protobuf), with the
+/// export thread flushing on [`export_soon`].
+fn sdk_batch_pipeline<E: SpanExporter + 'static>(
+    config: &TelemetryConfig,
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    counters: Arc<Counters>,
+    build: impl FnOnce() -> Result<E, TelemetryError> + Send + 'static,
+) -> Result<Pipeline, TelemetryError> {
+    let (exporter_tx, exporter_rx) = std::sync::mpsc::channel();
+    let (provider_tx, provider_rx) = oneshot::channel::<SdkTracerProvider>();
+    let min_interval = config.min_flush_interval;
+    let thread = spawn_export_thread(move |nudge| {
+        // Built on the export runtime, where the exporter's client may spawn tasks.
+        let _ = exporter_tx.send(build()?);
+        Ok(async move {
+            let Ok(provider) = provider_rx.await else {
+                return;
+            };
+            let mut last = Instant::now() - min_interval;
+            loop {
+                nudge.notified().await;
+                let since = last.elapsed();
+                if since < min_interval {
+                    tokio::time::sleep(min_interval - since).await;
+                }
+                let p = provider.clone();
+                // force_flush blocks until the batch thread has exported, and that export may
+                // need this runtime: run it on the blocking pool.
+                let _ = tokio::task::spawn_blocking(move || p.force_flush()).await;
+                last = Instant::now();
+            }
+        })
+    })?;
+    let exporter = exporter_rx.recv().map_err(|_| {
+        TelemetryError::Thread(std::io::Error::other(
+            "the export thread stopped while building the exporter",
+        ))
+    })?;
+    let exporter = ReportingExporter {
+        inner: exporter,
+        endpoint: endpoint_label(config),
+        counters: counters.clone(),
+    };
+    let processor = CountingProcessor {
+        inner: batch_processor(exporter, config),
+        counters: counters.clone(),
+    };
+    let provider = builder.with_span_processor(processor).build();
+    let _ = provider_tx.send(provider.clone());
+    Ok(Pipeline {
+        provider,
+        thread: Some(thread),
+        counters,
+    })
+}
+
+/// Starts the export thread: a current-thread runtime on which `start` runs first (given the
+/// [`export_soon`] nudge) and whose future then runs until the thread is stopped. An error of
+/// `start` stops the thread and is returned.
+fn spawn_export_thread<F>(
+    start: impl FnOnce(Arc<Notify>) -> Result<F, TelemetryError> + Send + 'static,
+) -> Result<ExportThread, TelemetryError>
+where
+    F: Future<Output = ()> + 'static,
+{
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let notify = Arc::new(Notify::new());
     let notify_for_thread = notify.clone();
-    let min_interval = config.min_flush_interval;
     let handle = std::thread::Builder::new()
         .name("apprunner-otlp".to_owned())
         .spawn(move || {
@@ -477,36 +508,28 @@ fn spawn_export_thread(
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    tracing::error!(target: "apprunner::telemetry", error = %e, "cannot start the telemetry runtime");
+                    let _ = started_tx.send(Err(TelemetryError::Thread(e)));
                     return;
                 }
             };
-            if let Some(build) = build {
+            let task = {
                 let _enter = rt.enter();
-                build();
-            }
-            let Ok(provider) = provider_rx.recv() else {
-                return;
+                start(notify_for_thread)
+            };
+            let task = match task {
+                Ok(task) => {
+                    let _ = started_tx.send(Ok(()));
+                    task
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
             };
             rt.block_on(async move {
-                let flusher = async {
-                    let mut last = Instant::now() - min_interval;
-                    loop {
-                        notify_for_thread.notified().await;
-                        let since = last.elapsed();
-                        if since < min_interval {
-                            tokio::time::sleep(min_interval - since).await;
-                        }
-                        let p = provider.clone();
-                        // force_flush blocks until the batch thread has exported, and that
-                        // export needs this runtime: run it on the blocking pool.
-                        let _ = tokio::task::spawn_blocking(move || p.force_flush()).await;
-                        last = Instant::now();
-                    }
-                };
                 tokio::select! {
                     _ = stop_rx => {}
-                    _ = flusher => {}
+                    () = task => {}
                 }
             });
             // Dropping `rt` here cancels the OTLP connection tasks; the provider was shut down
@@ -514,11 +537,25 @@ fn spawn_export_thread(
             rt.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(TelemetryError::Thread)?;
-    set_nudge(Some(notify));
-    Ok(ExportThread {
+    let mut thread = ExportThread {
         stop: Some(stop_tx),
         handle: Some(handle),
-    })
+    };
+    match started_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            thread.stop();
+            return Err(e);
+        }
+        Err(_) => {
+            thread.stop();
+            return Err(TelemetryError::Thread(std::io::Error::other(
+                "the export thread stopped while starting",
+            )));
+        }
+    }
+    set_nudge(Some(notify));
+    Ok(thread)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The OTLP/gRPC span exporter: `TraceService/Export` calls over a tonic channel, with the
-//! request bytes written by [`encode`](super::encode) straight from the finished spans.
+//! request bytes put together by [`encode`](super::encode) from spans encoded when they ended
+//! (see [`batch`](super::batch)).
 //!
 //! Configuration comes from [`TelemetryConfig`]: endpoint (code, then
 //! `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`, then `http://localhost:4317`, where App Runner's
@@ -13,7 +14,6 @@ use bytes::{BufMut as _, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use prost::Message as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
@@ -99,10 +99,19 @@ impl GrpcExporter {
     }
 }
 
-impl SpanExporter for GrpcExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = Bytes::from(encode::export_request(&batch, &self.resource));
-        drop(batch);
+impl GrpcExporter {
+    /// The resource every request is sent under.
+    pub(crate) fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.clone();
+    }
+
+    /// Sends the spans of `scopes` (appended by [`encode::append_span`]) in one
+    /// `TraceService/Export` call.
+    pub(crate) async fn send(
+        &self,
+        scopes: &[(&opentelemetry::InstrumentationScope, &[u8])],
+    ) -> OTelSdkResult {
+        let body = Bytes::from(encode::export_request(scopes, &self.resource));
         let failed = |what: String| OTelSdkError::InternalFailure(what);
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         client
@@ -132,14 +141,6 @@ impl SpanExporter for GrpcExporter {
             );
         }
         Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.clone();
     }
 }
 

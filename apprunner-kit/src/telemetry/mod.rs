@@ -38,6 +38,7 @@
 //! }
 //! ```
 
+mod batch;
 mod config;
 mod encode;
 mod error;

@@ -1,0 +1,295 @@
+//! The kit's batch span processor for OTLP/gRPC.
+//!
+//! A span is encoded (protobuf, see [`encode`](super::encode)) on the thread that ends it, and
+//! its bytes are appended to a bounded in-memory queue, grouped by instrumentation scope. The
+//! export task, on the kit's export thread, takes the whole queue at once and sends it in
+//! requests of at most `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans. Compared with the SDK's
+//! `BatchSpanProcessor` this keeps each span's memory on the thread that made it (it is freed
+//! there, right after encoding), moves no span between threads, and needs no thread of its own:
+//! exports run on the runtime that drives the gRPC connection.
+//!
+//! The settings are the batch processor's: `OTEL_BSP_MAX_QUEUE_SIZE` spans wait at most (more
+//! are dropped and counted), an export starts when `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans are
+//! waiting, when `OTEL_BSP_SCHEDULE_DELAY` has passed, when [`export_soon`](super::export_soon)
+//! asks (at most once per [`min_flush_interval`](super::TelemetryConfig::min_flush_interval)),
+//! on a flush and at shutdown.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use tokio::sync::{Notify, mpsc};
+
+use super::encode::{self, SpanFields};
+use super::export::{Counters, report_export};
+use super::grpc::GrpcExporter;
+
+/// Spans waiting for export, encoded, grouped by scope.
+#[derive(Debug, Default)]
+struct Pending {
+    scopes: Vec<(InstrumentationScope, Vec<u8>)>,
+    spans: usize,
+    closed: bool,
+}
+
+/// What the ending threads and the export task share.
+#[derive(Debug)]
+pub(crate) struct SpanQueue {
+    pending: Mutex<Pending>,
+    max_queue: usize,
+    max_batch: usize,
+    /// Woken when `max_batch` spans are waiting.
+    full: Notify,
+    counters: Arc<Counters>,
+    resource: RwLock<Resource>,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// Requests from [`SpanProcessor::force_flush`] and [`SpanProcessor::shutdown_with_timeout`],
+/// answered once everything queued before them has been exported.
+#[derive(Debug)]
+enum Control {
+    Flush(std::sync::mpsc::SyncSender<()>),
+    Shutdown(std::sync::mpsc::SyncSender<()>),
+}
+
+thread_local! {
+    /// Each thread's buffer for encoding the span it ends, outside the queue's lock.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long [`SpanProcessor::force_flush`] waits for the export task.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl SpanQueue {
+    /// A queue and the receiving end of its control channel, for [`run`].
+    pub(crate) fn new(
+        max_queue: usize,
+        max_batch: usize,
+        counters: Arc<Counters>,
+    ) -> (Arc<Self>, ControlReceiver) {
+        let (control, receiver) = mpsc::unbounded_channel();
+        let queue = Arc::new(Self {
+            pending: Mutex::new(Pending::default()),
+            max_queue: max_queue.max(1),
+            max_batch: max_batch.clamp(1, max_queue.max(1)),
+            full: Notify::new(),
+            counters,
+            resource: RwLock::new(Resource::builder_empty().build()),
+            control,
+        });
+        (queue, ControlReceiver(receiver))
+    }
+
+    /// Queues one sampled span, written by `encode` (one [`encode::append_span`] call).
+    pub(crate) fn push(&self, scope: &InstrumentationScope, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.counters.ended.fetch_add(1, Ordering::Relaxed);
+        let mut own = Vec::new();
+        SCRATCH.with(|scratch| {
+            // Re-entered (an exporter ending a span while encoding): use a fresh buffer.
+            let mut borrowed = scratch.try_borrow_mut();
+            let buf = match borrowed.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut own,
+            };
+            buf.clear();
+            encode(buf);
+            let batch_ready = {
+                let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                if pending.closed || pending.spans >= self.max_queue {
+                    // Dropped: counted as ended, never exported.
+                    return;
+                }
+                let at = match pending.scopes.iter().position(|(s, _)| s == scope) {
+                    Some(at) => at,
+                    None => {
+                        pending.scopes.push((scope.clone(), Vec::new()));
+                        pending.scopes.len() - 1
+                    }
+                };
+                pending.scopes[at].1.extend_from_slice(buf);
+                pending.spans += 1;
+                pending.spans == self.max_batch
+            };
+            if batch_ready {
+                self.full.notify_one();
+            }
+        });
+    }
+
+    fn take(&self) -> Pending {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let closed = pending.closed;
+        let taken = std::mem::take(&mut *pending);
+        pending.closed = closed;
+        taken
+    }
+
+    fn close(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+    }
+
+    /// Asks the export task for `request` and waits for its answer.
+    fn ask(
+        &self,
+        request: fn(std::sync::mpsc::SyncSender<()>) -> Control,
+        timeout: Duration,
+    ) -> OTelSdkResult {
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.control
+            .send(request(done))
+            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        match answer.recv_timeout(timeout) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(timeout)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(OTelSdkError::AlreadyShutdown)
+            }
+        }
+    }
+
+    /// Exports everything queued now, in requests of at most `max_batch` spans.
+    async fn export_pending(&self, exporter: &GrpcExporter, endpoint: &str) {
+        let pending = self.take();
+        if pending.spans == 0 {
+            return;
+        }
+        let mut request: Vec<(&InstrumentationScope, &[u8])> = Vec::new();
+        let mut in_request = 0;
+        for (scope, spans) in &pending.scopes {
+            let mut runs = encode::split_spans(spans, self.max_batch);
+            let mut next = runs.next();
+            while let Some((run, count)) = next {
+                if in_request + count > self.max_batch && in_request > 0 {
+                    self.send(exporter, endpoint, &request, in_request).await;
+                    request.clear();
+                    in_request = 0;
+                    continue;
+                }
+                request.push((scope, run));
+                in_request += count;
+                next = runs.next();
+            }
+        }
+        if in_request > 0 {
+            self.send(exporter, endpoint, &request, in_request).await;
+        }
+    }
+
+    async fn send(
+        &self,
+        exporter: &GrpcExporter,
+        endpoint: &str,
+        request: &[(&InstrumentationScope, &[u8])],
+        spans: usize,
+    ) {
+        let result = exporter.send(request).await;
+        report_export(&self.counters, endpoint, spans as u64, &result);
+    }
+}
+
+/// The receiving end of a [`SpanQueue`]'s control channel.
+#[derive(Debug)]
+pub(crate) struct ControlReceiver(mpsc::UnboundedReceiver<Control>);
+
+/// The settings of the export task.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportSchedule {
+    pub(crate) delay: Duration,
+    pub(crate) min_nudge_interval: Duration,
+    pub(crate) endpoint: String,
+}
+
+/// The export task: runs on the export thread's runtime until shutdown.
+pub(crate) async fn run(
+    queue: Arc<SpanQueue>,
+    mut exporter: GrpcExporter,
+    nudge: Arc<Notify>,
+    schedule: ExportSchedule,
+    ControlReceiver(mut control): ControlReceiver,
+) {
+    let mut last_export = Instant::now();
+    loop {
+        let mut answer = None;
+        let mut stop = false;
+        tokio::select! {
+            () = queue.full.notified() => {}
+            () = tokio::time::sleep(schedule.delay) => {}
+            () = nudge.notified() => {
+                let since = last_export.elapsed();
+                if since < schedule.min_nudge_interval {
+                    tokio::select! {
+                        () = tokio::time::sleep(schedule.min_nudge_interval - since) => {}
+                        () = queue.full.notified() => {}
+                    }
+                }
+            }
+            request = control.recv() => match request {
+                Some(Control::Flush(done)) => answer = Some(done),
+                Some(Control::Shutdown(done)) => {
+                    answer = Some(done);
+                    stop = true;
+                }
+                None => stop = true,
+            },
+        }
+        exporter.set_resource(
+            &queue
+                .resource
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        queue.export_pending(&exporter, &schedule.endpoint).await;
+        last_export = Instant::now();
+        if let Some(done) = answer {
+            let _ = done.send(());
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+/// The [`SpanProcessor`] feeding a [`SpanQueue`] with the SDK's spans.
+#[derive(Debug)]
+pub(crate) struct QueueProcessor {
+    pub(crate) queue: Arc<SpanQueue>,
+}
+
+impl SpanProcessor for QueueProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        self.queue.push(&span.instrumentation_scope, |buf| {
+            encode::append_span(buf, &SpanFields::from(&span));
+        });
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.queue.ask(Control::Flush, FLUSH_TIMEOUT)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.queue.close();
+        self.queue.ask(Control::Shutdown, timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        *self
+            .queue
+            .resource
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = resource.clone();
+    }
+}
