@@ -355,6 +355,8 @@ pub(crate) struct Pipeline {
     pub(crate) provider: SdkTracerProvider,
     pub(crate) thread: Option<ExportThread>,
     pub(crate) counters: Arc<Counters>,
+    /// The kit's export queue (OTLP/gRPC), for the kit's native spans.
+    pub(crate) queue: Option<Arc<SpanQueue>>,
 }
 
 /// The OpenTelemetry defaults of the batch processor settings.
@@ -373,6 +375,7 @@ pub(crate) fn pipeline(
             provider: builder.build(),
             thread: None,
             counters,
+            queue: None,
         }),
         (TracesExporter::Otlp, OtlpProtocol::Grpc) => grpc_pipeline(config, builder, counters),
         (TracesExporter::Otlp, OtlpProtocol::HttpProtobuf) => {
@@ -421,12 +424,15 @@ fn grpc_pipeline(
         ))
     })?;
     let provider = builder
-        .with_span_processor(QueueProcessor { queue })
+        .with_span_processor(QueueProcessor {
+            queue: queue.clone(),
+        })
         .build();
     Ok(Pipeline {
         provider,
         thread: Some(thread),
         counters,
+        queue: Some(queue),
     })
 }
 
@@ -483,6 +489,7 @@ fn sdk_batch_pipeline<E: SpanExporter + 'static>(
         provider,
         thread: Some(thread),
         counters,
+        queue: None,
     })
 }
 

@@ -1,6 +1,12 @@
 //! The kit's own spans (HTTP SERVER spans, SQL CLIENT spans), made with the OpenTelemetry API
-//! directly: with the SDK tracer [`init`](super::init) installed, cached per thread, else with
-//! the global provider's tracer (an application that set up OpenTelemetry itself).
+//! directly: with what [`init`](super::init) installed, cached per thread, else with the global
+//! provider's tracer (an application that set up OpenTelemetry itself).
+//!
+//! With OTLP/gRPC export, `init` installs a [`NativeTracer`]: its spans are sampled by the
+//! provider's sampler, get ids from the same generator, and implement the OpenTelemetry `Span`
+//! API, but they skip the SDK's span machinery (tracer and scope clones, the processor chain,
+//! the `SpanData` copy): when one ends it is encoded straight into the export queue
+//! ([`batch`](super::batch)). Other exporters get SDK spans.
 #![cfg_attr(
     not(any(feature = "http", feature = "db")),
     allow(
@@ -9,16 +15,34 @@
     )
 )]
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::SystemTime;
 
-use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry::trace::Tracer as _;
+use opentelemetry::trace::{
+    Event, Link, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
+    TraceFlags, TraceState,
+};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{IdGenerator as _, SamplingDecision, SdkTracer, ShouldSample as _};
 
-/// The tracer [`init`](super::init) installed, for the spans the kit makes with the OpenTelemetry API
-/// directly (HTTP SERVER spans, SQL CLIENT spans); `None` before `init` and after shutdown.
-static KIT_TRACER: RwLock<Option<SdkTracer>> = RwLock::new(None);
+use super::batch::SpanQueue;
+use super::encode::{SpanFields, append_span};
+use super::xray::{XrayAwareSampler, XrayIdGenerator};
+
+/// What [`init`](super::init) installed for the spans the kit makes with the OpenTelemetry API
+/// directly (HTTP SERVER spans, SQL CLIENT spans).
+#[derive(Debug, Clone)]
+pub(super) struct KitTracer {
+    pub(super) sdk: SdkTracer,
+    pub(super) native: Option<Arc<NativeTracer>>,
+}
+
+/// The installed [`KitTracer`]; `None` before `init` and after shutdown.
+static KIT_TRACER: RwLock<Option<KitTracer>> = RwLock::new(None);
 
 /// Bumped whenever [`KIT_TRACER`] changes, so that threads drop their cached copy.
 static KIT_TRACER_GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -26,10 +50,10 @@ static KIT_TRACER_GENERATION: AtomicU64 = AtomicU64::new(0);
 thread_local! {
     /// Each thread's copy of the installed tracer and the generation it was read at: starting
     /// a span then costs one atomic load instead of a lock and a clone of the tracer.
-    static CACHED_TRACER: RefCell<Option<(u64, SdkTracer)>> = const { RefCell::new(None) };
+    static CACHED_TRACER: RefCell<Option<(u64, KitTracer)>> = const { RefCell::new(None) };
 }
 
-fn installed_tracer() -> Option<SdkTracer> {
+fn installed_tracer() -> Option<KitTracer> {
     KIT_TRACER
         .read()
         .unwrap_or_else(PoisonError::into_inner)
@@ -39,11 +63,7 @@ fn installed_tracer() -> Option<SdkTracer> {
 /// Starts one of the kit's own spans as a child of `parent`: with the SDK tracer
 /// [`init`](super::init) installed (no dynamic dispatch, no boxing), else with a tracer of
 /// whatever global provider the application installed itself.
-pub(crate) fn start_kit_span(
-    builder: opentelemetry::trace::SpanBuilder,
-    parent: &opentelemetry::Context,
-) -> KitSpan {
-    use opentelemetry::trace::Tracer as _;
+pub(crate) fn start_kit_span(builder: SpanBuilder, parent: &Context) -> KitSpan {
     let generation = KIT_TRACER_GENERATION.load(Ordering::Acquire);
     let mut builder = Some(builder);
     let cached = CACHED_TRACER.with(|cell| {
@@ -54,14 +74,14 @@ pub(crate) fn start_kit_span(
         }
         let (_, tracer) = cached.as_ref()?;
         let builder = builder.take()?;
-        Some(tracer.build_with_context(builder, parent))
+        Some(tracer.start(builder, parent))
     });
     if let Some(span) = cached {
-        return KitSpan::Sdk(span);
+        return span;
     }
     let builder = builder.expect("the builder is only taken to start a span");
     match installed_tracer() {
-        Some(tracer) => KitSpan::Sdk(tracer.build_with_context(builder, parent)),
+        Some(tracer) => tracer.start(builder, parent),
         None => KitSpan::Global(
             opentelemetry::global::tracer_with_scope(kit_scope())
                 .build_with_context(builder, parent),
@@ -76,6 +96,7 @@ pub(crate) fn start_kit_span(
     reason = "boxing the SDK span would cost an allocation per span, on the hot path"
 )]
 pub(crate) enum KitSpan {
+    Native(NativeSpan),
     Sdk(opentelemetry_sdk::trace::Span),
     Global(opentelemetry::global::BoxedSpan),
 }
@@ -83,10 +104,242 @@ pub(crate) enum KitSpan {
 macro_rules! each_span {
     ($self:ident, $span:ident => $body:expr) => {
         match $self {
+            KitSpan::Native($span) => $body,
             KitSpan::Sdk($span) => $body,
             KitSpan::Global($span) => $body,
         }
     };
+}
+
+impl KitTracer {
+    fn start(&self, builder: SpanBuilder, parent: &Context) -> KitSpan {
+        match &self.native {
+            Some(native) => KitSpan::Native(native.start(builder, parent)),
+            None => KitSpan::Sdk(self.sdk.build_with_context(builder, parent)),
+        }
+    }
+}
+
+/// The OpenTelemetry SDK's default span limits, which the native spans keep too.
+const MAX_ATTRIBUTES: usize = 128;
+const MAX_EVENTS: usize = 128;
+const MAX_LINKS: usize = 128;
+
+/// Starts [`NativeSpan`]s: the provider's sampler and id generator, the kit's scope, and the
+/// export queue their spans go to when they end.
+#[derive(Debug)]
+pub(crate) struct NativeTracer {
+    queue: Arc<SpanQueue>,
+    sampler: XrayAwareSampler,
+    ids: XrayIdGenerator,
+    scope: InstrumentationScope,
+}
+
+impl NativeTracer {
+    pub(super) fn new(queue: Arc<SpanQueue>, sampler: XrayAwareSampler) -> Self {
+        Self {
+            queue,
+            sampler,
+            ids: XrayIdGenerator::default(),
+            scope: kit_scope(),
+        }
+    }
+
+    /// Starts a span as the SDK's tracer would: same parent rules, sampler call, flags, trace
+    /// state and limits.
+    fn start(self: &Arc<Self>, builder: SpanBuilder, parent: &Context) -> NativeSpan {
+        let kind = builder.span_kind.unwrap_or(SpanKind::Internal);
+        let mut span = NativeSpan {
+            context: SpanContext::empty_context(),
+            recording: false,
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            kind,
+            name: builder.name,
+            start: SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes: 0,
+            events: Vec::new(),
+            dropped_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::Unset,
+            tracer: Arc::clone(self),
+        };
+        if parent.is_telemetry_suppressed() {
+            return span;
+        }
+        let parent_span = parent.span();
+        let parent_context = Some(parent_span.span_context()).filter(|sc| sc.is_valid());
+        let (trace_id, flags) = match parent_context {
+            Some(sc) => {
+                span.parent_span_id = sc.span_id();
+                span.parent_is_remote = sc.is_remote();
+                (sc.trace_id(), sc.trace_flags())
+            }
+            None => (self.ids.new_trace_id(), TraceFlags::default()),
+        };
+        let mut attributes = builder.attributes.unwrap_or_default();
+        let mut links = builder.links.unwrap_or_default();
+        let result = self.sampler.should_sample(
+            Some(parent),
+            trace_id,
+            &span.name,
+            &span.kind,
+            &attributes,
+            &links,
+        );
+        let sampled = match result.decision {
+            SamplingDecision::Drop => None,
+            SamplingDecision::RecordOnly => Some(false),
+            SamplingDecision::RecordAndSample => Some(true),
+        };
+        let span_id = self.ids.new_span_id();
+        let flags = flags.with_sampled(sampled == Some(true));
+        let trace_state: TraceState = result.trace_state;
+        span.context = SpanContext::new(trace_id, span_id, flags, false, trace_state);
+        if sampled.is_none() {
+            return span;
+        }
+        attributes.extend(result.attributes);
+        span.dropped_attributes = saturating_u32(attributes.len().saturating_sub(MAX_ATTRIBUTES));
+        attributes.truncate(MAX_ATTRIBUTES);
+        span.dropped_links = saturating_u32(links.len().saturating_sub(MAX_LINKS));
+        links.truncate(MAX_LINKS);
+        let mut events = builder.events.unwrap_or_default();
+        span.dropped_events = saturating_u32(events.len().saturating_sub(MAX_EVENTS));
+        events.truncate(MAX_EVENTS);
+        span.events = events;
+        span.attributes = attributes;
+        span.links = links;
+        span.recording = true;
+        span.start = builder.start_time.unwrap_or_else(SystemTime::now);
+        span
+    }
+}
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A span of the kit's [`NativeTracer`]: the OpenTelemetry `Span` API over plain fields,
+/// encoded into the export queue when it ends (or is dropped).
+#[derive(Debug)]
+pub(crate) struct NativeSpan {
+    context: SpanContext,
+    /// Recording and not ended yet.
+    recording: bool,
+    parent_span_id: SpanId,
+    parent_is_remote: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start: SystemTime,
+    attributes: Vec<KeyValue>,
+    dropped_attributes: u32,
+    events: Vec<Event>,
+    dropped_events: u32,
+    links: Vec<Link>,
+    dropped_links: u32,
+    status: Status,
+    tracer: Arc<NativeTracer>,
+}
+
+impl opentelemetry::trace::Span for NativeSpan {
+    fn add_event_with_timestamp<T>(
+        &mut self,
+        name: T,
+        timestamp: SystemTime,
+        attributes: Vec<KeyValue>,
+    ) where
+        T: Into<Cow<'static, str>>,
+    {
+        if !self.recording {
+            return;
+        }
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(Event::new(name, timestamp, attributes, 0));
+        } else {
+            self.dropped_events = self.dropped_events.saturating_add(1);
+        }
+    }
+
+    fn span_context(&self) -> &SpanContext {
+        &self.context
+    }
+
+    fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    fn set_attribute(&mut self, attribute: KeyValue) {
+        if !self.recording {
+            return;
+        }
+        if self.attributes.len() < MAX_ATTRIBUTES {
+            self.attributes.push(attribute);
+        } else {
+            self.dropped_attributes = self.dropped_attributes.saturating_add(1);
+        }
+    }
+
+    fn set_status(&mut self, status: Status) {
+        // As the SDK: Ok > Error > Unset, a status never goes down.
+        if self.recording && status > self.status {
+            self.status = status;
+        }
+    }
+
+    fn update_name<T>(&mut self, new_name: T)
+    where
+        T: Into<Cow<'static, str>>,
+    {
+        if self.recording {
+            self.name = new_name.into();
+        }
+    }
+
+    fn add_link(&mut self, span_context: SpanContext, attributes: Vec<KeyValue>) {
+        if !self.recording || !span_context.is_valid() {
+            return;
+        }
+        if self.links.len() < MAX_LINKS {
+            self.links.push(Link::new(span_context, attributes, 0));
+        } else {
+            self.dropped_links = self.dropped_links.saturating_add(1);
+        }
+    }
+
+    fn end_with_timestamp(&mut self, timestamp: SystemTime) {
+        if !std::mem::replace(&mut self.recording, false) || !self.context.is_sampled() {
+            return;
+        }
+        let fields = SpanFields {
+            context: &self.context,
+            parent_span_id: self.parent_span_id,
+            parent_is_remote: self.parent_is_remote,
+            kind: &self.kind,
+            name: &self.name,
+            start: self.start,
+            end: timestamp,
+            attributes: &self.attributes,
+            dropped_attributes: self.dropped_attributes,
+            events: &self.events,
+            dropped_events: self.dropped_events,
+            links: &self.links,
+            dropped_links: self.dropped_links,
+            status: &self.status,
+        };
+        self.tracer
+            .queue
+            .push(&self.tracer.scope, |buf| append_span(buf, &fields));
+    }
+}
+
+impl Drop for NativeSpan {
+    fn drop(&mut self) {
+        use opentelemetry::trace::Span as _;
+        self.end();
+    }
 }
 
 impl opentelemetry::trace::Span for KitSpan {
@@ -143,7 +396,7 @@ pub(super) fn kit_scope() -> InstrumentationScope {
         .build()
 }
 
-pub(super) fn set_kit_tracer(tracer: Option<SdkTracer>) {
+pub(super) fn set_kit_tracer(tracer: Option<KitTracer>) {
     *KIT_TRACER.write().unwrap_or_else(PoisonError::into_inner) = tracer;
     KIT_TRACER_GENERATION.fetch_add(1, Ordering::Release);
 }

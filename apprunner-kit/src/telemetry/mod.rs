@@ -49,6 +49,7 @@ mod logs;
 mod resource;
 mod xray;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -68,7 +69,7 @@ use export::{Counters, ExportThread};
 pub(crate) use kit_span::KitSpan;
 #[cfg(any(feature = "http", feature = "db"))]
 pub(crate) use kit_span::start_kit_span;
-use kit_span::{kit_scope, set_kit_tracer};
+use kit_span::{KitTracer, NativeTracer, kit_scope, set_kit_tracer};
 
 /// Initialises telemetry from the environment: `TelemetryConfig::from_env()?.init()`.
 ///
@@ -111,15 +112,18 @@ impl TelemetryConfig {
         } else {
             self.sampler.build()
         };
+        let sampler = xray::XrayAwareSampler::new(sampler, root);
         let builder = SdkTracerProvider::builder()
             .with_id_generator(XrayIdGenerator::default())
-            .with_sampler(xray::XrayAwareSampler::new(sampler, root))
+            .with_sampler(sampler.clone())
             .with_resource(resource::resource(&self));
         let export::Pipeline {
             provider,
             thread,
             counters,
+            queue,
         } = export::pipeline(&self, builder)?;
+        let native = queue.map(|queue| Arc::new(NativeTracer::new(queue, sampler)));
 
         let tracer = provider.tracer_with_scope(kit_scope());
         let mut guard = TelemetryGuard {
@@ -167,7 +171,10 @@ impl TelemetryConfig {
         }
         opentelemetry::global::set_text_map_propagator(xray::propagator(&self.propagators));
         opentelemetry::global::set_tracer_provider(provider);
-        set_kit_tracer(Some(guard.tracer.clone()));
+        set_kit_tracer(Some(KitTracer {
+            sdk: guard.tracer.clone(),
+            native,
+        }));
         Ok(guard)
     }
 }
@@ -188,7 +195,7 @@ impl TelemetryConfig {
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
     thread: Option<ExportThread>,
-    counters: std::sync::Arc<Counters>,
+    counters: Arc<Counters>,
     tracer: SdkTracer,
     shutdown_timeout: Duration,
 }
