@@ -31,3 +31,47 @@ pub(crate) fn shutdown_and_report(
     );
     stats
 }
+
+/// Per-round throughput ratios of an interleaved pass (`traced[i] / plain[i]` for rounds run
+/// back to back): their median, minimum and maximum. The median is robust to a burst of
+/// outside load that slows down one round of one side, which the ratio of totals is not.
+pub(crate) fn round_ratios(
+    plain: &[std::time::Duration],
+    traced: &[std::time::Duration],
+) -> (f64, f64, f64) {
+    let mut ratios: Vec<f64> = plain
+        .iter()
+        .zip(traced)
+        .map(|(plain, traced)| plain.as_secs_f64() / traced.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = match ratios.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => ratios[n / 2],
+        n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+    };
+    let min = ratios.first().copied().unwrap_or(f64::NAN);
+    let max = ratios.last().copied().unwrap_or(f64::NAN);
+    (median, min, max)
+}
+
+/// CPU time (user + system) this process has used so far; zero where `/proc` is unavailable.
+#[allow(dead_code, reason = "not every benchmark reads it")]
+pub(crate) fn process_cpu() -> std::time::Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return std::time::Duration::ZERO;
+    };
+    // Fields 14 and 15 (utime, stime), in clock ticks of 10 ms, after the command name.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, fields)| {
+            fields
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|field| field.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ticks * 10)
+}

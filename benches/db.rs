@@ -28,7 +28,7 @@ use tracing::Instrument as _;
 
 #[path = "common.rs"]
 mod common;
-use common::{selected, shutdown_and_report};
+use common::{process_cpu, round_ratios, selected, shutdown_and_report};
 
 const CONCURRENCY: usize = 8;
 const ROWS: i64 = 1000;
@@ -143,29 +143,42 @@ fn compare<R: PkSelect, T: PkSelect>(
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let mut elapsed = [Duration::ZERO; 2];
+    let mut rounds: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu = [Duration::ZERO; 2];
     runtime.block_on(async {
         for _ in 0..RATIO_ROUNDS {
-            receiver.clear();
-            let started = Instant::now();
-            for round in 0..RATIO_BATCHES {
-                batch(raw, round).await;
+            for (side, rounds) in rounds.iter_mut().enumerate() {
+                receiver.clear();
+                let cpu_before = process_cpu();
+                let started = Instant::now();
+                for round in 0..RATIO_BATCHES {
+                    if side == 0 {
+                        batch(raw, round).await;
+                    } else {
+                        batch(traced, round).await;
+                    }
+                }
+                rounds.push(started.elapsed());
+                cpu[side] += process_cpu().saturating_sub(cpu_before);
             }
-            elapsed[0] += started.elapsed();
-            receiver.clear();
-            let started = Instant::now();
-            for round in 0..RATIO_BATCHES {
-                batch(traced, round).await;
-            }
-            elapsed[1] += started.elapsed();
         }
     });
     let queries = (RATIO_ROUNDS * RATIO_BATCHES * CONCURRENCY) as f64;
-    let [raw_qps, traced_qps] = elapsed.map(|time| queries / time.as_secs_f64());
+    let [raw_qps, traced_qps] = rounds
+        .each_ref()
+        .map(|times| queries / times.iter().sum::<Duration>().as_secs_f64());
+    let (median, min, max) = round_ratios(&rounds[0], &rounds[1]);
     eprintln!(
         "interleaved {engine}: raw_sqlx {raw_qps:.0} q/s, apprunner_traced {traced_qps:.0} q/s, \
-         ratio {:.3}",
+         ratio {:.3}; per round: median {median:.3} (min {min:.3}, max {max:.3})",
         traced_qps / raw_qps
+    );
+    // This process's CPU per query (the pools, SQLite itself, the export and the in-process
+    // receiver; not the PostgreSQL server's processes).
+    let [raw_us, traced_us] = cpu.map(|time| time.as_secs_f64() * 1e6 / queries);
+    eprintln!(
+        "interleaved {engine} CPU per query in this process: raw_sqlx {raw_us:.1} µs, \
+         apprunner_traced {traced_us:.1} µs"
     );
 }
 

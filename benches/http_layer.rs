@@ -41,7 +41,7 @@ use tower::ServiceExt as _;
 
 #[path = "common.rs"]
 mod common;
-use common::{selected, shutdown_and_report};
+use common::{round_ratios, selected, shutdown_and_report};
 
 const CONCURRENCY: usize = 16;
 const APP_RUNNER_HEADER: &str =
@@ -144,6 +144,7 @@ fn hello(c: &mut Criterion) {
         let measuring = std::env::args().any(|arg| arg == "--bench");
         let (rounds, batches) = if measuring { (20, 200) } else { (1, 2) };
         let mut elapsed = [Duration::ZERO; 2];
+        let mut round_times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
         let mut cpu = [Duration::ZERO; 2];
         let mut receiver_cpu = [Duration::ZERO; 2];
         let mut export_cpu = [Duration::ZERO; 2];
@@ -155,7 +156,9 @@ fn hello(c: &mut Criterion) {
                     for _ in 0..batches {
                         batch(&client, uri, trace_header).await;
                     }
-                    elapsed[slot] += started.elapsed();
+                    let took = started.elapsed();
+                    elapsed[slot] += took;
+                    round_times[slot].push(took);
                     let after = cpu_times();
                     cpu[slot] += after.service.saturating_sub(before.service);
                     export_cpu[slot] += after.export.saturating_sub(before.export);
@@ -168,9 +171,11 @@ fn hello(c: &mut Criterion) {
         }
         let requests = (rounds * batches * CONCURRENCY) as f64;
         let [plain_rps, traced_rps] = elapsed.map(|time| requests / time.as_secs_f64());
+        let (median, min, max) = round_ratios(&round_times[0], &round_times[1]);
         eprintln!(
             "{scenario} interleaved: without_layer {plain_rps:.0} req/s, with_layer \
-             {traced_rps:.0} req/s, ratio {:.3}",
+             {traced_rps:.0} req/s, ratio {:.3}; per round: median {median:.3} (min {min:.3}, \
+             max {max:.3})",
             traced_rps / plain_rps
         );
         let stats = telemetry.stats();

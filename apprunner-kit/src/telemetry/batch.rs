@@ -26,7 +26,7 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use tokio::sync::{Notify, mpsc};
 
 use super::encode::{self, SpanFields};
-use super::export::{Counters, report_export};
+use super::export::{Counters, nudge_taken, report_export};
 use super::grpc::GrpcExporter;
 
 /// Spans waiting for export, encoded, grouped by scope.
@@ -130,6 +130,12 @@ impl SpanQueue {
         taken
     }
 
+    /// The spans queued so far, taken out of the queue (for tests).
+    #[cfg(test)]
+    pub(crate) fn take_queued(&self) -> Vec<(InstrumentationScope, Vec<u8>)> {
+        self.take().scopes
+    }
+
     fn close(&self) {
         self.pending
             .lock()
@@ -231,6 +237,8 @@ pub(crate) async fn run(
                         () = queue.full.notified() => {}
                     }
                 }
+                // Before the queue is taken: a span ending after this nudges again.
+                nudge_taken();
             }
             request = control.recv() => match request {
                 Some(Control::Flush(done)) => answer = Some(done),

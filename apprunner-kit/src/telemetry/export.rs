@@ -258,6 +258,15 @@ impl Drop for ExportThread {
 /// The nudge used by [`export_soon`]; `None` when telemetry is not initialised.
 static NUDGE: RwLock<Option<Arc<Notify>>> = RwLock::new(None);
 
+/// Set by [`export_soon`], cleared by the export thread when it starts the export it asked for.
+static NUDGE_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Called by the export thread before it exports for a nudge: later calls of [`export_soon`]
+/// nudge again.
+pub(crate) fn nudge_taken() {
+    NUDGE_PENDING.store(false, Ordering::Release);
+}
+
 /// Asks the exporter to send queued spans promptly, without waiting for the batch timer.
 ///
 /// Cheap and non-blocking: it only wakes the kit's export thread, which flushes at most once
@@ -271,6 +280,11 @@ static NUDGE: RwLock<Option<Arc<Notify>>> = RwLock::new(None);
 /// apprunner::telemetry::export_soon();
 /// ```
 pub fn export_soon() {
+    // Most calls find a nudge still pending (the export thread clears it when it acts on it):
+    // they only read a flag, and requests ending together do not contend on the lock.
+    if NUDGE_PENDING.load(Ordering::Relaxed) || NUDGE_PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
     if let Ok(guard) = NUDGE.read()
         && let Some(notify) = guard.as_ref()
     {
@@ -282,6 +296,7 @@ fn set_nudge(notify: Option<Arc<Notify>>) {
     if let Ok(mut guard) = NUDGE.write() {
         *guard = notify;
     }
+    nudge_taken();
 }
 
 pub(crate) fn clear_nudge() {
@@ -461,6 +476,7 @@ fn sdk_batch_pipeline<E: SpanExporter + 'static>(
                 if since < min_interval {
                     tokio::time::sleep(min_interval - since).await;
                 }
+                nudge_taken();
                 let p = provider.clone();
                 // force_flush blocks until the batch thread has exported, and that export may
                 // need this runtime: run it on the blocking pool.

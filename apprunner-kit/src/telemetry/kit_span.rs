@@ -400,3 +400,179 @@ pub(super) fn set_kit_tracer(tracer: Option<KitTracer>) {
     *KIT_TRACER.write().unwrap_or_else(PoisonError::into_inner) = tracer;
     KIT_TRACER_GENERATION.fetch_add(1, Ordering::Release);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use opentelemetry::trace::{Span as _, TraceId};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, span, status};
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::Sampler;
+    use prost::Message as _;
+
+    use super::super::export::Counters;
+    use super::*;
+
+    fn native(sampler: Sampler) -> (Arc<NativeTracer>, Arc<SpanQueue>, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let (queue, _control) = SpanQueue::new(16, 8, counters.clone());
+        let sampler = XrayAwareSampler::new(sampler.clone(), sampler);
+        let tracer = Arc::new(NativeTracer::new(queue.clone(), sampler));
+        (tracer, queue, counters)
+    }
+
+    /// What the collector would receive for the spans queued so far.
+    fn exported(queue: &SpanQueue) -> Vec<ProtoSpan> {
+        let queued = queue.take_queued();
+        let scopes: Vec<(&InstrumentationScope, &[u8])> = queued
+            .iter()
+            .map(|(scope, spans)| (scope, spans.as_slice()))
+            .collect();
+        let request =
+            super::super::encode::export_request(&scopes, &Resource::builder_empty().build());
+        let request = ExportTraceServiceRequest::decode(&request[..]).expect("decodes");
+        request
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .inspect(|s| assert_eq!(s.scope.as_ref().map(|s| s.name.as_str()), Some("apprunner")))
+            .flat_map(|s| s.spans)
+            .collect()
+    }
+
+    fn remote_parent(sampled: bool) -> Context {
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(0x5759e988_bd862e3f_e1be46a9_94272793),
+            SpanId::from(0x53995c3f42cd8ad8),
+            flags,
+            true,
+            TraceState::NONE,
+        ))
+    }
+
+    #[test]
+    fn a_sampled_span_arrives_as_the_sdk_would_send_it() {
+        let (tracer, queue, counters) = native(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        let parent = remote_parent(true);
+        let mut span = tracer.start(
+            SpanBuilder::from_name("HTTP")
+                .with_kind(SpanKind::Server)
+                .with_attributes([KeyValue::new("http.request.method", "GET")]),
+            &parent,
+        );
+        assert!(span.is_recording());
+        assert_eq!(
+            span.span_context().trace_id(),
+            TraceId::from(0x5759e988_bd862e3f_e1be46a9_94272793)
+        );
+        assert!(span.span_context().is_sampled() && !span.span_context().is_remote());
+        span.update_name("GET /users/{id}");
+        span.set_attribute(KeyValue::new("http.response.status_code", 500_i64));
+        span.add_event("exception", vec![KeyValue::new("exception.type", "panic")]);
+        span.set_status(Status::error("handler panicked"));
+        // A status never goes down: Unset after Error is ignored.
+        span.set_status(Status::Unset);
+        let span_id = span.span_context().span_id();
+        drop(span);
+
+        let spans = exported(&queue);
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(s.kind, span::SpanKind::Server as i32);
+        assert_eq!(
+            s.trace_id,
+            0x5759e988_bd862e3f_e1be46a9_94272793_u128.to_be_bytes()
+        );
+        assert_eq!(s.span_id, span_id.to_bytes());
+        assert_eq!(s.parent_span_id, 0x53995c3f42cd8ad8_u64.to_be_bytes());
+        // Sampled, and "the parent is remote" (OTLP span flags).
+        assert_eq!(s.flags, 0x1 | 0x100 | 0x200);
+        assert!(s.end_time_unix_nano >= s.start_time_unix_nano && s.start_time_unix_nano > 0);
+        let attributes: Vec<(&str, Option<&any_value::Value>)> = s
+            .attributes
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.as_str(),
+                    kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            attributes,
+            [
+                (
+                    "http.request.method",
+                    Some(&any_value::Value::StringValue("GET".into()))
+                ),
+                (
+                    "http.response.status_code",
+                    Some(&any_value::Value::IntValue(500))
+                ),
+            ]
+        );
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0].name, "exception");
+        let status = s.status.as_ref().expect("status");
+        assert_eq!(status.code, status::StatusCode::Error as i32);
+        assert_eq!(status.message, "handler panicked");
+        assert_eq!(counters.snapshot().spans_ended, 1);
+    }
+
+    #[test]
+    fn spans_the_sampler_drops_or_only_records_are_not_exported() {
+        let (tracer, queue, counters) = native(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        // Parent-based: a parent that said "not sampled" drops the child.
+        let mut dropped = tracer.start(SpanBuilder::from_name("GET /"), &remote_parent(false));
+        assert!(!dropped.is_recording());
+        assert!(!dropped.span_context().is_sampled());
+        assert!(
+            dropped.span_context().is_valid(),
+            "ids are still made, for propagation"
+        );
+        dropped.set_attribute(KeyValue::new("ignored", true));
+        dropped.end();
+        let (off, off_queue, _) = native(Sampler::AlwaysOff);
+        off.start(SpanBuilder::from_name("root"), &Context::new())
+            .end();
+        assert!(exported(&queue).is_empty() && exported(&off_queue).is_empty());
+        assert_eq!(counters.snapshot().spans_ended, 0);
+    }
+
+    #[test]
+    fn root_spans_get_xray_trace_ids_and_limits_hold() {
+        let (tracer, queue, _) = native(Sampler::AlwaysOn);
+        let mut span = tracer.start(SpanBuilder::from_name("root"), &Context::new());
+        let epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let first_32_bits =
+            u64::from_str_radix(&span.span_context().trace_id().to_string()[..8], 16).unwrap();
+        assert!(
+            epoch.abs_diff(first_32_bits) < 60,
+            "an X-Ray trace id starts with the time"
+        );
+        for i in 0..(MAX_ATTRIBUTES + 3) {
+            span.set_attribute(KeyValue::new("i", i as i64));
+        }
+        span.end_with_timestamp(SystemTime::now() + Duration::from_millis(1));
+        // Ending twice sends one span.
+        span.end();
+        let spans = exported(&queue);
+        assert_eq!(spans.len(), 1);
+        assert!(spans[0].parent_span_id.is_empty());
+        assert_eq!(spans[0].attributes.len(), MAX_ATTRIBUTES);
+        assert_eq!(spans[0].dropped_attributes_count, 3);
+        assert_eq!(spans[0].flags, 0x1 | 0x100, "sampled, parent not remote");
+    }
+}
