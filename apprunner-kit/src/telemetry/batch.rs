@@ -48,7 +48,15 @@ pub(crate) struct SpanQueue {
     counters: Arc<Counters>,
     resource: RwLock<Resource>,
     control: mpsc::UnboundedSender<Control>,
+    /// Emptied buffers of exported spans, reused by [`take`](Self::take): a steady load
+    /// allocates no queue memory, and the ending threads never grow a buffer from scratch.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Buffers kept in [`SpanQueue::spare`]: how many, and up to what capacity (a burst of large
+/// spans does not pin its memory).
+const SPARE_BUFFERS: usize = 4;
+const SPARE_MAX_CAPACITY: usize = 4 << 20;
 
 /// Requests from [`SpanProcessor::force_flush`] and [`SpanProcessor::shutdown_with_timeout`],
 /// answered once everything queued before them has been exported.
@@ -82,6 +90,7 @@ impl SpanQueue {
             counters,
             resource: RwLock::new(Resource::builder_empty().build()),
             control,
+            spare: Mutex::new(Vec::new()),
         });
         (queue, ControlReceiver(receiver))
     }
@@ -122,12 +131,35 @@ impl SpanQueue {
         });
     }
 
+    /// Takes the queued spans, leaving each scope an empty (recycled) buffer.
     fn take(&self) -> Pending {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let closed = pending.closed;
-        let taken = std::mem::take(&mut *pending);
-        pending.closed = closed;
-        taken
+        let scopes = pending
+            .scopes
+            .iter_mut()
+            .filter(|(_, spans)| !spans.is_empty())
+            .map(|(scope, spans)| {
+                let empty = spare.pop().unwrap_or_default();
+                (scope.clone(), std::mem::replace(spans, empty))
+            })
+            .collect();
+        Pending {
+            scopes,
+            spans: std::mem::take(&mut pending.spans),
+            closed: pending.closed,
+        }
+    }
+
+    /// Keeps the buffers of exported spans for the next [`take`](Self::take).
+    fn recycle(&self, pending: Pending) {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, mut spans) in pending.scopes {
+            if spare.len() < SPARE_BUFFERS && spans.capacity() <= SPARE_MAX_CAPACITY {
+                spans.clear();
+                spare.push(spans);
+            }
+        }
     }
 
     /// The spans queued so far, taken out of the queue (for tests).
@@ -188,6 +220,8 @@ impl SpanQueue {
         if in_request > 0 {
             self.send(exporter, endpoint, &request, in_request).await;
         }
+        drop(request);
+        self.recycle(pending);
     }
 
     async fn send(
