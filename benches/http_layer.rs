@@ -248,7 +248,7 @@ fn hello(c: &mut Criterion) {
 struct CpuTimes {
     /// Every thread but the receiver's: client, servers, and the export threads below.
     service: Duration,
-    /// The kit's export threads: the SDK's batch processor and the OTLP client runtime.
+    /// The kit's export thread (OTLP/gRPC), or the SDK's batch processor thread (other exporters).
     export: Duration,
     /// The receiver's threads (`otlp-receiver-*`).
     receiver: Duration,

@@ -12,10 +12,13 @@
 //!   collector listens, or http/protobuf) through a bounded batch processor running on the
 //!   kit's own thread: a collector that is down or slow never blocks the service, exports time
 //!   out (`OTEL_EXPORTER_OTLP_TIMEOUT`), failures are logged once, and spans that do not fit
-//!   the queue are dropped and counted ([`TelemetryGuard::stats`]). For gRPC the kit writes the
-//!   protobuf request straight from the finished spans (the same message `opentelemetry-otlp`
-//!   would send, at a fraction of its cost: no copy of the batch, no intermediate messages);
-//!   http/protobuf goes through `opentelemetry-otlp`;
+//!   the queue are dropped and counted ([`TelemetryGuard::stats`]). For gRPC the kit has its
+//!   own batch processor and exporter: a span is encoded (protobuf, the same message
+//!   `opentelemetry-otlp` would send) on the thread that ends it, and the export thread sends
+//!   the queued bytes, so no span is copied or moved between threads; the kit's own HTTP and
+//!   SQL spans skip the SDK's span objects too (same sampler, ids and limits). The
+//!   `OTEL_BSP_*` settings apply to both processors. http/protobuf and the console exporter go
+//!   through the SDK's batch processor;
 //! - the global `tracing` subscriber: `tracing-opentelemetry` turns `tracing` spans into
 //!   OpenTelemetry spans, and log lines are JSON (with `trace_id` in X-Ray form and `span_id`)
 //!   when standard output is not a terminal, readable text when it is. `RUST_LOG` filters logs.
