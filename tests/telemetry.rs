@@ -382,6 +382,40 @@ fn a_full_queue_drops_and_counts_spans() {
 }
 
 #[test]
+fn exports_are_cut_at_the_max_export_batch_size() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
+    env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "1000".into()));
+    env.push(("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64".into()));
+    env.push(("PROBE_COUNT", "500".into()));
+    let probe = Probe::run("burst", &env);
+    let result = probe.result();
+    assert_eq!(result["exported"].as_u64(), Some(500), "{result}");
+    assert_eq!(result["dropped"].as_u64(), Some(0), "{result}");
+    let sizes: Vec<usize> = receiver
+        .export_requests()
+        .iter()
+        .map(|request| request.span_count)
+        .filter(|&count| count > 0)
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 500, "{sizes:?}");
+    assert!(sizes.iter().all(|&count| count <= 64), "{sizes:?}");
+    assert!(
+        sizes.len() >= 8,
+        "500 spans need at least 8 requests of 64: {sizes:?}"
+    );
+    // Every span arrived once, in one piece.
+    let mut seen: Vec<i64> = receiver
+        .spans_named("burst")
+        .iter()
+        .map(|span| span.attr_i64("i").expect("the span's attribute"))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..500).collect::<Vec<i64>>());
+}
+
+#[test]
 fn without_a_collector_the_process_works_and_shutdown_is_bounded() {
     let mut env = vec![
         (
