@@ -10,7 +10,6 @@
 #[path = "db_common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,14 +75,6 @@ async fn mariadb_scenarios() {
     let (p, e) = pool(&server, system).await;
     connections_are_traced(p, e).await;
     rotated_password_fails_no_request_once_the_secret_holds_it(&server).await;
-}
-
-fn lookup(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    move |key| map.get(key).cloned()
 }
 
 /// MySQL's error number (`ER_…`), if `error` is one from the server.
@@ -223,17 +214,7 @@ async fn rotated_password_fails_no_request_once_the_secret_holds_it(server: &Mar
         kill_sessions(&admin, &user).await > 0,
         "the pool kept a connection"
     );
-    let mut requests = Vec::new();
-    for _ in 0..5 {
-        let req = work(pool.clone()).await;
-        assert_eq!(
-            req.output.as_deref().ok(),
-            Some(account.as_str()),
-            "{:?}",
-            req.output
-        );
-        requests.push(req);
-    }
+    let requests = all_answer(5, &account, || work(pool.clone())).await;
     assert_eq!(
         moto.get_secret_value_calls("prod/users-db"),
         1,
@@ -264,15 +245,7 @@ async fn rotated_password_fails_no_request_once_the_secret_holds_it(server: &Mar
         .await;
     // The pool asks the source at most once a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    for _ in 0..5 {
-        let req = work(pool.clone()).await;
-        assert_eq!(
-            req.output.as_deref().ok(),
-            Some(account.as_str()),
-            "{:?}",
-            req.output
-        );
-    }
+    all_answer(5, &account, || work(pool.clone())).await;
     assert_eq!(
         moto.get_secret_value_calls("prod/users-db"),
         refreshes + 1,

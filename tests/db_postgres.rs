@@ -6,7 +6,6 @@
 #[path = "db_common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,14 +64,6 @@ fn psql(pg: &Postgres, url: &str, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn lookup(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    move |key| map.get(key).cloned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -339,17 +330,7 @@ async fn rotated_password_fails_no_request_once_the_secret_holds_it() {
         &format!("ALTER ROLE app_rot PASSWORD '{}'", passwords[1]),
     );
     psql(&pg, &admin, kill_sessions);
-    let mut requests = Vec::new();
-    for _ in 0..5 {
-        let req = work(pool.clone()).await;
-        assert_eq!(
-            req.output.as_deref().ok(),
-            Some("app_rot"),
-            "{:?}",
-            req.output
-        );
-        requests.push(req);
-    }
+    let requests = all_answer(5, "app_rot", || work(pool.clone())).await;
     assert_eq!(
         moto.get_secret_value_calls("prod/users-db"),
         1,
@@ -381,15 +362,7 @@ async fn rotated_password_fails_no_request_once_the_secret_holds_it() {
         .await;
     // The pool asks the source at most once a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    for _ in 0..5 {
-        let req = work(pool.clone()).await;
-        assert_eq!(
-            req.output.as_deref().ok(),
-            Some("app_rot"),
-            "{:?}",
-            req.output
-        );
-    }
+    all_answer(5, "app_rot", || work(pool.clone())).await;
     assert_nowhere(&passwords);
 }
 

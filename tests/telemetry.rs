@@ -343,32 +343,45 @@ fn invalid_variables_are_named_in_the_error() {
 #[test]
 fn spans_ended_right_before_shutdown_all_arrive() {
     let receiver = OtlpReceiver::start_blocking();
-    let mut env = grpc_env(&receiver);
     // A one-minute batch timer: only the shutdown flush can deliver these spans.
-    env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
-    env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "4096".into()));
-    env.push(("PROBE_COUNT", "1500".into()));
-    let probe = Probe::run("burst", &env);
+    let probe = burst(&receiver, 1500, &[("OTEL_BSP_MAX_QUEUE_SIZE", "4096")]);
     let result = probe.result();
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["exported"], 1500, "{result}");
     assert_eq!(result["dropped"], 0, "{result}");
+    assert_each_burst_span_arrived_once(&receiver, 1500);
+}
+
+/// The probe's `burst` scenario (`count` spans ended right before shutdown) exporting to
+/// `receiver`, with a one-minute batch timer and the batch settings `bsp`.
+fn burst(receiver: &OtlpReceiver, count: usize, bsp: &[(&'static str, &str)]) -> Probe {
+    let mut env = grpc_env(receiver);
+    env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
+    env.extend(bsp.iter().map(|(key, value)| (*key, (*value).to_owned())));
+    env.push(("PROBE_COUNT", count.to_string()));
+    Probe::run("burst", &env)
+}
+
+/// Every span of a `burst` of `count` arrived, each exactly once.
+fn assert_each_burst_span_arrived_once(receiver: &OtlpReceiver, count: i64) {
     let spans = receiver.spans_named("burst");
-    assert_eq!(spans.len(), 1500);
+    assert_eq!(spans.len() as i64, count);
     let mut seen: Vec<i64> = spans.iter().map(|s| s.attr_i64("i").unwrap()).collect();
     seen.sort_unstable();
-    assert_eq!(seen, (0..1500).collect::<Vec<_>>());
+    assert_eq!(seen, (0..count).collect::<Vec<_>>());
 }
 
 #[test]
 fn a_full_queue_drops_and_counts_spans() {
     let receiver = OtlpReceiver::start_blocking();
-    let mut env = grpc_env(&receiver);
-    env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
-    env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "64".into()));
-    env.push(("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000".into()));
-    env.push(("PROBE_COUNT", "500".into()));
-    let probe = Probe::run("burst", &env);
+    let probe = burst(
+        &receiver,
+        500,
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000"),
+        ],
+    );
     let result = probe.result();
     let exported = result["exported"].as_u64().unwrap();
     let dropped = result["dropped"].as_u64().unwrap();
@@ -384,12 +397,14 @@ fn a_full_queue_drops_and_counts_spans() {
 #[test]
 fn exports_are_cut_at_the_max_export_batch_size() {
     let receiver = OtlpReceiver::start_blocking();
-    let mut env = grpc_env(&receiver);
-    env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
-    env.push(("OTEL_BSP_MAX_QUEUE_SIZE", "1000".into()));
-    env.push(("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64".into()));
-    env.push(("PROBE_COUNT", "500".into()));
-    let probe = Probe::run("burst", &env);
+    let probe = burst(
+        &receiver,
+        500,
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1000"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+        ],
+    );
     let result = probe.result();
     assert_eq!(result["exported"].as_u64(), Some(500), "{result}");
     assert_eq!(result["dropped"].as_u64(), Some(0), "{result}");
@@ -405,14 +420,7 @@ fn exports_are_cut_at_the_max_export_batch_size() {
         sizes.len() >= 8,
         "500 spans need at least 8 requests of 64: {sizes:?}"
     );
-    // Every span arrived once, in one piece.
-    let mut seen: Vec<i64> = receiver
-        .spans_named("burst")
-        .iter()
-        .map(|span| span.attr_i64("i").expect("the span's attribute"))
-        .collect();
-    seen.sort_unstable();
-    assert_eq!(seen, (0..500).collect::<Vec<i64>>());
+    assert_each_burst_span_arrived_once(&receiver, 500);
 }
 
 #[test]

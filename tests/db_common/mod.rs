@@ -90,6 +90,40 @@ pub struct Request<T> {
     pub span_id: String,
 }
 
+/// Runs `n` requests one after the other, each made by `work`; every one must answer
+/// `Ok(expected)`. Returns them, for their spans.
+pub async fn all_answer<E: std::fmt::Debug, F, Fut>(
+    n: usize,
+    expected: &str,
+    mut work: F,
+) -> Vec<Request<Result<String, E>>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Request<Result<String, E>>>,
+{
+    let mut requests = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req = work().await;
+        assert_eq!(
+            req.output.as_deref().ok(),
+            Some(expected),
+            "{:?}",
+            req.output
+        );
+        requests.push(req);
+    }
+    requests
+}
+
+/// A lookup over `vars`, for `DbConfig::from_lookup`.
+pub fn lookup(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    move |key| map.get(key).cloned()
+}
+
 pub async fn request<T>(name: &str, work: impl Future<Output = T>) -> Request<T> {
     init();
     let span = tracing::info_span!("request", otel.name = name, otel.kind = "server");
