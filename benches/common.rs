@@ -55,23 +55,25 @@ pub(crate) fn round_ratios(
     (median, min, max)
 }
 
+/// A `/proc/.../stat` line's command name and CPU time (user + system, fields 14 and 15, in
+/// clock ticks of 10 ms).
+pub(crate) fn stat_cpu(stat: &str) -> Option<(&str, std::time::Duration)> {
+    let (_, after_pid) = stat.split_once('(')?;
+    let (name, fields) = after_pid.rsplit_once(')')?;
+    let ticks: u64 = fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Some((name, std::time::Duration::from_millis(ticks * 10)))
+}
+
 /// CPU time (user + system) this process has used so far; zero where `/proc` is unavailable.
 #[allow(dead_code, reason = "not every benchmark reads it")]
 pub(crate) fn process_cpu() -> std::time::Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return std::time::Duration::ZERO;
-    };
-    // Fields 14 and 15 (utime, stime), in clock ticks of 10 ms, after the command name.
-    let ticks: u64 = stat
-        .rsplit_once(')')
-        .map(|(_, fields)| {
-            fields
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|field| field.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    std::time::Duration::from_millis(ticks * 10)
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat_cpu(&stat).map(|(_, cpu)| cpu))
+        .unwrap_or_default()
 }

@@ -41,7 +41,7 @@ use tower::ServiceExt as _;
 
 #[path = "common.rs"]
 mod common;
-use common::{round_ratios, selected, shutdown_and_report};
+use common::{round_ratios, selected, shutdown_and_report, stat_cpu};
 
 const CONCURRENCY: usize = 16;
 const APP_RUNNER_HEADER: &str =
@@ -256,41 +256,28 @@ struct CpuTimes {
 
 /// Reads [`CpuTimes`] from `/proc/self/task`; zeros where `/proc` is unavailable.
 fn cpu_times() -> CpuTimes {
-    let (mut service, mut export, mut receiver) = (0, 0, 0);
+    let mut times = CpuTimes::default();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return CpuTimes::default();
+        return times;
     };
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let (Some((_, name)), Some((_, fields))) = (stat.split_once('('), stat.rsplit_once(')'))
-        else {
+        let Some((name, cpu)) = stat_cpu(&stat) else {
             continue;
         };
-        // Fields 14 and 15 (utime, stime), in clock ticks of 10 ms.
-        let ticks: u64 = fields
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|field| field.parse::<u64>().ok())
-            .sum();
         if name.starts_with("otlp-receiver") {
-            receiver += ticks;
+            times.receiver += cpu;
         } else {
-            service += ticks;
+            times.service += cpu;
             // Thread names are cut to 15 bytes: "OpenTelemetry.Traces.BatchProcessor".
             if name.starts_with("OpenTelemetry.T") || name.starts_with("apprunner-otlp") {
-                export += ticks;
+                times.export += cpu;
             }
         }
     }
-    let ms = |ticks: u64| Duration::from_millis(ticks * 10);
-    CpuTimes {
-        service: ms(service),
-        export: ms(export),
-        receiver: ms(receiver),
-    }
+    times
 }
 
 criterion_group!(benches, hello);

@@ -200,26 +200,28 @@ impl SpanQueue {
         if pending.spans == 0 {
             return;
         }
+        let resource = self
+            .resource
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let runs = pending.scopes.iter().flat_map(|(scope, spans)| {
+            encode::split_spans(spans, self.max_batch).map(move |(run, count)| (scope, run, count))
+        });
         let mut request: Vec<(&InstrumentationScope, &[u8])> = Vec::new();
         let mut in_request = 0;
-        for (scope, spans) in &pending.scopes {
-            let mut runs = encode::split_spans(spans, self.max_batch);
-            let mut next = runs.next();
-            while let Some((run, count)) = next {
-                if in_request + count > self.max_batch && in_request > 0 {
-                    self.send(exporter, endpoint, &request, in_request).await;
-                    request.clear();
-                    in_request = 0;
-                    continue;
-                }
-                request.push((scope, run));
-                in_request += count;
-                next = runs.next();
+        for (scope, run, count) in runs {
+            if in_request + count > self.max_batch {
+                self.send(exporter, endpoint, &request, &resource, in_request)
+                    .await;
+                request.clear();
+                in_request = 0;
             }
+            request.push((scope, run));
+            in_request += count;
         }
-        if in_request > 0 {
-            self.send(exporter, endpoint, &request, in_request).await;
-        }
+        self.send(exporter, endpoint, &request, &resource, in_request)
+            .await;
         drop(request);
         self.recycle(pending);
     }
@@ -229,9 +231,13 @@ impl SpanQueue {
         exporter: &GrpcExporter,
         endpoint: &str,
         request: &[(&InstrumentationScope, &[u8])],
+        resource: &Resource,
         spans: usize,
     ) {
-        let result = exporter.send(request).await;
+        if spans == 0 {
+            return;
+        }
+        let result = exporter.send(request, resource).await;
         report_export(&self.counters, endpoint, spans as u64, &result);
     }
 }
@@ -251,7 +257,7 @@ pub(crate) struct ExportSchedule {
 /// The export task: runs on the export thread's runtime until shutdown.
 pub(crate) async fn run(
     queue: Arc<SpanQueue>,
-    mut exporter: GrpcExporter,
+    exporter: GrpcExporter,
     nudge: Arc<Notify>,
     schedule: ExportSchedule,
     ControlReceiver(mut control): ControlReceiver,
@@ -283,12 +289,6 @@ pub(crate) async fn run(
                 None => stop = true,
             },
         }
-        exporter.set_resource(
-            &queue
-                .resource
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
         queue.export_pending(&exporter, &schedule.endpoint).await;
         last_export = Instant::now();
         if let Some(done) = answer {

@@ -42,7 +42,6 @@ pub(crate) fn endpoint(config: &TelemetryConfig) -> String {
 pub(crate) struct GrpcExporter {
     channel: Channel,
     metadata: MetadataMap,
-    resource: Resource,
 }
 
 impl GrpcExporter {
@@ -91,27 +90,19 @@ impl GrpcExporter {
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
-        Ok(Self {
-            channel,
-            metadata,
-            resource: Resource::builder_empty().build(),
-        })
+        Ok(Self { channel, metadata })
     }
 }
 
 impl GrpcExporter {
-    /// The resource every request is sent under.
-    pub(crate) fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.clone();
-    }
-
     /// Sends the spans of `scopes` (appended by [`encode::append_span`]) in one
-    /// `TraceService/Export` call.
+    /// `TraceService/Export` call, under `resource`.
     pub(crate) async fn send(
         &self,
         scopes: &[(&opentelemetry::InstrumentationScope, &[u8])],
+        resource: &Resource,
     ) -> OTelSdkResult {
-        let body = Bytes::from(encode::export_request(scopes, &self.resource));
+        let body = Bytes::from(encode::export_request(scopes, resource));
         let failed = |what: String| OTelSdkError::InternalFailure(what);
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         client
