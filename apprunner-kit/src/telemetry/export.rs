@@ -33,7 +33,7 @@ pub(crate) struct Counters {
     pub(crate) ended: AtomicU64,
     pub(crate) exported: AtomicU64,
     pub(crate) failed: AtomicU64,
-    pub(crate) failing: AtomicBool,
+    failing: AtomicBool,
 }
 
 /// A snapshot of what the export pipeline did with finished spans.
