@@ -16,13 +16,13 @@ use axum::{
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::{
-    Context as OtelContext, KeyValue, Value,
+    Context as OtelContext, KeyValue,
     trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _},
 };
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::telemetry::start_kit_span;
+use crate::telemetry::{PackedAttributes, start_kit_span};
 
 use super::{
     error::json_message,
@@ -149,16 +149,11 @@ where
 fn start_span<B>(request: &Request<B>, layer: TraceLayer) -> OtelContext {
     let parent = extract_context(request.headers());
     // The name and the attributes are only worked out once the sampler said the span records:
-    // behind App Runner most requests arrive with `Sampled=0`. The attribute vector is
-    // allocated once, at its final size.
-    let builder = SpanBuilder::from_name("HTTP")
-        .with_kind(SpanKind::Server)
-        .with_attributes(Vec::with_capacity(ATTRIBUTES + 2));
+    // behind App Runner most requests arrive with `Sampled=0`.
+    let builder = SpanBuilder::from_name("HTTP").with_kind(SpanKind::Server);
     let mut span = start_kit_span(builder, &parent);
     if span.is_recording() {
-        let (name, attributes) = request_attributes(request, layer);
-        span.update_name(name);
-        span.set_attributes(attributes.into_iter().flatten());
+        span.set_packed(request_attributes(request, layer));
     }
     parent.with_span(span)
 }
@@ -420,15 +415,10 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// How many request attributes [`request_attributes`] may return (the response adds two).
-const ATTRIBUTES: usize = 11;
-
-/// The span name and the request attributes for the semantic conventions; `None` entries are
-/// absent from the request.
-fn request_attributes<B>(
-    request: &Request<B>,
-    layer: TraceLayer,
-) -> (String, [Option<KeyValue>; ATTRIBUTES]) {
+/// The span name and the request attributes for the semantic conventions, their strings
+/// copied into one (recycled) buffer.
+fn request_attributes<B>(request: &Request<B>, layer: TraceLayer) -> Box<PackedAttributes> {
+    let mut packed = PackedAttributes::new();
     let headers = request.headers();
     let (method, method_original) = method_name(request.method());
     let route = request
@@ -436,41 +426,45 @@ fn request_attributes<B>(
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
     let name_method = if method == "_OTHER" { "HTTP" } else { method };
-    let name = match route {
-        Some(route) => {
-            let mut name = String::with_capacity(name_method.len() + 1 + route.len());
-            name.push_str(name_method);
-            name.push(' ');
-            name.push_str(route);
-            name
-        }
-        None => name_method.to_owned(),
-    };
+    match route {
+        Some(route) => packed.set_name(&[name_method, " ", route]),
+        None => packed.set_name(&[name_method]),
+    }
+    packed.static_str("http.request.method", method);
+    if let Some(original) = method_original {
+        packed.string("http.request.method_original", original);
+    }
+    if let Some(route) = route {
+        packed.string("http.route", route);
+    }
+    packed.string("url.path", request.uri().path());
+    packed.string("url.scheme", url_scheme(request));
+    if let Some(query) = request.uri().query().filter(|_| layer.record_query) {
+        packed.string("url.query", query);
+    }
     let (server_address, server_port) = server_address(request);
+    if let Some(address) = server_address {
+        packed.string("server.address", address);
+    }
+    if let Some(port) = server_port {
+        packed.int("server.port", port);
+    }
     let mut peer_buf = PeerBuf::default();
     let client_address = forwarded_for(headers).or_else(|| {
         let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
         Some(peer_buf.format(peer.ip()))
     });
-    let query = request.uri().query().filter(|_| layer.record_query);
-    let string = |key: &'static str, value: &str| KeyValue::new(key, value.to_owned());
-    let attributes = [
-        Some(KeyValue::new("http.request.method", method)),
-        method_original.map(|original| string("http.request.method_original", original)),
-        route.map(|route| string("http.route", route)),
-        Some(string("url.path", request.uri().path())),
-        Some(KeyValue::new("url.scheme", url_scheme(request))),
-        query.map(|query| string("url.query", query)),
-        server_address.map(|address| string("server.address", address)),
-        server_port.map(|port| KeyValue::new("server.port", port)),
-        client_address.map(|address| string("client.address", address)),
-        Some(KeyValue::new(
-            "network.protocol.version",
-            protocol_version(request.version()),
-        )),
-        header_str(headers, &header::USER_AGENT).map(|agent| string("user_agent.original", agent)),
-    ];
-    (name, attributes)
+    if let Some(address) = client_address {
+        packed.string("client.address", address);
+    }
+    packed.static_str(
+        "network.protocol.version",
+        protocol_version(request.version()),
+    );
+    if let Some(agent) = header_str(headers, &header::USER_AGENT) {
+        packed.string("user_agent.original", agent);
+    }
+    packed
 }
 
 /// Room to format a peer address without allocating (`fmt` is slow for IPv4 addresses, and
@@ -542,14 +536,14 @@ fn forwarded_for(headers: &HeaderMap) -> Option<&str> {
 
 /// `url.scheme`: `X-Forwarded-Proto` (the scheme the client used, before TLS termination),
 /// else the request URI's, else `http`.
-fn url_scheme<B>(request: &Request<B>) -> Value {
+fn url_scheme<B>(request: &Request<B>) -> &str {
     let forwarded = header_str(request.headers(), &X_FORWARDED_PROTO)
         .map(|proto| proto.split(',').next().unwrap_or_default().trim())
         .filter(|proto| proto.eq_ignore_ascii_case("https") || proto.eq_ignore_ascii_case("http"));
     match forwarded.or_else(|| request.uri().scheme_str()) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Value::from("https"),
-        Some(scheme) if !scheme.eq_ignore_ascii_case("http") => Value::from(scheme.to_owned()),
-        _ => Value::from("http"),
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => "https",
+        Some(scheme) if !scheme.eq_ignore_ascii_case("http") => scheme,
+        _ => "http",
     }
 }
 
@@ -612,13 +606,13 @@ mod tests {
     #[test]
     fn scheme_prefers_forwarded_proto() {
         let r = request("/", &[("x-forwarded-proto", "https")]);
-        assert_eq!(url_scheme(&r), Value::from("https"));
+        assert_eq!(url_scheme(&r), "https");
         let r = request("/", &[("x-forwarded-proto", "javascript")]);
-        assert_eq!(url_scheme(&r), Value::from("http"));
+        assert_eq!(url_scheme(&r), "http");
         let r = request("https://example.com/", &[]);
-        assert_eq!(url_scheme(&r), Value::from("https"));
+        assert_eq!(url_scheme(&r), "https");
         let r = request("/", &[]);
-        assert_eq!(url_scheme(&r), Value::from("http"));
+        assert_eq!(url_scheme(&r), "http");
     }
 
     #[test]

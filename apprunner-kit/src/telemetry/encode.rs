@@ -17,7 +17,9 @@ use opentelemetry::trace::{Event, Link, SpanContext, SpanId, SpanKind, Status, T
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
-use prost::encoding::{encode_varint, encoded_len_varint};
+use prost::encoding::encoded_len_varint;
+
+use super::packed::{PackedAttributes, PackedValue};
 
 /// Wire types.
 const VARINT: u32 = 0;
@@ -40,6 +42,8 @@ pub(crate) struct SpanFields<'a> {
     pub(crate) start: SystemTime,
     pub(crate) end: SystemTime,
     pub(crate) attributes: &'a [KeyValue],
+    /// More attributes, written after `attributes`.
+    pub(crate) packed: Option<&'a PackedAttributes>,
     pub(crate) dropped_attributes: u32,
     pub(crate) events: &'a [Event],
     pub(crate) dropped_events: u32,
@@ -59,6 +63,7 @@ impl<'a> From<&'a SpanData> for SpanFields<'a> {
             start: span.start_time,
             end: span.end_time,
             attributes: &span.attributes,
+            packed: None,
             dropped_attributes: span.dropped_attributes_count,
             events: &span.events.events,
             dropped_events: span.events.dropped_count,
@@ -157,6 +162,7 @@ fn span_len(span: &SpanFields<'_>, trace_state: &str) -> usize {
         + fixed64_field_len(nanos(span.start))
         + fixed64_field_len(nanos(span.end))
         + attributes_len(9, span.attributes)
+        + span.packed.map_or(0, |packed| packed_len(9, packed))
         + uint_field_len(10, u64::from(span.dropped_attributes))
         + span
             .events
@@ -192,6 +198,9 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanFields<'_>, trace_state: &str) {
     // attributes = 9, dropped_attributes_count = 10
     for attribute in span.attributes {
         key_value(buf, 9, attribute.key.as_str(), &attribute.value);
+    }
+    for (key, value) in span.packed.into_iter().flat_map(PackedAttributes::iter) {
+        packed_key_value(buf, 9, key, value);
     }
     uint_field(buf, 10, u64::from(span.dropped_attributes));
     // events = 11 (time_unix_nano = 1, name = 2, attributes = 3, dropped = 4)
@@ -362,10 +371,54 @@ fn key_value_len(key: &str, value: &Value) -> usize {
 }
 
 fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    message_header(buf, field, key_value_len(key, value));
+    let value_len = any_value_len(value);
+    message_header(
+        buf,
+        field,
+        string_field_len(1, key) + message_field_len(2, value_len),
+    );
     string_field(buf, 1, key);
-    message_header(buf, 2, any_value_len(value));
+    message_header(buf, 2, value_len);
     any_value(buf, value);
+}
+
+/// The attributes of a [`PackedAttributes`], as `KeyValue` fields: the same bytes as
+/// [`key_value`] writes for a `Value::String` or `Value::I64`.
+fn packed_len(field: u32, packed: &PackedAttributes) -> usize {
+    packed
+        .iter()
+        .map(|(key, value)| {
+            message_field_len(
+                field,
+                string_field_len(1, key) + message_field_len(2, packed_value_len(value)),
+            )
+        })
+        .sum()
+}
+
+fn packed_value_len(value: PackedValue<'_>) -> usize {
+    match value {
+        PackedValue::Str(s) => 1 + len_prefixed(s.len()),
+        PackedValue::I64(v) => 1 + encoded_len_varint(v as u64),
+    }
+}
+
+fn packed_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: PackedValue<'_>) {
+    let value_len = packed_value_len(value);
+    message_header(
+        buf,
+        field,
+        string_field_len(1, key) + message_field_len(2, value_len),
+    );
+    string_field(buf, 1, key);
+    message_header(buf, 2, value_len);
+    match value {
+        PackedValue::Str(s) => string_always(buf, 1, s),
+        PackedValue::I64(v) => {
+            tag(buf, 3, VARINT);
+            encode_varint(v as u64, buf);
+        }
+    }
 }
 
 /// `AnyValue { oneof { string = 1; bool = 2; int = 3; double = 4; ArrayValue array = 5 } }`:
@@ -440,6 +493,17 @@ fn array_item(buf: &mut Vec<u8>, value: &Value) {
 }
 
 // --- protobuf primitives ---------------------------------------------------------------------
+
+/// A varint, written inline: most of those in a span (keys, lengths) take one byte, and
+/// `prost`'s generic writer is not inlined.
+#[inline]
+fn encode_varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
 
 fn tag(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
     encode_varint(u64::from(field << 3 | wire_type), buf);

@@ -31,6 +31,7 @@ use opentelemetry_sdk::trace::{IdGenerator as _, SamplingDecision, SdkTracer, Sh
 
 use super::batch::SpanQueue;
 use super::encode::{SpanFields, append_span};
+use super::packed::PackedAttributes;
 use super::xray::{XrayAwareSampler, XrayIdGenerator};
 
 /// What [`init`](super::init) installed for the spans the kit makes with the OpenTelemetry API
@@ -111,6 +112,32 @@ macro_rules! each_span {
     };
 }
 
+impl KitSpan {
+    /// Gives the span the name and attributes in `packed`: kept as they are by a native span
+    /// (encoded from the buffer when it ends), turned into `KeyValue`s for other spans.
+    pub(crate) fn set_packed(&mut self, packed: Box<PackedAttributes>) {
+        use opentelemetry::trace::Span as _;
+        match self {
+            KitSpan::Native(span)
+                if span.recording
+                    && span.packed.is_none()
+                    && span.attribute_count() + packed.len() <= MAX_ATTRIBUTES =>
+            {
+                span.packed = Some(packed);
+            }
+            span => {
+                if span.is_recording() {
+                    if let Some(name) = packed.name() {
+                        span.update_name(name.to_owned());
+                    }
+                    span.set_attributes(packed.to_key_values());
+                }
+                PackedAttributes::recycle(packed);
+            }
+        }
+    }
+}
+
 impl KitTracer {
     fn start(&self, builder: SpanBuilder, parent: &Context) -> KitSpan {
         match &self.native {
@@ -164,6 +191,8 @@ impl NativeTracer {
             links: Vec::new(),
             dropped_links: 0,
             status: Status::Unset,
+            packed: None,
+            name_updated: false,
             tracer: Arc::clone(self),
         };
         if parent.is_telemetry_suppressed() {
@@ -241,7 +270,17 @@ pub(crate) struct NativeSpan {
     links: Vec<Link>,
     dropped_links: u32,
     status: Status,
+    /// Attributes (and the name) kept in one buffer: see [`KitSpan::set_packed`].
+    packed: Option<Box<PackedAttributes>>,
+    /// `update_name` was called: the name wins over the packed one.
+    name_updated: bool,
     tracer: Arc<NativeTracer>,
+}
+
+impl NativeSpan {
+    fn attribute_count(&self) -> usize {
+        self.attributes.len() + self.packed.as_ref().map_or(0, |packed| packed.len())
+    }
 }
 
 impl opentelemetry::trace::Span for NativeSpan {
@@ -275,7 +314,7 @@ impl opentelemetry::trace::Span for NativeSpan {
         if !self.recording {
             return;
         }
-        if self.attributes.len() < MAX_ATTRIBUTES {
+        if self.attribute_count() < MAX_ATTRIBUTES {
             self.attributes.push(attribute);
         } else {
             self.dropped_attributes = self.dropped_attributes.saturating_add(1);
@@ -295,6 +334,7 @@ impl opentelemetry::trace::Span for NativeSpan {
     {
         if self.recording {
             self.name = new_name.into();
+            self.name_updated = true;
         }
     }
 
@@ -310,18 +350,33 @@ impl opentelemetry::trace::Span for NativeSpan {
     }
 
     fn end_with_timestamp(&mut self, timestamp: SystemTime) {
-        if !std::mem::replace(&mut self.recording, false) || !self.context.is_sampled() {
-            return;
+        let was_recording = std::mem::replace(&mut self.recording, false);
+        let packed = self.packed.take();
+        if was_recording && self.context.is_sampled() {
+            self.export(timestamp, packed.as_deref());
         }
+        if let Some(packed) = packed {
+            PackedAttributes::recycle(packed);
+        }
+    }
+}
+
+impl NativeSpan {
+    /// Encodes the ended span into the export queue.
+    fn export(&self, end: SystemTime, packed: Option<&PackedAttributes>) {
+        let packed_name = packed
+            .and_then(PackedAttributes::name)
+            .filter(|_| !self.name_updated);
         let fields = SpanFields {
             context: &self.context,
             parent_span_id: self.parent_span_id,
             parent_is_remote: self.parent_is_remote,
             kind: &self.kind,
-            name: &self.name,
+            name: packed_name.unwrap_or(&self.name),
             start: self.start,
-            end: timestamp,
+            end,
             attributes: &self.attributes,
+            packed,
             dropped_attributes: self.dropped_attributes,
             events: &self.events,
             dropped_events: self.dropped_events,
@@ -526,6 +581,79 @@ mod tests {
         assert_eq!(status.code, status::StatusCode::Error as i32);
         assert_eq!(status.message, "handler panicked");
         assert_eq!(counters.snapshot().spans_ended, 1);
+    }
+
+    fn attribute_list(span: &ProtoSpan) -> Vec<(String, Option<any_value::Value>)> {
+        span.attributes
+            .iter()
+            .map(|kv| {
+                let value = kv.value.as_ref().and_then(|v| v.value.clone());
+                (kv.key.clone(), value)
+            })
+            .collect()
+    }
+
+    fn packed_request() -> Box<PackedAttributes> {
+        let mut packed = PackedAttributes::new();
+        packed.set_name(&["GET", " ", "/users/{id}"]);
+        packed.static_str("http.request.method", "GET");
+        packed.string("url.path", "/users/7");
+        packed.int("server.port", 8080);
+        packed
+    }
+
+    #[test]
+    fn packed_attributes_name_the_span_unless_it_is_renamed() {
+        let (tracer, queue, _) = native(Sampler::AlwaysOn);
+        let start =
+            || KitSpan::Native(tracer.start(SpanBuilder::from_name("HTTP"), &Context::new()));
+        let mut span = start();
+        span.set_packed(packed_request());
+        span.set_attribute(KeyValue::new("http.response.status_code", 200_i64));
+        span.end();
+        let mut renamed = start();
+        renamed.set_packed(packed_request());
+        renamed.update_name("custom");
+        drop(renamed);
+
+        let spans = exported(&queue);
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].name, "GET /users/{id}");
+        assert_eq!(
+            spans[1].name, "custom",
+            "update_name wins over the packed name"
+        );
+        let string = |s: &str| Some(any_value::Value::StringValue(s.to_owned()));
+        assert_eq!(
+            attribute_list(&spans[0]),
+            [
+                (
+                    "http.response.status_code".to_owned(),
+                    Some(any_value::Value::IntValue(200))
+                ),
+                ("http.request.method".to_owned(), string("GET")),
+                ("url.path".to_owned(), string("/users/7")),
+                (
+                    "server.port".to_owned(),
+                    Some(any_value::Value::IntValue(8080))
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn packed_attributes_count_toward_the_attribute_limit() {
+        let (tracer, queue, _) = native(Sampler::AlwaysOn);
+        let mut span =
+            KitSpan::Native(tracer.start(SpanBuilder::from_name("HTTP"), &Context::new()));
+        span.set_packed(packed_request());
+        for i in 0..MAX_ATTRIBUTES {
+            span.set_attribute(KeyValue::new("i", i as i64));
+        }
+        span.end();
+        let spans = exported(&queue);
+        assert_eq!(spans[0].attributes.len(), MAX_ATTRIBUTES);
+        assert_eq!(spans[0].dropped_attributes_count, 3);
     }
 
     #[test]

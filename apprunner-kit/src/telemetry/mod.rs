@@ -49,6 +49,7 @@ mod export;
 mod grpc;
 mod kit_span;
 mod logs;
+mod packed;
 mod resource;
 mod xray;
 
@@ -73,6 +74,8 @@ pub(crate) use kit_span::KitSpan;
 #[cfg(any(feature = "http", feature = "db"))]
 pub(crate) use kit_span::start_kit_span;
 use kit_span::{KitTracer, NativeTracer, kit_scope, set_kit_tracer};
+#[cfg(feature = "http")]
+pub(crate) use packed::PackedAttributes;
 
 /// Initialises telemetry from the environment: `TelemetryConfig::from_env()?.init()`.
 ///

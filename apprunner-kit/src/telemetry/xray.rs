@@ -124,20 +124,23 @@ fn parse_root(value: &[u8]) -> Option<TraceId> {
     if value.len() != 35 || &value[..2] != b"1-" || value[10] != b'-' {
         return None;
     }
-    let id = (hex_value(&value[2..10])? << 96) | hex_value(&value[11..35])?;
+    let time = u128::from(hex_value(&value[2..10])?);
+    let high = u128::from(hex_value(&value[11..19])?);
+    let low = u128::from(hex_value(&value[19..35])?);
+    let id = time << 96 | high << 64 | low;
     (id != 0).then(|| TraceId::from(id))
 }
 
-/// The value of up to 32 hex digits (no sign, no prefix).
-fn hex_value(digits: &[u8]) -> Option<u128> {
-    digits.iter().try_fold(0_u128, |value, &c| {
+/// The value of up to 16 hex digits (no sign, no prefix).
+fn hex_value(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0_u64, |value, &c| {
         let digit = match c {
             b'0'..=b'9' => c - b'0',
             b'a'..=b'f' => c - b'a' + 10,
             b'A'..=b'F' => c - b'A' + 10,
             _ => return None,
         };
-        Some(value << 4 | u128::from(digit))
+        Some(value << 4 | u64::from(digit))
     })
 }
 
@@ -146,7 +149,7 @@ fn parse_parent(value: &[u8]) -> SpanId {
     if value.len() == 16
         && let Some(id) = hex_value(value)
     {
-        return SpanId::from(id as u64);
+        return SpanId::from(id);
     }
     std::str::from_utf8(value)
         .ok()
