@@ -36,6 +36,7 @@ pub(crate) struct PackedAttributes {
 
 thread_local! {
     /// Emptied buffers, reused by [`PackedAttributes::new`].
+    #[allow(clippy::vec_box, reason = "the boxes themselves are reused, not only their contents")]
     static SPARE: RefCell<Vec<Box<PackedAttributes>>> = const { RefCell::new(Vec::new()) };
 }
 
