@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use opentelemetry::trace::SpanBuilder;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, StringValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::telemetry::{EncodedAttributes, PackedAttributes, start_kit_span_with};
 
 use super::config::{DbEngine, QueryText, TraceSettings};
 use super::driver::{Driver, Endpoint};
@@ -30,7 +33,13 @@ pub(crate) struct Meta {
     pub(crate) endpoint: Endpoint,
     pub(crate) peer_service: Option<String>,
     attributes: Attributes,
+    /// Distinguishes this `Meta` from the ones it replaces (statement attributes encoded for
+    /// an older one are encoded again).
+    generation: u64,
 }
+
+/// Source of [`Meta::generation`].
+static META_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The per-pool attribute values, ready to clone into each span (reference-counted strings).
 #[derive(Debug)]
@@ -74,6 +83,7 @@ impl Meta {
             endpoint,
             peer_service,
             attributes,
+            generation: META_GENERATION.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
@@ -145,11 +155,11 @@ impl Tracer {
     /// The span of one statement, under `parent`.
     pub(crate) fn statement(&self, parent: &Context, sql: &str) -> StatementSpan {
         let analysis = self.analysis(sql);
-        let name = match &analysis.summary {
-            Some(summary) => Cow::Owned(summary.as_str().to_owned()),
-            None => Cow::Borrowed(self.meta().system),
-        };
-        self.span(parent, name, &analysis)
+        self.span(
+            parent,
+            analysis.summary.as_ref().map(StringValue::as_str),
+            &analysis,
+        )
     }
 
     /// The span of a transaction command (`BEGIN`, `COMMIT`, `SAVEPOINT`, …).
@@ -160,8 +170,9 @@ impl Tracer {
             operation: command.split(' ').next().map(StringValue::from),
             collection: None,
             procedure: None,
+            encoded: RwLock::new(None),
         };
-        self.span(parent, Cow::Borrowed(command), &analysis)
+        self.span(parent, Some(command), &analysis)
     }
 
     /// The analysis of `sql`, from the cache when this statement was seen before (statements
@@ -203,11 +214,58 @@ impl Tracer {
             operation: info.operation().map(shared),
             collection: info.collection().map(shared),
             procedure: info.stored_procedure().map(shared),
+            encoded: RwLock::new(None),
         }
     }
 
-    fn span(&self, parent: &Context, name: Cow<'static, str>, s: &Analysis) -> StatementSpan {
+    /// The span of a statement named `name` (else after the database system).
+    ///
+    /// A native span (the kit's OTLP/gRPC export) gets the statement's attributes encoded once
+    /// per statement and pool, and its name from a recycled buffer: no `KeyValue` and no string
+    /// is made per statement. Other spans get `KeyValue`s of shared strings.
+    fn span(&self, parent: &Context, name: Option<&str>, s: &Analysis) -> StatementSpan {
         let meta = self.meta();
+        let mut span = start_kit_span_with(parent, |native| {
+            if native {
+                SpanBuilder::from_name(meta.system).with_kind(SpanKind::Client)
+            } else {
+                let name = name.map_or(Cow::Borrowed(meta.system), |n| Cow::Owned(n.to_owned()));
+                SpanBuilder::from_name(name)
+                    .with_kind(SpanKind::Client)
+                    .with_attributes(self.attributes(&meta, s))
+            }
+        });
+        if span.is_native() && span.is_recording() {
+            if let Some(name) = name {
+                let mut packed = PackedAttributes::new();
+                packed.set_name(&[name]);
+                span.set_packed(packed);
+            }
+            span.set_encoded(self.encoded(&meta, s), || self.attributes(&meta, s));
+        }
+        StatementSpan {
+            span,
+            rows: 0,
+            done: false,
+        }
+    }
+
+    /// The attributes of statement `s` in this pool, encoded once per [`Meta`].
+    fn encoded(&self, meta: &Meta, s: &Analysis) -> Arc<EncodedAttributes> {
+        if let Some((generation, encoded)) =
+            &*s.encoded.read().unwrap_or_else(PoisonError::into_inner)
+            && *generation == meta.generation
+        {
+            return Arc::clone(encoded);
+        }
+        let encoded = Arc::new(EncodedAttributes::new(&self.attributes(meta, s)));
+        *s.encoded.write().unwrap_or_else(PoisonError::into_inner) =
+            Some((meta.generation, Arc::clone(&encoded)));
+        encoded
+    }
+
+    /// The attributes of statement `s` in this pool.
+    fn attributes(&self, meta: &Meta, s: &Analysis) -> Vec<KeyValue> {
         let a = &meta.attributes;
         let mut attributes = Vec::with_capacity(20);
         let mut push = |key: &'static str, value: &Option<StringValue>| {
@@ -233,17 +291,7 @@ impl Tracer {
         if let Some(port) = a.port {
             attributes.push(KeyValue::new("server.port", port));
         }
-        let span = crate::telemetry::start_kit_span(
-            SpanBuilder::from_name(name)
-                .with_kind(SpanKind::Client)
-                .with_attributes(attributes),
-            parent,
-        );
-        StatementSpan {
-            span,
-            rows: 0,
-            done: false,
-        }
+        attributes
     }
 }
 
@@ -260,6 +308,8 @@ struct Analysis {
     operation: Option<StringValue>,
     collection: Option<StringValue>,
     procedure: Option<StringValue>,
+    /// The statement's attributes, encoded for the [`Meta`] of that generation.
+    encoded: RwLock<Option<(u64, Arc<EncodedAttributes>)>>,
 }
 
 /// The span of one statement: records the rows it returned and ends when dropped.
@@ -397,6 +447,57 @@ mod tests {
             x.text.as_ref().map(StringValue::as_str),
             Some("SELECT ? FROM t WHERE a IN (?)")
         );
+    }
+
+    #[test]
+    fn encoded_attributes_are_kept_per_statement_until_the_pool_meta_changes() {
+        use opentelemetry_proto::tonic::common::v1::any_value;
+        use prost::Message as _;
+
+        let endpoint = Endpoint {
+            namespace: Some("users".into()),
+            address: Some("db.internal".into()),
+            port: Some(5432),
+            user: Some("app".into()),
+        };
+        let tracer = Tracer::new::<sqlx::Postgres>(
+            TraceSettings::default(),
+            Meta::new(DbEngine::Postgres, endpoint.clone(), None),
+        );
+        let analysis = tracer.analysis("SELECT * FROM users WHERE id = $1");
+        let first = tracer.encoded(&tracer.meta(), &analysis);
+        let again = tracer.encoded(&tracer.meta(), &analysis);
+        assert!(Arc::ptr_eq(&first, &again), "encoded once per statement");
+        // The encoded fields decode as the `KeyValue`s a span of another tracer gets.
+        let decoded = |encoded: &EncodedAttributes| {
+            opentelemetry_proto::tonic::trace::v1::Span::decode(encoded.bytes())
+                .expect("Span.attributes fields")
+                .attributes
+                .into_iter()
+                .map(|kv| {
+                    let value = match kv.value.and_then(|v| v.value) {
+                        Some(any_value::Value::StringValue(s)) => Value::from(s),
+                        Some(any_value::Value::IntValue(i)) => Value::I64(i),
+                        other => panic!("unexpected value {other:?}"),
+                    };
+                    KeyValue::new(kv.key, value)
+                })
+                .collect::<Vec<_>>()
+        };
+        let expected = tracer.attributes(&tracer.meta(), &analysis);
+        assert_eq!(decoded(&first), expected);
+        assert_eq!(first.len(), expected.len());
+        assert!(expected.contains(&KeyValue::new("db.user", "app")));
+
+        // Rotation to another user: the statement is encoded again, with the new user.
+        tracer.update_meta(|meta| {
+            let mut endpoint = meta.endpoint.clone();
+            endpoint.user = Some("app_rotated".into());
+            Meta::with(meta.system, endpoint, meta.peer_service.clone())
+        });
+        let rotated = tracer.encoded(&tracer.meta(), &analysis);
+        assert!(!Arc::ptr_eq(&first, &rotated));
+        assert!(decoded(&rotated).contains(&KeyValue::new("db.user", "app_rotated")));
     }
 
     #[test]

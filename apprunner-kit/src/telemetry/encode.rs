@@ -44,6 +44,8 @@ pub(crate) struct SpanFields<'a> {
     pub(crate) attributes: &'a [KeyValue],
     /// More attributes, written after `attributes`.
     pub(crate) packed: Option<&'a PackedAttributes>,
+    /// More attributes, already encoded, written last.
+    pub(crate) encoded: Option<&'a EncodedAttributes>,
     pub(crate) dropped_attributes: u32,
     pub(crate) events: &'a [Event],
     pub(crate) dropped_events: u32,
@@ -64,6 +66,7 @@ impl<'a> From<&'a SpanData> for SpanFields<'a> {
             end: span.end_time,
             attributes: &span.attributes,
             packed: None,
+            encoded: None,
             dropped_attributes: span.dropped_attributes_count,
             events: &span.events.events,
             dropped_events: span.events.dropped_count,
@@ -163,6 +166,7 @@ fn span_len(span: &SpanFields<'_>, trace_state: &str) -> usize {
         + fixed64_field_len(nanos(span.end))
         + attributes_len(9, span.attributes)
         + span.packed.map_or(0, |packed| packed_len(9, packed))
+        + span.encoded.map_or(0, |encoded| encoded.bytes.len())
         + uint_field_len(10, u64::from(span.dropped_attributes))
         + span
             .events
@@ -201,6 +205,9 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanFields<'_>, trace_state: &str) {
     }
     for (key, value) in span.packed.into_iter().flat_map(PackedAttributes::iter) {
         packed_key_value(buf, 9, key, value);
+    }
+    if let Some(encoded) = span.encoded {
+        buf.extend_from_slice(&encoded.bytes);
     }
     uint_field(buf, 10, u64::from(span.dropped_attributes));
     // events = 11 (time_unix_nano = 1, name = 2, attributes = 3, dropped = 4)
@@ -380,6 +387,38 @@ fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     string_field(buf, 1, key);
     message_header(buf, 2, value_len);
     any_value(buf, value);
+}
+
+/// Span attributes encoded once, for spans that carry the same ones over and over (a pool's
+/// statement spans): `Span.attributes` fields, ready to copy into a span.
+#[derive(Debug)]
+pub(crate) struct EncodedAttributes {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl EncodedAttributes {
+    pub(crate) fn new(attributes: &[KeyValue]) -> Self {
+        let mut bytes = Vec::with_capacity(attributes_len(9, attributes));
+        for attribute in attributes {
+            key_value(&mut bytes, 9, attribute.key.as_str(), &attribute.value);
+        }
+        Self {
+            bytes,
+            count: attributes.len(),
+        }
+    }
+
+    /// How many attributes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The encoded `Span.attributes` fields.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// The attributes of a [`PackedAttributes`], as `KeyValue` fields: the same bytes as

@@ -30,7 +30,7 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator as _, SamplingDecision, SdkTracer, ShouldSample as _};
 
 use super::batch::SpanQueue;
-use super::encode::{SpanFields, append_span};
+use super::encode::{EncodedAttributes, SpanFields, append_span};
 use super::packed::PackedAttributes;
 use super::xray::{XrayAwareSampler, XrayIdGenerator};
 
@@ -65,8 +65,18 @@ fn installed_tracer() -> Option<KitTracer> {
 /// [`init`](super::init) installed (no dynamic dispatch, no boxing), else with a tracer of
 /// whatever global provider the application installed itself.
 pub(crate) fn start_kit_span(builder: SpanBuilder, parent: &Context) -> KitSpan {
+    start_kit_span_with(parent, |_| builder)
+}
+
+/// [`start_kit_span`] with the builder made by `build`, told whether the span will be a
+/// [`NativeSpan`] (which can take its name and attributes after the start, without the
+/// `KeyValue`s a sampler may look at).
+pub(crate) fn start_kit_span_with(
+    parent: &Context,
+    build: impl FnOnce(bool) -> SpanBuilder,
+) -> KitSpan {
     let generation = KIT_TRACER_GENERATION.load(Ordering::Acquire);
-    let mut builder = Some(builder);
+    let mut build = Some(build);
     let cached = CACHED_TRACER.with(|cell| {
         // Re-entered from inside a span start (a sampler starting spans): no cache.
         let mut cached = cell.try_borrow_mut().ok()?;
@@ -74,18 +84,21 @@ pub(crate) fn start_kit_span(builder: SpanBuilder, parent: &Context) -> KitSpan 
             *cached = installed_tracer().map(|tracer| (generation, tracer));
         }
         let (_, tracer) = cached.as_ref()?;
-        let builder = builder.take()?;
-        Some(tracer.start(builder, parent))
+        let build = build.take()?;
+        Some(tracer.start(build(tracer.native.is_some()), parent))
     });
     if let Some(span) = cached {
         return span;
     }
-    let builder = builder.expect("the builder is only taken to start a span");
+    let build = build.expect("the builder is only taken to start a span");
     match installed_tracer() {
-        Some(tracer) => tracer.start(builder, parent),
+        Some(tracer) => {
+            let builder = build(tracer.native.is_some());
+            tracer.start(builder, parent)
+        }
         None => KitSpan::Global(
             opentelemetry::global::tracer_with_scope(kit_scope())
-                .build_with_context(builder, parent),
+                .build_with_context(build(false), parent),
         ),
     }
 }
@@ -113,6 +126,36 @@ macro_rules! each_span {
 }
 
 impl KitSpan {
+    /// Whether this is a [`NativeSpan`], which takes [`set_encoded`](Self::set_encoded)
+    /// attributes as they are.
+    pub(crate) fn is_native(&self) -> bool {
+        matches!(self, KitSpan::Native(_))
+    }
+
+    /// Gives the span the attributes in `encoded`: kept as they are by a native span, else (or
+    /// past the attribute limit) the `KeyValue`s of `fallback` are set.
+    pub(crate) fn set_encoded(
+        &mut self,
+        encoded: Arc<EncodedAttributes>,
+        fallback: impl FnOnce() -> Vec<KeyValue>,
+    ) {
+        use opentelemetry::trace::Span as _;
+        match self {
+            KitSpan::Native(span)
+                if span.recording
+                    && span.encoded.is_none()
+                    && span.attribute_count() + encoded.len() <= MAX_ATTRIBUTES =>
+            {
+                span.encoded = Some(encoded);
+            }
+            span => {
+                if span.is_recording() {
+                    span.set_attributes(fallback());
+                }
+            }
+        }
+    }
+
     /// Gives the span the name and attributes in `packed`: kept as they are by a native span
     /// (encoded from the buffer when it ends), turned into `KeyValue`s for other spans.
     pub(crate) fn set_packed(&mut self, packed: Box<PackedAttributes>) {
@@ -192,6 +235,7 @@ impl NativeTracer {
             dropped_links: 0,
             status: Status::Unset,
             packed: None,
+            encoded: None,
             name_updated: false,
             tracer: Arc::clone(self),
         };
@@ -272,6 +316,8 @@ pub(crate) struct NativeSpan {
     status: Status,
     /// Attributes (and the name) kept in one buffer: see [`KitSpan::set_packed`].
     packed: Option<Box<PackedAttributes>>,
+    /// Attributes encoded beforehand: see [`KitSpan::set_encoded`].
+    encoded: Option<Arc<EncodedAttributes>>,
     /// `update_name` was called: the name wins over the packed one.
     name_updated: bool,
     tracer: Arc<NativeTracer>,
@@ -279,7 +325,9 @@ pub(crate) struct NativeSpan {
 
 impl NativeSpan {
     fn attribute_count(&self) -> usize {
-        self.attributes.len() + self.packed.as_ref().map_or(0, |packed| packed.len())
+        self.attributes.len()
+            + self.packed.as_ref().map_or(0, |packed| packed.len())
+            + self.encoded.as_ref().map_or(0, |encoded| encoded.len())
     }
 }
 
@@ -352,8 +400,9 @@ impl opentelemetry::trace::Span for NativeSpan {
     fn end_with_timestamp(&mut self, timestamp: SystemTime) {
         let was_recording = std::mem::replace(&mut self.recording, false);
         let packed = self.packed.take();
+        let encoded = self.encoded.take();
         if was_recording && self.context.is_sampled() {
-            self.export(timestamp, packed.as_deref());
+            self.export(timestamp, packed.as_deref(), encoded.as_deref());
         }
         if let Some(packed) = packed {
             PackedAttributes::recycle(packed);
@@ -363,7 +412,12 @@ impl opentelemetry::trace::Span for NativeSpan {
 
 impl NativeSpan {
     /// Encodes the ended span into the export queue.
-    fn export(&self, end: SystemTime, packed: Option<&PackedAttributes>) {
+    fn export(
+        &self,
+        end: SystemTime,
+        packed: Option<&PackedAttributes>,
+        encoded: Option<&EncodedAttributes>,
+    ) {
         let packed_name = packed
             .and_then(PackedAttributes::name)
             .filter(|_| !self.name_updated);
@@ -377,6 +431,7 @@ impl NativeSpan {
             end,
             attributes: &self.attributes,
             packed,
+            encoded,
             dropped_attributes: self.dropped_attributes,
             events: &self.events,
             dropped_events: self.dropped_events,

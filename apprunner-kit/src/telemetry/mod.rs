@@ -68,13 +68,15 @@ pub use export::{ExportStats, export_soon};
 pub use logs::JsonFormat;
 pub use xray::{XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trace_id};
 
-use export::{Counters, ExportThread};
 #[cfg(feature = "db")]
-pub(crate) use kit_span::KitSpan;
+pub(crate) use encode::EncodedAttributes;
+use export::{Counters, ExportThread};
 #[cfg(any(feature = "http", feature = "db"))]
 pub(crate) use kit_span::start_kit_span;
+#[cfg(feature = "db")]
+pub(crate) use kit_span::{KitSpan, start_kit_span_with};
 use kit_span::{KitTracer, NativeTracer, kit_scope, set_kit_tracer};
-#[cfg(feature = "http")]
+#[cfg(any(feature = "http", feature = "db"))]
 pub(crate) use packed::PackedAttributes;
 
 /// Initialises telemetry from the environment: `TelemetryConfig::from_env()?.init()`.
