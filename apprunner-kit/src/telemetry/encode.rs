@@ -397,6 +397,10 @@ pub(crate) struct EncodedAttributes {
     count: usize,
 }
 
+#[cfg_attr(
+    not(feature = "db"),
+    allow(dead_code, reason = "only the database pools encode attributes beforehand")
+)]
 impl EncodedAttributes {
     pub(crate) fn new(attributes: &[KeyValue]) -> Self {
         let mut bytes = Vec::with_capacity(attributes_len(9, attributes));
