@@ -399,7 +399,10 @@ pub(crate) struct EncodedAttributes {
 
 #[cfg_attr(
     not(feature = "db"),
-    allow(dead_code, reason = "only the database pools encode attributes beforehand")
+    allow(
+        dead_code,
+        reason = "only the database pools encode attributes beforehand"
+    )
 )]
 impl EncodedAttributes {
     pub(crate) fn new(attributes: &[KeyValue]) -> Self {

@@ -127,7 +127,10 @@ macro_rules! each_span {
 
 #[cfg_attr(
     not(feature = "db"),
-    allow(dead_code, reason = "only the database pools encode attributes beforehand")
+    allow(
+        dead_code,
+        reason = "only the database pools encode attributes beforehand"
+    )
 )]
 impl KitSpan {
     /// Whether this is a [`NativeSpan`], which takes [`set_encoded`](Self::set_encoded)
