@@ -64,6 +64,7 @@ fn installed_tracer() -> Option<KitTracer> {
 /// Starts one of the kit's own spans as a child of `parent`: with the SDK tracer
 /// [`init`](super::init) installed (no dynamic dispatch, no boxing), else with a tracer of
 /// whatever global provider the application installed itself.
+#[cfg(feature = "http")]
 pub(crate) fn start_kit_span(builder: SpanBuilder, parent: &Context) -> KitSpan {
     start_kit_span_with(parent, |_| builder)
 }

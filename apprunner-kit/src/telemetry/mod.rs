@@ -71,7 +71,7 @@ pub use xray::{XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trac
 #[cfg(feature = "db")]
 pub(crate) use encode::EncodedAttributes;
 use export::{Counters, ExportThread};
-#[cfg(any(feature = "http", feature = "db"))]
+#[cfg(feature = "http")]
 pub(crate) use kit_span::start_kit_span;
 #[cfg(feature = "db")]
 pub(crate) use kit_span::{KitSpan, start_kit_span_with};

@@ -6,6 +6,13 @@
 //! strings into one buffer instead; the kit's native spans encode them straight from it, and
 //! the buffers are recycled per thread, so a steady load allocates nothing for them. Spans of
 //! other tracers get ordinary `KeyValue`s ([`PackedAttributes::to_key_values`]).
+#![cfg_attr(
+    not(feature = "http"),
+    allow(
+        dead_code,
+        reason = "the HTTP layer packs attributes; the database pools only span names"
+    )
+)]
 
 use std::cell::RefCell;
 use std::ops::Range;
