@@ -160,6 +160,39 @@ fn parse_parent(value: &[u8]) -> SpanId {
 /// Parses an `X-Amzn-Trace-Id` value. Runs for every request: it works on bytes, without
 /// allocating unless the header carries fields beyond `Root`, `Parent` and `Sampled`.
 fn parse_xray_header(value: &str) -> Option<SpanContext> {
+    canonical_xray_header(value.as_bytes()).or_else(|| parse_xray_fields(value))
+}
+
+/// The header as App Runner's front end and the X-Ray SDKs write it,
+/// `Root=1-xxxxxxxx-yyyyyyyyyyyyyyyyyyyyyyyy;Parent=zzzzzzzzzzzzzzzz;Sampled=d`, read at fixed
+/// offsets; `None` for any other layout (which [`parse_xray_fields`] reads, with the same
+/// result for this one).
+fn canonical_xray_header(value: &[u8]) -> Option<SpanContext> {
+    if value.len() != 74
+        || !value.starts_with(b"Root=")
+        || &value[40..48] != b";Parent="
+        || &value[64..73] != b";Sampled="
+    {
+        return None;
+    }
+    let trace_id = parse_root(&value[5..40])?;
+    let parent = SpanId::from(hex_value(&value[48..64])?);
+    let flags = match value[73] {
+        b'0' => TraceFlags::default(),
+        b'1' => TraceFlags::SAMPLED,
+        _ => DEFERRED,
+    };
+    Some(SpanContext::new(
+        trace_id,
+        parent,
+        flags,
+        true,
+        TraceState::default(),
+    ))
+}
+
+/// Parses an `X-Amzn-Trace-Id` value field by field, in any order, keeping unknown fields.
+fn parse_xray_fields(value: &str) -> Option<SpanContext> {
     let mut trace_id = None;
     let mut parent = SpanId::INVALID;
     let mut flags = TraceFlags::SAMPLED;
@@ -346,6 +379,40 @@ mod tests {
         );
         let trace_id = cx.span().span_context().trace_id();
         sampler.should_sample(Some(cx), trace_id, "x", &SpanKind::Server, &[], &[])
+    }
+
+    proptest::proptest! {
+        /// The fixed-offset reading of the canonical layout agrees with the field-by-field
+        /// parser: for any hex digits (either case), any `Sampled` byte, and with one byte
+        /// anywhere replaced by something else.
+        #[test]
+        fn the_canonical_layout_reads_as_the_field_parser_reads_it(
+            time in "[0-9a-fA-F]{8}",
+            random in "[0-9a-fA-F]{24}",
+            parent in "[0-9a-fA-F]{16}",
+            sampled in proptest::sample::select(vec!['0', '1', '?', 'x', ' ', ';']),
+            corrupt in proptest::option::of((
+                0_usize..74,
+                proptest::sample::select(vec![b'x', b' ', b';', b'=', b'-', b'R']),
+            )),
+        ) {
+            let mut header = format!("Root=1-{time}-{random};Parent={parent};Sampled={sampled}");
+            proptest::prop_assert_eq!(header.len(), 74);
+            if let Some((at, byte)) = corrupt {
+                let mut bytes = header.into_bytes();
+                bytes[at] = byte;
+                header = String::from_utf8(bytes).expect("ASCII");
+            }
+            let canonical = canonical_xray_header(header.as_bytes());
+            let fields = parse_xray_fields(&header);
+            if canonical.is_some() {
+                proptest::prop_assert_eq!(&canonical, &fields);
+            }
+            if corrupt.is_none() && fields.is_some() {
+                proptest::prop_assert!(canonical.is_some(), "the fast path takes {}", header);
+            }
+            proptest::prop_assert_eq!(parse_xray_header(&header), fields);
+        }
     }
 
     #[test]
