@@ -449,20 +449,24 @@ mod tests {
         );
     }
 
+    /// An Aurora-like endpoint with every field set.
+    fn aurora_endpoint() -> Endpoint {
+        Endpoint {
+            namespace: Some("users".into()),
+            address: Some("db.internal".into()),
+            port: Some(5432),
+            user: Some("app".into()),
+        }
+    }
+
     #[test]
     fn encoded_attributes_are_kept_per_statement_until_the_pool_meta_changes() {
         use opentelemetry_proto::tonic::common::v1::any_value;
         use prost::Message as _;
 
-        let endpoint = Endpoint {
-            namespace: Some("users".into()),
-            address: Some("db.internal".into()),
-            port: Some(5432),
-            user: Some("app".into()),
-        };
         let tracer = Tracer::new::<sqlx::Postgres>(
             TraceSettings::default(),
-            Meta::new(DbEngine::Postgres, endpoint.clone(), None),
+            Meta::new(DbEngine::Postgres, aurora_endpoint(), None),
         );
         let analysis = tracer.analysis("SELECT * FROM users WHERE id = $1");
         let first = tracer.encoded(&tracer.meta(), &analysis);
@@ -525,12 +529,7 @@ mod tests {
 
     #[test]
     fn peer_service_defaults_to_namespace_at_address() {
-        let endpoint = Endpoint {
-            namespace: Some("users".into()),
-            address: Some("db.internal".into()),
-            port: Some(5432),
-            user: Some("app".into()),
-        };
+        let endpoint = aurora_endpoint();
         let meta = Meta::new(DbEngine::Postgres, endpoint.clone(), None);
         assert_eq!(meta.peer_service.as_deref(), Some("users@db.internal"));
         let named = Meta::new(DbEngine::Postgres, endpoint, Some("users-db"));

@@ -374,18 +374,24 @@ fn attributes_len(field: u32, attributes: &[KeyValue]) -> usize {
 
 /// `KeyValue { key = 1; AnyValue value = 2 }` (the value is always present).
 fn key_value_len(key: &str, value: &Value) -> usize {
-    string_field_len(1, key) + message_field_len(2, any_value_len(value))
+    key_value_body_len(key, any_value_len(value))
+}
+
+/// The length of a `KeyValue` message whose `AnyValue` takes `value_len` bytes.
+fn key_value_body_len(key: &str, value_len: usize) -> usize {
+    string_field_len(1, key) + message_field_len(2, value_len)
+}
+
+/// A `KeyValue` field up to its `AnyValue`'s body, which takes `value_len` bytes and is
+/// written next.
+fn key_value_header(buf: &mut Vec<u8>, field: u32, key: &str, value_len: usize) {
+    message_header(buf, field, key_value_body_len(key, value_len));
+    string_field(buf, 1, key);
+    message_header(buf, 2, value_len);
 }
 
 fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    let value_len = any_value_len(value);
-    message_header(
-        buf,
-        field,
-        string_field_len(1, key) + message_field_len(2, value_len),
-    );
-    string_field(buf, 1, key);
-    message_header(buf, 2, value_len);
+    key_value_header(buf, field, key, any_value_len(value));
     any_value(buf, value);
 }
 
@@ -434,10 +440,7 @@ fn packed_len(field: u32, packed: &PackedAttributes) -> usize {
     packed
         .iter()
         .map(|(key, value)| {
-            message_field_len(
-                field,
-                string_field_len(1, key) + message_field_len(2, packed_value_len(value)),
-            )
+            message_field_len(field, key_value_body_len(key, packed_value_len(value)))
         })
         .sum()
 }
@@ -445,25 +448,15 @@ fn packed_len(field: u32, packed: &PackedAttributes) -> usize {
 fn packed_value_len(value: PackedValue<'_>) -> usize {
     match value {
         PackedValue::Str(s) => 1 + len_prefixed(s.len()),
-        PackedValue::I64(v) => 1 + encoded_len_varint(v as u64),
+        PackedValue::I64(v) => any_value_len(&Value::I64(v)),
     }
 }
 
 fn packed_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: PackedValue<'_>) {
-    let value_len = packed_value_len(value);
-    message_header(
-        buf,
-        field,
-        string_field_len(1, key) + message_field_len(2, value_len),
-    );
-    string_field(buf, 1, key);
-    message_header(buf, 2, value_len);
+    key_value_header(buf, field, key, packed_value_len(value));
     match value {
         PackedValue::Str(s) => string_always(buf, 1, s),
-        PackedValue::I64(v) => {
-            tag(buf, 3, VARINT);
-            encode_varint(v as u64, buf);
-        }
+        PackedValue::I64(v) => any_value(buf, &Value::I64(v)),
     }
 }
 
