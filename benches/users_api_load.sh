@@ -28,7 +28,9 @@
 # Settings (environment): DURATION (seconds per endpoint and mode, default 20), ROUNDS (rounds of
 # untraced-traced-traced-untraced runs sharing DURATION, 2), CONNECTIONS (GET, 32),
 # POST_CONNECTIONS (8), THREADS (wrk threads, 2), SKIP_BUILD=1 (use the existing release binaries),
-# PG_BIN (directory of initdb/pg_ctl).
+# PG_BIN (directory of initdb/pg_ctl), SMAPS_DIR (a directory: each service's
+# /proc/<pid>/smaps and status are copied there before it is stopped, to see where its resident
+# memory lies).
 #
 # Also printed: the service's own CPU time per request (utime + stime of its process over the
 # runs, divided by the requests served), a figure that background load on the machine hardly
@@ -259,6 +261,11 @@ load() {
 stop_service() {
     local mode="$1" pid="${PID[$1]}" status=0
     RESULT[$mode.rss_kib]="$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")"
+    if [ -n "${SMAPS_DIR:-}" ]; then
+        mkdir -p "$SMAPS_DIR"
+        cp "/proc/$pid/smaps" "$SMAPS_DIR/$mode.smaps"
+        cp "/proc/$pid/status" "$SMAPS_DIR/$mode.status"
+    fi
     kill -TERM "$pid"
     wait "$pid" || status=$?
     PID[$mode]=""

@@ -80,15 +80,49 @@ impl<'a> From<&'a SpanData> for SpanFields<'a> {
 /// Appends `span` to `buf` as one `ScopeSpans.spans` entry (key, length, `Span` message):
 /// entries appended one after the other are the spans of a scope, ready for
 /// [`export_request`].
+///
+/// One pass: the span is written after room for its key and length, which are filled in once
+/// the length is known (a span's attributes are not walked twice to size it first).
 pub(crate) fn append_span(buf: &mut Vec<u8>, span: &SpanFields<'_>) {
     let trace_state = trace_state_header(span.context.trace_state());
-    let len = span_len(span, &trace_state);
-    buf.reserve(message_field_len(2, len));
-    message_header(buf, 2, len);
-    let body = buf.len();
+    let start = buf.len();
+    buf.extend_from_slice(&[0; SPAN_HEADER_ROOM]);
     write_span(buf, span, &trace_state);
-    debug_assert_eq!(buf.len() - body, len, "span length");
+    let len = buf.len() - start - SPAN_HEADER_ROOM;
+    debug_assert_eq!(len, span_len(span, &trace_state), "span length");
+    // ScopeSpans.spans = 2: the key, then the length as a varint (minimal, as any encoder
+    // writes it), right before the body.
+    let mut header = [0_u8; 11];
+    let mut header_len = 1;
+    header[0] = (2 << 3 | LEN) as u8;
+    let mut rest = len as u64;
+    while rest >= 0x80 {
+        header[header_len] = (rest as u8) | 0x80;
+        rest >>= 7;
+        header_len += 1;
+    }
+    header[header_len] = rest as u8;
+    header_len += 1;
+    if header_len <= SPAN_HEADER_ROOM {
+        // The usual case, a span of 128 bytes to 16 KiB, fills the room exactly; a smaller
+        // one closes a one-byte gap.
+        let gap = SPAN_HEADER_ROOM - header_len;
+        buf[start..start + header_len].copy_from_slice(&header[..header_len]);
+        if gap > 0 {
+            buf.copy_within(start + SPAN_HEADER_ROOM.., start + header_len);
+            buf.truncate(buf.len() - gap);
+        }
+    } else {
+        buf.splice(
+            start..start + SPAN_HEADER_ROOM,
+            header[..header_len].iter().copied(),
+        );
+    }
 }
+
+/// Bytes kept before a span's body for its key and length: one byte of key and two of length,
+/// enough for a span under 16 KiB (a larger one moves its body to make room).
+const SPAN_HEADER_ROOM: usize = 3;
 
 /// Splits spans appended by [`append_span`] into runs of at most `max` spans: the run's
 /// bytes and its span count.
@@ -882,6 +916,34 @@ mod tests {
             5,
             "at least one span per run"
         );
+    }
+
+    #[test]
+    fn spans_of_every_length_prefix_size_match_the_reference_encoding() {
+        // `append_span` keeps three bytes for the key and length: a span under 128 bytes
+        // (one-byte length) closes a gap, one from 16 KiB (three-byte length) or 2 MiB (four)
+        // moves its body. Every size decodes as the reference encodes it, appended after
+        // other spans.
+        let scope = InstrumentationScope::builder("apprunner").build();
+        let mut batch = Vec::new();
+        for attribute_bytes in [0, 40, 100, 16 * 1024, 2 * 1024 * 1024] {
+            let mut s = span("s", &scope);
+            s.attributes.clear();
+            if attribute_bytes > 0 {
+                s.attributes
+                    .push(KeyValue::new("x", "v".repeat(attribute_bytes)));
+            }
+            batch.push(s);
+        }
+        let mut lengths = Vec::new();
+        for s in &batch {
+            let mut one = Vec::new();
+            append_span(&mut one, &SpanFields::from(s));
+            lengths.push(one.len());
+        }
+        assert!(lengths[0] < 128 && lengths[2] > 130, "{lengths:?}");
+        assert!(lengths[3] > 16 * 1024 && lengths[4] > 2 * 1024 * 1024);
+        assert_same_as_reference(&batch, &resource());
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! (`spawn_blocking`), never on the async workers, and at most one hash per CPU runs at a time
 //! (a semaphore): a burst of sign-ups queues instead of multiplying memory. Each running hash
 //! uses one of at most that many 7 MiB buffers, allocated once and reused (and wiped after
-//! each use), so the memory the hashing needs is fixed: CPUs × 7 MiB.
+//! each use), so the memory the hashing needs is fixed: CPUs × 7 MiB. A hash holds its permit
+//! until it has finished, not until its request is over: a request cancelled while its hash
+//! runs (the client went away) does not let another hash, and another buffer, start beside it.
 //!
 //! # Sessions
 //!
@@ -25,6 +27,7 @@
 //! user id), `iat` and `exp` (one hour). Logout clears the cookie; like any stateless token it
 //! stays valid until it expires, which is why it is short-lived.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -60,12 +63,15 @@ pub(crate) struct Passwords(Arc<Hasher>);
 
 struct Hasher {
     params: Params,
-    /// One permit per concurrent hash; there are never more memory buffers than permits.
-    permits: Semaphore,
+    /// One permit per concurrent hash, held by the hash itself (on the blocking pool): there
+    /// are never more memory buffers than permits.
+    permits: Arc<Semaphore>,
     /// Argon2 working memory (`m` KiB each), allocated on first use and reused: allocating and
     /// freeing megabytes per hash leaves freed memory stranded in the allocator's per-thread
     /// arenas of the blocking pool, and the process would grow to hundreds of MiB under load.
     buffers: Mutex<Vec<Vec<Block>>>,
+    /// How many buffers were ever allocated.
+    allocated: AtomicUsize,
     /// A hash verified when the email is unknown, so that a login for an unknown email takes
     /// as long as one with a wrong password (no user enumeration by timing). Made on first use.
     decoy: OnceLock<String>,
@@ -78,6 +84,7 @@ impl std::fmt::Debug for Passwords {
             .field("t_cost", &ARGON2_T_COST)
             .field("p_cost", &ARGON2_P_COST)
             .field("available_permits", &self.0.permits.available_permits())
+            .field("buffers", &self.0.allocated.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -85,13 +92,18 @@ impl std::fmt::Debug for Passwords {
 impl Passwords {
     /// Argon2id with the parameters above; one concurrent hash per available CPU.
     pub(crate) fn new() -> Self {
+        Self::with_concurrency(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// Argon2id with the parameters above; at most `hashes` hashes at a time.
+    fn with_concurrency(hashes: usize) -> Self {
         let params = Params::new(ARGON2_M_COST, ARGON2_T_COST, ARGON2_P_COST, None)
             .expect("the argon2 parameters are constants within argon2's bounds");
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Self(Arc::new(Hasher {
             params,
-            permits: Semaphore::new(cpus),
+            permits: Arc::new(Semaphore::new(hashes)),
             buffers: Mutex::new(Vec::new()),
+            allocated: AtomicUsize::new(0),
             decoy: OnceLock::new(),
         }))
     }
@@ -139,10 +151,8 @@ impl Passwords {
         name: &'static str,
         work: impl FnOnce(&Hasher, &mut [Block]) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self
-            .0
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.0.permits)
+            .acquire_owned()
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let span = tracing::info_span!(
@@ -154,6 +164,8 @@ impl Passwords {
         );
         let hasher = Arc::clone(&self.0);
         tokio::task::spawn_blocking(move || {
+            // Released when the hash is done, even if the request waiting for it is gone.
+            let _permit = permit;
             let mut memory = hasher.take_buffer();
             let result = span.in_scope(|| work(&hasher, &mut memory));
             // Nothing derived from the password stays in memory between hashes.
@@ -173,7 +185,10 @@ impl Hasher {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        reused.unwrap_or_else(|| vec![Block::new(); self.params.block_count()])
+        reused.unwrap_or_else(|| {
+            self.allocated.fetch_add(1, Ordering::Relaxed);
+            vec![Block::new(); self.params.block_count()]
+        })
     }
 
     fn put_buffer(&self, buffer: Vec<Block>) {
@@ -406,6 +421,35 @@ mod tests {
         }
         assert!(
             passwords.0.buffers.lock().unwrap().len() <= passwords.0.permits.available_permits()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_keeps_its_permit_until_its_hash_is_done() {
+        // One hash at a time. A request whose hash is running is cancelled (its client went
+        // away); the next hash waits for the running one and reuses its buffer, instead of
+        // running beside it in a second 7 MiB buffer.
+        let passwords = Passwords::with_concurrency(1);
+        let first = tokio::spawn({
+            let passwords = passwords.clone();
+            async move { passwords.hash("first password".to_owned()).await }
+        });
+        while passwords.0.allocated.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let hash = passwords.hash("second password".to_owned()).await.unwrap();
+        assert!(
+            passwords
+                .verify("second password".to_owned(), Some(hash))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            passwords.0.allocated.load(Ordering::Relaxed),
+            1,
+            "one buffer, reused"
         );
     }
 
