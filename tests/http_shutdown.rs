@@ -1,6 +1,7 @@
-//! Graceful shutdown of `apprunner::serve`, with a real SIGTERM: the `http-test-server` binary
-//! runs as a child process configured like a real service (`PORT`,
-//! `OTEL_EXPORTER_OTLP_ENDPOINT`) and exports to a real OTLP receiver.
+//! Graceful shutdown of `apprunner::serve`, with a real SIGTERM, and the log lines of its
+//! request limits: the `http-test-server` binary runs as a child process configured like a real
+//! service (`PORT`, `OTEL_EXPORTER_OTLP_ENDPOINT`), logs JSON to its stdout and exports to a
+//! real OTLP receiver.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -8,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use apprunner_kit_tests::{OtlpReceiver, SpanKind, free_port};
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -117,6 +118,19 @@ fn read_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
     rx
 }
 
+async fn post(url: String, body: String) -> (u16, Bytes) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(url)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.expect("a response");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
 async fn get(url: String) -> Result<(u16, Bytes), hyper_util::client::legacy::Error> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let response = client.get(url.parse().unwrap()).await?;
@@ -195,5 +209,55 @@ async fn drain_timeout_bounds_the_shutdown() {
             .iter()
             .any(|s| s.name == "GET /slow" && s.kind == SpanKind::Server),
         "no GET /slow span in {spans:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_oversized_bodies_are_logged_in_their_request_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let mut server = ChildServer::start(
+        &receiver,
+        &[("REQUEST_TIMEOUT_MS", "200"), ("BODY_LIMIT_BYTES", "16")],
+    );
+
+    let (status, _) = get(server.url("/slow?ms=5000")).await.unwrap();
+    assert_eq!(status, 504);
+    let timed_out = server.wait_for_log("request timed out: answering 504");
+    assert_eq!(timed_out["timeout_ms"], 200, "{timed_out}");
+    assert_eq!(timed_out["level"], "WARN", "{timed_out}");
+
+    let (status, body) = post(server.url("/echo"), "x".repeat(17)).await;
+    assert_eq!(status, 413, "{body:?}");
+    let too_large = server.wait_for_log("request body larger than the limit: answering 413");
+    assert_eq!(too_large["content_length"], 17, "{too_large}");
+    assert_eq!(too_large["limit_bytes"], 16, "{too_large}");
+    let (status, body) = post(server.url("/echo"), "x".repeat(16)).await;
+    assert_eq!((status, body.as_ref()), (200, "x".repeat(16).as_bytes()));
+
+    server.sigterm();
+    let exit = tokio::task::spawn_blocking(move || server.wait_exit())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "exit status {exit:?}");
+
+    // Each log line carries the trace id of its request's SERVER span.
+    let spans = receiver.spans();
+    let span = |name: &str, status: i64| {
+        spans
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && s.kind == SpanKind::Server
+                    && s.attr_i64("http.response.status_code") == Some(status)
+            })
+            .unwrap_or_else(|| panic!("no {name} span with status {status} in {spans:#?}"))
+    };
+    assert_eq!(
+        timed_out["trace_id"],
+        span("GET /slow", 504).xray_trace_id().as_str()
+    );
+    assert_eq!(
+        too_large["trace_id"],
+        span("POST /echo", 413).xray_trace_id().as_str()
     );
 }

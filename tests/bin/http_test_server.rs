@@ -1,16 +1,21 @@
 //! A traced service served by `apprunner::serve`, run by the HTTP shutdown tests as a child
 //! process (so it can receive a real SIGTERM). Configured like a real service: `PORT`,
-//! `OTEL_EXPORTER_OTLP_ENDPOINT`, plus `DRAIN_TIMEOUT_MS` for the drain timeout.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`, plus `DRAIN_TIMEOUT_MS`, `REQUEST_TIMEOUT_MS` and
+//! `BODY_LIMIT_BYTES` for the server's drain timeout, request timeout and body size limit.
 //!
 //! Routes: `GET /hello`; `GET /slow?ms=N` logs `slow request started`, sleeps N ms, logs
-//! `slow request finished` and answers `slept N ms`.
+//! `slow request finished` and answers `slept N ms`; `POST /echo` answers the request body.
 //!
 //! Exits 0 when the server and the telemetry shutdown both succeeded, 1 otherwise.
 #![allow(clippy::print_stderr)]
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
-use axum::{Router, extract::Query, routing::get};
+use axum::{
+    Router,
+    extract::Query,
+    routing::{get, post},
+};
 
 async fn slow(Query(query): Query<HashMap<String, String>>) -> String {
     let ms: u64 = query
@@ -36,14 +41,19 @@ async fn main() -> ExitCode {
     };
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
-        .route("/slow", get(slow));
+        .route("/slow", get(slow))
+        .route("/echo", post(|body: String| async move { body }));
     let served = match apprunner::http::Server::from_env() {
         Ok(mut server) => {
-            if let Some(ms) = std::env::var("DRAIN_TIMEOUT_MS")
-                .ok()
-                .and_then(|ms| ms.parse().ok())
-            {
+            let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+            if let Some(ms) = number("DRAIN_TIMEOUT_MS") {
                 server = server.drain_timeout(Duration::from_millis(ms));
+            }
+            if let Some(ms) = number("REQUEST_TIMEOUT_MS") {
+                server = server.request_timeout(Duration::from_millis(ms));
+            }
+            if let Some(bytes) = number("BODY_LIMIT_BYTES") {
+                server = server.body_limit(usize::try_from(bytes).expect("a byte count"));
             }
             server.serve(app).await
         }

@@ -59,9 +59,12 @@ where
                 .get(header::CONTENT_LENGTH)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse::<u64>().ok());
-            if declared.is_some_and(|length| length > limit as u64) {
-                return LimitsFuture::Ready {
-                    response: Some(too_large(limit)),
+            if let Some(length) = declared.filter(|length| *length > limit as u64) {
+                // Answered (and logged) when polled: the request's span is attached then, so
+                // the log line carries its trace id.
+                return LimitsFuture::TooLarge {
+                    length: Some(length),
+                    limit,
                 };
             }
             if !request.body().is_end_stream() {
@@ -83,7 +86,7 @@ pin_project! {
     #[project = LimitsFutureProj]
     #[derive(Debug)]
     pub(crate) enum LimitsFuture<F> {
-        Ready { response: Option<Response> },
+        TooLarge { length: Option<u64>, limit: usize },
         Running {
             #[pin]
             future: F,
@@ -102,9 +105,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            LimitsFutureProj::Ready { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("LimitsFuture polled after completion"))),
+            LimitsFutureProj::TooLarge { length, limit } => {
+                let length = length.take().expect("LimitsFuture polled after completion");
+                tracing::warn!(
+                    content_length = length,
+                    limit_bytes = *limit as u64,
+                    "request body larger than the limit: answering 413"
+                );
+                Poll::Ready(Ok(too_large(*limit)))
+            }
             LimitsFutureProj::Running {
                 future,
                 sleep,

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use super::encode::{self, SpanFields};
 use super::export::{Counters, nudge_taken, report_export};
 use super::grpc::GrpcExporter;
+use super::kit_span::kit_scope;
 
 /// Spans waiting for export, encoded, grouped by scope.
 #[derive(Debug, Default)]
@@ -71,6 +72,9 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Where [`kit_scope`]'s spans wait in [`Pending::scopes`].
+const KIT_SCOPE_AT: usize = 0;
+
 /// How long [`SpanProcessor::force_flush`] waits for the export task.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -83,7 +87,11 @@ impl SpanQueue {
     ) -> (Arc<Self>, ControlReceiver) {
         let (control, receiver) = mpsc::unbounded_channel();
         let queue = Arc::new(Self {
-            pending: Mutex::new(Pending::default()),
+            // The kit's own scope comes first: its spans are queued without comparing scopes.
+            pending: Mutex::new(Pending {
+                scopes: vec![(kit_scope(), Vec::new())],
+                ..Pending::default()
+            }),
             max_queue: max_queue.max(1),
             max_batch: max_batch.clamp(1, max_queue.max(1)),
             full: Notify::new(),
@@ -95,8 +103,29 @@ impl SpanQueue {
         (queue, ControlReceiver(receiver))
     }
 
-    /// Queues one sampled span, written by `encode` (one [`encode::append_span`] call).
+    /// Queues one sampled span of the kit's own scope ([`kit_scope`]), written by `encode`
+    /// (one [`encode::append_span`] call).
+    pub(crate) fn push_kit(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.push_at(|_| KIT_SCOPE_AT, encode);
+    }
+
+    /// Queues one sampled span of `scope`, written by `encode` (one [`encode::append_span`]
+    /// call).
     pub(crate) fn push(&self, scope: &InstrumentationScope, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.push_at(
+            |pending| match pending.scopes.iter().position(|(s, _)| s == scope) {
+                Some(at) => at,
+                None => {
+                    pending.scopes.push((scope.clone(), Vec::new()));
+                    pending.scopes.len() - 1
+                }
+            },
+            encode,
+        );
+    }
+
+    /// Queues one span, encoded by `encode` outside the lock, into the scope `find` picks.
+    fn push_at(&self, find: impl FnOnce(&mut Pending) -> usize, encode: impl FnOnce(&mut Vec<u8>)) {
         self.counters.ended.fetch_add(1, Ordering::Relaxed);
         let mut own = Vec::new();
         SCRATCH.with(|scratch| {
@@ -114,13 +143,7 @@ impl SpanQueue {
                     // Dropped: counted as ended, never exported.
                     return;
                 }
-                let at = match pending.scopes.iter().position(|(s, _)| s == scope) {
-                    Some(at) => at,
-                    None => {
-                        pending.scopes.push((scope.clone(), Vec::new()));
-                        pending.scopes.len() - 1
-                    }
-                };
+                let at = find(&mut pending);
                 pending.scopes[at].1.extend_from_slice(buf);
                 pending.spans += 1;
                 pending.spans == self.max_batch

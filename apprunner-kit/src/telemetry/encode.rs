@@ -425,6 +425,9 @@ fn key_value_header(buf: &mut Vec<u8>, field: u32, key: &str, value_len: usize) 
 }
 
 fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
+    if let Value::String(s) = value {
+        return string_key_value(buf, field, key, s.as_str());
+    }
     key_value_header(buf, field, key, any_value_len(value));
     any_value(buf, value);
 }
@@ -487,10 +490,37 @@ fn packed_value_len(value: PackedValue<'_>) -> usize {
 }
 
 fn packed_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: PackedValue<'_>) {
-    key_value_header(buf, field, key, packed_value_len(value));
     match value {
-        PackedValue::Str(s) => string_always(buf, 1, s),
-        PackedValue::I64(v) => any_value(buf, &Value::I64(v)),
+        PackedValue::Str(s) => string_key_value(buf, field, key, s),
+        PackedValue::I64(v) => {
+            key_value_header(buf, field, key, packed_value_len(value));
+            any_value(buf, &Value::I64(v));
+        }
+    }
+}
+
+/// A `KeyValue` field with a string value: the same bytes as [`key_value`] writes for a
+/// `Value::String`. Most of a request span's attributes are short strings: when every length
+/// fits in one byte, the keys and lengths are written four bytes at a time.
+fn string_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    let value_len = 1 + len_prefixed(value.len());
+    let body_len = 1 + len_prefixed(key.len()) + 1 + len_prefixed(value_len);
+    if body_len < 0x80 && field < 16 {
+        buf.reserve(2 + body_len);
+        // The field's key and length, KeyValue.key = 1 and its length.
+        buf.extend_from_slice(&[
+            (field << 3 | LEN) as u8,
+            body_len as u8,
+            0x0a,
+            key.len() as u8,
+        ]);
+        buf.extend_from_slice(key.as_bytes());
+        // KeyValue.value = 2 and its length, AnyValue.string_value = 1 and its length.
+        buf.extend_from_slice(&[0x12, value_len as u8, 0x0a, value.len() as u8]);
+        buf.extend_from_slice(value.as_bytes());
+    } else {
+        key_value_header(buf, field, key, value_len);
+        string_always(buf, 1, value);
     }
 }
 

@@ -203,14 +203,13 @@ const MAX_ATTRIBUTES: usize = 128;
 const MAX_EVENTS: usize = 128;
 const MAX_LINKS: usize = 128;
 
-/// Starts [`NativeSpan`]s: the provider's sampler and id generator, the kit's scope, and the
+/// Starts [`NativeSpan`]s (of the kit's scope): the provider's sampler and id generator, and the
 /// export queue their spans go to when they end.
 #[derive(Debug)]
 pub(crate) struct NativeTracer {
     queue: Arc<SpanQueue>,
     sampler: XrayAwareSampler,
     ids: XrayIdGenerator,
-    scope: InstrumentationScope,
 }
 
 impl NativeTracer {
@@ -219,7 +218,6 @@ impl NativeTracer {
             queue,
             sampler,
             ids: XrayIdGenerator::default(),
-            scope: kit_scope(),
         }
     }
 
@@ -447,9 +445,7 @@ impl NativeSpan {
             dropped_links: self.dropped_links,
             status: &self.status,
         };
-        self.tracer
-            .queue
-            .push(&self.tracer.scope, |buf| append_span(buf, &fields));
+        self.tracer.queue.push_kit(|buf| append_span(buf, &fields));
     }
 }
 
