@@ -32,8 +32,8 @@ use common::{process_cpu, round_ratios, selected, shutdown_and_report};
 
 const CONCURRENCY: usize = 8;
 const ROWS: i64 = 1000;
-const RATIO_ROUNDS: usize = 20;
-const RATIO_BATCHES: usize = 200;
+const RATIO_ROUNDS: usize = 40;
+const RATIO_BATCHES: usize = 100;
 
 /// A typical statement of about 200 characters, with literals.
 const TYPICAL: &str = "SELECT u.id, u.email, u.display_name, u.created_at FROM users u \
@@ -146,8 +146,12 @@ fn compare<R: PkSelect, T: PkSelect>(
     let mut rounds: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut cpu = [Duration::ZERO; 2];
     runtime.block_on(async {
-        for _ in 0..RATIO_ROUNDS {
-            for (side, rounds) in rounds.iter_mut().enumerate() {
+        for round_pair in 0..RATIO_ROUNDS {
+            // Rounds alternate which pool goes first (ABBA…), so neither always runs right
+            // after a switch.
+            let order = if round_pair % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let rounds = &mut rounds[side];
                 receiver.clear();
                 let cpu_before = process_cpu();
                 let started = Instant::now();

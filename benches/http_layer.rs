@@ -9,8 +9,8 @@
 //! every request reaching an App Runner service does. Each iteration sends a batch of
 //! `CONCURRENCY` concurrent requests; criterion reports requests per second.
 //!
-//! After the criterion runs of a scenario, an interleaved pass alternates 20 rounds of 3200
-//! requests between the two servers (so that load drifting during the run hits both alike) and
+//! After the criterion runs of a scenario, an interleaved pass alternates 40 rounds of 1600
+//! requests between the two servers (each server going first in every other round) (so that load drifting during the run hits both alike) and
 //! prints the throughput ratio, the spans ended and dropped, and the CPU time per request of
 //! this process with the receiver's threads counted apart: on a machine shared with other work
 //! the CPU ratio is the figure that holds. Target: traced throughput ≥ 0.9 × untraced.
@@ -139,18 +139,27 @@ fn hello(c: &mut Criterion) {
         }
         group.finish();
 
+        // Flushed before each snapshot: spans still queued would count as dropped.
+        telemetry.force_flush().expect("flush");
         let stats_before = telemetry.stats();
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this once, quickly.
-        let measuring = std::env::args().any(|arg| arg == "--bench");
-        let (rounds, batches) = if measuring { (20, 200) } else { (1, 2) };
+        // `--profile-time` (criterion's profiling mode, as under callgrind) runs only the
+        // benchmark named.
+        let measuring = std::env::args().any(|arg| arg == "--bench")
+            && !std::env::args().any(|arg| arg == "--profile-time");
+        let (rounds, batches) = if measuring { (40, 100) } else { (1, 2) };
         let mut elapsed = [Duration::ZERO; 2];
         let mut round_times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
         let mut cpu = [Duration::ZERO; 2];
         let mut receiver_cpu = [Duration::ZERO; 2];
         let mut export_cpu = [Duration::ZERO; 2];
         runtime.block_on(async {
-            for _ in 0..rounds {
-                for (slot, uri) in uris.iter().enumerate() {
+            for round in 0..rounds {
+                // Rounds alternate which server goes first (ABBA…): a side that always ran
+                // first (or second) after a switch would carry any cost of switching alone.
+                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                for slot in order {
+                    let uri = &uris[slot];
                     let started = Instant::now();
                     let before = cpu_times();
                     for _ in 0..batches {
@@ -178,9 +187,10 @@ fn hello(c: &mut Criterion) {
              max {max:.3})",
             traced_rps / plain_rps
         );
+        telemetry.force_flush().expect("flush");
         let stats = telemetry.stats();
         eprintln!(
-            "{scenario} interleaved spans: ended {}, dropped {}",
+            "{scenario} interleaved spans: ended {}, dropped (queue full) {}",
             stats.spans_ended - stats_before.spans_ended,
             stats.spans_dropped() - stats_before.spans_dropped(),
         );

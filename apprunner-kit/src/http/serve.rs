@@ -15,7 +15,7 @@ use hyper_util::{
     server::conn::auto::Builder,
 };
 use tokio::{net::TcpListener, net::TcpStream, sync::watch, task::JoinSet};
-use tower::ServiceExt as _;
+use tower::{ServiceBuilder, ServiceExt as _};
 
 use super::{HealthRoute, HttpError, TraceLayer, limits::LimitsLayer};
 
@@ -341,20 +341,26 @@ impl Server {
     }
 
     /// The router with the kit's layers, applied with `Router::layer` so they see `MatchedPath`.
+    ///
+    /// They are applied in one `Router::layer` call: every call boxes each route once more,
+    /// which costs an allocation and a clone of the boxed service per request.
     fn app(&self, router: Router) -> Router {
         let mut app = router;
-        if self.body_limit.is_some() {
-            // Our limit replaces axum's default, which would otherwise cap extractors at 2 MB.
-            app = app.layer(DefaultBodyLimit::disable());
-        }
-        if self.body_limit.is_some() || self.request_timeout.is_some() {
-            app = app.layer(LimitsLayer {
+        let limits = (self.body_limit.is_some() || self.request_timeout.is_some()).then_some(
+            LimitsLayer {
                 request_timeout: self.request_timeout,
                 body_limit: self.body_limit,
-            });
-        }
-        if let Some(trace) = self.trace {
-            app = app.layer(trace);
+            },
+        );
+        // Our limit replaces axum's default, which would otherwise cap extractors at 2 MB.
+        let default_limit_off = self.body_limit.map(|_| DefaultBodyLimit::disable());
+        let inner = ServiceBuilder::new()
+            .option_layer(limits)
+            .option_layer(default_limit_off);
+        match self.trace {
+            Some(trace) => app = app.layer(ServiceBuilder::new().layer(trace).layer(inner)),
+            None if limits.is_some() => app = app.layer(inner),
+            None => {}
         }
         if let Some(health) = self.health.clone() {
             app = app.merge(health.into_router());
