@@ -140,7 +140,10 @@ fn compare<R: PkSelect, T: PkSelect>(
     // The same comparison, interleaved, so that load drifting during the run (other processes
     // on a small machine) hits both sides alike. Not in test mode (`cargo test` runs each
     // benchmark once, without `--bench`).
-    if !std::env::args().any(|a| a == "--bench") {
+    // Nor in criterion's profiling mode (`--profile-time`, as under callgrind).
+    if !std::env::args().any(|a| a == "--bench")
+        || std::env::args().any(|a| a == "--profile-time")
+    {
         return;
     }
     let mut rounds: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
