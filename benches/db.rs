@@ -141,8 +141,7 @@ fn compare<R: PkSelect, T: PkSelect>(
     // on a small machine) hits both sides alike. Not in test mode (`cargo test` runs each
     // benchmark once, without `--bench`).
     // Nor in criterion's profiling mode (`--profile-time`, as under callgrind).
-    if !std::env::args().any(|a| a == "--bench")
-        || std::env::args().any(|a| a == "--profile-time")
+    if !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--profile-time")
     {
         return;
     }

@@ -225,6 +225,11 @@ start_service() {
     done
     end="$(now_us)"
     RESULT[$mode.startup_ms]="$(( (end - start) / 1000 ))"
+    if [ "${RESULT[$mode.startup_ms]}" -ge 100 ]; then
+        # Slow start: show what the service logged up to then (retries, migrations).
+        say "$mode: start -> /healthz took ${RESULT[$mode.startup_ms]} ms (started at $start µs); its log so far:"
+        head -n 20 "$WORK/$mode.log" >&2
+    fi
     BASE[$mode]="$base"
 
     local creds='{"email":"load-'"$mode"'@example.com","password":"load test password"}'

@@ -38,9 +38,21 @@ pub struct App {
     package: String,
     version: String,
     service_name: Option<String>,
+    telemetry: Option<TelemetryHook>,
     secrets: Option<String>,
     #[cfg(feature = "db")]
     migrations: Option<sqlx::migrate::Migrator>,
+}
+
+/// The function given to [`App::telemetry`]. It may be called twice: when the service fails
+/// before its runtime exists, telemetry is set up to log that.
+#[derive(Clone)]
+struct TelemetryHook(Arc<dyn Fn(TelemetryConfig) -> TelemetryConfig + Send + Sync>);
+
+impl std::fmt::Debug for TelemetryHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TelemetryHook")
+    }
 }
 
 /// What the runtime hands to [`FromContext`] implementations: the service's identity and
@@ -214,6 +226,7 @@ impl App {
             package: package.into(),
             version: version.into(),
             service_name: None,
+            telemetry: None,
             secrets: None,
             #[cfg(feature = "db")]
             migrations: None,
@@ -228,6 +241,26 @@ impl App {
     /// ```
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = Some(name.into());
+        self
+    }
+
+    /// Adjusts the telemetry configuration before telemetry starts. `adjust` receives the
+    /// configuration read from the environment (`OTEL_*`, `RUST_LOG`, with the service's name
+    /// and version filled in); what it sets wins over the environment.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let app = apprunner::App::new("users-api", "1.0.0").telemetry(|config| {
+    ///     config.min_flush_interval(Duration::from_millis(50))
+    /// });
+    /// # let _ = app;
+    /// ```
+    pub fn telemetry(
+        mut self,
+        adjust: impl Fn(TelemetryConfig) -> TelemetryConfig + Send + Sync + 'static,
+    ) -> Self {
+        self.telemetry = Some(TelemetryHook(Arc::new(adjust)));
         self
     }
 
@@ -273,6 +306,9 @@ impl App {
             .service_version(self.version.clone());
         if let Some(name) = &self.service_name {
             config = config.service_name(name.clone());
+        }
+        if let Some(TelemetryHook(adjust)) = &self.telemetry {
+            config = adjust(config);
         }
         Ok(config)
     }
@@ -391,4 +427,29 @@ fn finish(guard: TelemetryGuard) {
 #[allow(clippy::print_stderr)]
 fn report_without_telemetry(error: &Error) {
     eprintln!("error: {}", Chain(error));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_telemetry_hook_sees_the_app_settings_and_wins_over_them() {
+        let app = App::new("users-api", "1.2.3");
+        assert_eq!(
+            app.telemetry_config().unwrap().resolved_service_name(),
+            std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "users-api".to_owned())
+        );
+        let app = App::new("users-api", "1.2.3")
+            .service_name("users")
+            .telemetry(|config| {
+                let seen = config.resolved_service_name();
+                config.service_name(format!("{seen}-adjusted"))
+            });
+        assert_eq!(
+            app.telemetry_config().unwrap().resolved_service_name(),
+            "users-adjusted"
+        );
+        assert_eq!(format!("{:?}", app.telemetry), "Some(TelemetryHook)");
+    }
 }

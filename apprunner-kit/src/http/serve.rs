@@ -346,12 +346,11 @@ impl Server {
     /// which costs an allocation and a clone of the boxed service per request.
     fn app(&self, router: Router) -> Router {
         let mut app = router;
-        let limits = (self.body_limit.is_some() || self.request_timeout.is_some()).then_some(
-            LimitsLayer {
+        let limits =
+            (self.body_limit.is_some() || self.request_timeout.is_some()).then_some(LimitsLayer {
                 request_timeout: self.request_timeout,
                 body_limit: self.body_limit,
-            },
-        );
+            });
         // Our limit replaces axum's default, which would otherwise cap extractors at 2 MB.
         let default_limit_off = self.body_limit.map(|_| DefaultBodyLimit::disable());
         let inner = ServiceBuilder::new()
