@@ -426,31 +426,48 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_request_keeps_its_permit_until_its_hash_is_done() {
-        // One hash at a time. A request whose hash is running is cancelled (its client went
-        // away); the next hash waits for the running one and reuses its buffer, instead of
-        // running beside it in a second 7 MiB buffer.
+        // One hash at a time. The first request's work holds the buffer until the test lets it
+        // go; the request is cancelled meanwhile (its client went away). The next hash must
+        // wait for that work and reuse its buffer, not run beside it in a second 7 MiB one.
         let passwords = Passwords::with_concurrency(1);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let first = tokio::spawn({
             let passwords = passwords.clone();
-            async move { passwords.hash("first password".to_owned()).await }
+            async move {
+                passwords
+                    .blocking("held", move |_, _| {
+                        let _ = started_tx.send(());
+                        let _ = release_rx.recv();
+                    })
+                    .await
+            }
         });
-        while passwords.0.allocated.load(Ordering::Relaxed) == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        started_rx.await.unwrap();
         first.abort();
         assert!(first.await.unwrap_err().is_cancelled());
-        let hash = passwords.hash("second password".to_owned()).await.unwrap();
+
+        let second = tokio::spawn({
+            let passwords = passwords.clone();
+            async move { passwords.hash("second password".to_owned()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let buffers = || passwords.0.allocated.load(Ordering::Relaxed);
+        assert_eq!(
+            buffers(),
+            1,
+            "the next hash started beside the cancelled one"
+        );
+        assert!(!second.is_finished());
+        release_tx.send(()).unwrap();
+        let hash = second.await.unwrap().unwrap();
         assert!(
             passwords
                 .verify("second password".to_owned(), Some(hash))
                 .await
                 .unwrap()
         );
-        assert_eq!(
-            passwords.0.allocated.load(Ordering::Relaxed),
-            1,
-            "one buffer, reused"
-        );
+        assert_eq!(buffers(), 1, "one buffer, reused");
     }
 
     #[test]
