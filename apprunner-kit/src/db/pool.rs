@@ -410,6 +410,15 @@ impl<DB: Driver> Pool<DB> {
                         });
                     }
                     let _ = sqlx::Connection::close(conn).await;
+                    // How long the database took to answer: an Aurora Serverless cluster
+                    // resuming from zero capacity shows here.
+                    tracing::info!(
+                        target: TARGET,
+                        endpoint = %self.shared.tracer.meta().endpoint.describe(),
+                        attempts,
+                        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "database reachable"
+                    );
                     return Ok(());
                 }
                 Ok(Err(e)) => e,
@@ -589,4 +598,49 @@ fn jitter(backoff: Duration) -> Duration {
     let half = backoff / 2;
     let spread = u32::try_from(half.as_millis()).unwrap_or(u32::MAX).max(1);
     half + Duration::from_millis(u64::from(nanos % spread))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// Log output collected in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_start_up_connection_is_logged_with_its_attempts_and_time() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let pool = crate::db::SqlitePool::connect("sqlite::memory:")
+            .await
+            .expect("an in-memory database");
+        pool.close().await;
+        let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = output
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .find(|line: &serde_json::Value| line["fields"]["message"] == "database reachable")
+            .unwrap_or_else(|| panic!("no `database reachable` line in {output}"));
+        assert_eq!(line["fields"]["attempts"], 1, "{line}");
+        assert!(line["fields"]["elapsed_ms"].is_u64(), "{line}");
+        assert_eq!(line["level"], "INFO", "{line}");
+    }
 }
