@@ -33,25 +33,15 @@ for variant in without_layer with_layer; do
         "$bin" --bench --profile-time 5 "router_in_process/$variant" >"$work/$variant.log" 2>&1
     callgrind_annotate --inclusive=yes --tree=caller "$out" >"$work/$variant.txt"
     python3 - "$work/$variant.txt" "$variant" <<'PY'
-import re, sys
+import sys
 
-lines = open(sys.argv[1]).read().split("\n")
+sys.path.insert(0, "benches")
+from callgrind import Annotated
 
-def function(name):
-    """Inclusive instructions of `name` and how many times it was called."""
-    for i, line in enumerate(lines):
-        if "*  " in line and name in line:
-            calls, j = 0, i - 1
-            while j >= 0 and "<" in lines[j]:
-                m = re.search(r"\(([\d,]+)x\)", lines[j])
-                calls += int(m.group(1).replace(",", "")) if m else 0
-                j -= 1
-            return int(line.strip().split(" ")[0].replace(",", "")), calls
-    sys.exit(f"{name} not found in the callgrind output")
-
+profile = Annotated(sys.argv[1])
 # Every iteration routes one request; criterion's iteration loop holds all of them.
-total, _ = function("criterion::bencher::Bencher<M>::iter ")
-_, requests = function("axum::routing::Router<S>::call_with_state ")
+total, _ = profile.inclusive("criterion::bencher::Bencher<M>::iter ")
+_, requests = profile.inclusive("axum::routing::Router<S>::call_with_state ")
 print(f"{sys.argv[2]:14} {requests:7d} requests, {total / requests:8.0f} instructions per request")
 open(sys.argv[1] + ".per_request", "w").write(f"{total / requests:.0f}")
 PY

@@ -42,29 +42,19 @@ for side in "${sides[@]}"; do
 done
 
 python3 - "$work" "$unit" "${sides[@]}" <<'PY'
-import re, sys
+import sys
+
+sys.path.insert(0, "benches")
+from callgrind import Annotated
 
 work, unit, sides = sys.argv[1], sys.argv[2], sys.argv[3:]
 
 def read(path):
-    lines = open(path).read().split("\n")
-    total = int(next(l for l in lines if "PROGRAM TOTALS" in l).split()[0].replace(",", ""))
-
-    def inclusive(name):
-        """Inclusive instructions of `name` and how many times it was called."""
-        for i, line in enumerate(lines):
-            if "*  " in line and line.split("*  ", 1)[1].startswith("???:" + name):
-                calls, j = 0, i - 1
-                while j >= 0 and "<" in lines[j]:
-                    m = re.search(r"\(([\d,]+)x\)", lines[j])
-                    calls += int(m.group(1).replace(",", "")) if m else 0
-                    j -= 1
-                return int(line.split()[0].replace(",", "")), calls
-        return 0, 0
-
-    _, units = inclusive(unit)
-    receiver, _ = inclusive("apprunner_kit_tests::otlp::serve ")
-    return total, units, receiver
+    profile = Annotated(path)
+    _, units = profile.inclusive(unit)
+    # Absent when no span reached the receiver (the untraced side of `http`).
+    receiver, _ = profile.inclusive("apprunner_kit_tests::otlp::serve ", required=False)
+    return profile.total(), units, receiver
 
 per = {}
 for side in sides:
