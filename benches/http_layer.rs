@@ -212,12 +212,17 @@ fn hello(c: &mut Criterion) {
     }
 
     // The layer alone, without network or server: one request through an axum router, body
-    // included (the span ends when the body does), on this thread.
+    // included (the span ends when the body does), on this thread. The routers are made ready
+    // with `with_state(())`, as `axum::serve` and `Server` do: called without it, axum would
+    // build each route's stack of layers again for every request.
     let mut group = c.benchmark_group("router_in_process");
     let hello = || Router::new().route("/hello", get(|| async { "hello" }));
     for (name, router) in [
-        ("without_layer", hello()),
-        ("with_layer", hello().layer(TraceLayer::new())),
+        ("without_layer", hello().with_state(())),
+        (
+            "with_layer",
+            hello().layer(TraceLayer::new()).with_state(()),
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {

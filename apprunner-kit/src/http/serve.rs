@@ -364,7 +364,10 @@ impl Server {
         if let Some(health) = self.health.clone() {
             app = app.merge(health.into_router());
         }
-        app
+        // Turns every handler into its layered route once, as `axum::serve` does: a router
+        // without state called as a service would redo that (a fresh stack of layers, boxed)
+        // for every request.
+        app.with_state(())
     }
 }
 
