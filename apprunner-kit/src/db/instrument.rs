@@ -94,7 +94,9 @@ pub(crate) struct Tracer {
     settings: TraceSettings,
     sanitizer: Sanitizer,
     meta: RwLock<Arc<Meta>>,
-    cache: RwLock<HashMap<Box<str>, Arc<Analysis>>>,
+    /// Keyed with foldhash rather than SipHash: the keys are the application's own statements,
+    /// hashed on every query.
+    cache: RwLock<HashMap<Box<str>, Arc<Analysis>, foldhash::fast::RandomState>>,
 }
 
 impl Tracer {
@@ -103,7 +105,7 @@ impl Tracer {
             sanitizer: Sanitizer::new(DB::DIALECT).collapse_in_lists(settings.collapse_in_lists),
             settings,
             meta: RwLock::new(Arc::new(meta)),
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(HashMap::default()),
         }
     }
 
