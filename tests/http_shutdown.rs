@@ -39,10 +39,20 @@ impl ChildServer {
         for (key, value) in extra_env {
             command.env(key, value);
         }
+        let spawned = Instant::now();
         let mut child = command.spawn().expect("start http-test-server");
         let lines = read_lines(child.stdout.take().unwrap());
         let mut server = Self { child, port, lines };
-        server.wait_for_log_blocking("listening");
+        let listening = server.wait_for_log_blocking("listening");
+        // The start-up time, counted from the process start (in 10 ms clock ticks).
+        let startup_ms = listening["startup_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no startup_ms: {listening}"));
+        let waited_ms = u64::try_from(spawned.elapsed().as_millis()).unwrap();
+        assert!(
+            startup_ms <= waited_ms + 20,
+            "startup_ms {startup_ms} but the line came {waited_ms} ms after the spawn"
+        );
         server
     }
 

@@ -91,6 +91,10 @@
 //! | [`Server::body_limit`] | 2 MiB | `413` |
 //! | [`Server::drain_timeout`] | 20 s after SIGTERM / SIGINT | in-flight requests finish, then `serve` returns `Ok` |
 //! | [`Server::health_route`] | none | [`HealthRoute`]: `200 {"status":"ok"}` without touching the database |
+//!
+//! Once bound, [`Server`] logs `listening` with the `address` and, on Linux, `startup_ms`: the
+//! time since the process started (secrets, telemetry, database connection and migrations
+//! included), to watch the cold starts App Runner's health check waits for.
 
 mod error;
 mod health;

@@ -286,7 +286,17 @@ impl Server {
                 })?,
         };
         let local_addr = listener.local_addr().unwrap_or(self.addr);
-        tracing::info!(target: TARGET, address = %local_addr, "listening");
+        // How long the start took (secrets, telemetry, database, migrations), where `/proc`
+        // tells: a slow start (an Aurora cluster resuming, a cold image) shows in the logs.
+        match process_age() {
+            Some(age) => tracing::info!(
+                target: TARGET,
+                address = %local_addr,
+                startup_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                "listening"
+            ),
+            None => tracing::info!(target: TARGET, address = %local_addr, "listening"),
+        }
 
         let mut builder = Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new());
@@ -403,6 +413,25 @@ async fn serve_connection(
     }
 }
 
+/// How long ago this process started, read from `/proc` (`None` where there is none).
+fn process_age() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    process_age_from(&stat, &uptime)
+}
+
+/// [`process_age`] from the text of `/proc/self/stat` and `/proc/uptime`.
+fn process_age_from(stat: &str, uptime: &str) -> Option<Duration> {
+    // `starttime` is field 22; fields are counted after the command name, which may hold
+    // spaces and parentheses. It is in clock ticks since boot: USER_HZ, 100 on Linux.
+    let (_, fields) = stat.rsplit_once(')')?;
+    let start_ticks: u64 = fields.split_whitespace().nth(19)?.parse().ok()?;
+    let up: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    Duration::try_from_secs_f64(up)
+        .ok()?
+        .checked_sub(Duration::from_millis(start_ticks.checked_mul(10)?))
+}
+
 async fn accept_failed(error: io::Error) {
     if matches!(
         error.kind(),
@@ -460,6 +489,30 @@ mod tests {
     fn port_comes_from_the_environment() {
         let server = Server::from_lookup(lookup(Some("3000"))).unwrap();
         assert_eq!(server.addr, SocketAddr::from(([0, 0, 0, 0], 3000)));
+    }
+
+    #[test]
+    fn process_age_reads_the_start_time_after_the_command_name() {
+        // pid, "(comm)", then fields 3 to 22; starttime (field 22) is 12345 ticks.
+        let fields: Vec<String> = (3..=21).map(|n| n.to_string()).collect();
+        let stat = format!("4242 (a) b (c) {} 12345 23 24\n", fields.join(" "));
+        assert_eq!(
+            process_age_from(&stat, "130.00 250.10\n"),
+            Some(Duration::from_millis(6550))
+        );
+        assert_eq!(
+            process_age_from(&stat, "100.00 1.0\n"),
+            None,
+            "uptime before start"
+        );
+        assert_eq!(process_age_from("4242 (a) R 1", "130.00 1.0"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_has_an_age() {
+        let age = process_age().expect("/proc tells the start time");
+        assert!(age < Duration::from_secs(24 * 3600), "{age:?}");
     }
 
     #[test]
