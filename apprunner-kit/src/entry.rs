@@ -322,7 +322,11 @@ impl App {
         Ok(crate::secrets::bootstrap(&plan)?)
     }
 
-    /// Runs the service: see the [module documentation](self) for the order of steps.
+    /// Runs the service, in this order: secrets are bootstrapped (Secrets Manager → environment)
+    /// while the process has a single thread; the Tokio multi-thread runtime is built;
+    /// telemetry is initialised; the service runs; telemetry is shut down, flushing every span;
+    /// an [`ExitCode`] is returned (`std::process::exit` is never called, so nothing skips the
+    /// flush). An error at any step becomes one logged line and exit code 1.
     ///
     /// Call it from a synchronous `main`, before any thread or runtime exists. `service`
     /// receives the [`Context`] and returns the service's future.
