@@ -10,6 +10,8 @@
 pub mod mariadb;
 pub mod otlp;
 pub mod otlp_count;
+#[cfg(test)]
+mod otlp_count_reference;
 pub mod postgres;
 pub mod secrets_emulator;
 
