@@ -524,41 +524,14 @@ fn other_field(bytes: &[u8], message: &str, known: bool, key: u32, level: u32) -
     Ok(bytes.len() - fields.bytes.len())
 }
 
-/// Checks a string field: ASCII is checked eight bytes at a time (overlapping reads for the
-/// tail), anything else by `std::str::from_utf8`.
+/// Checks a string field: ASCII (nearly every attribute) with `<[u8]>::is_ascii`, anything
+/// else by `std::str::from_utf8`.
 #[inline(always)]
 fn utf8(text: &[u8]) -> Walk {
-    if is_ascii(text) {
+    if text.is_ascii() {
         Ok(())
     } else {
         non_ascii(text)
-    }
-}
-
-#[inline(always)]
-fn is_ascii(text: &[u8]) -> bool {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let len = text.len();
-    if len >= 8 {
-        let (words, _) = text.as_chunks::<8>();
-        let mut all = 0;
-        for word in words {
-            all |= u64::from_le_bytes(*word);
-        }
-        if let Some(last) = text.last_chunk::<8>() {
-            all |= u64::from_le_bytes(*last);
-        }
-        all & HIGH == 0
-    } else if len >= 4 {
-        let (Some(first), Some(last)) = (text.first_chunk::<4>(), text.last_chunk::<4>()) else {
-            return false;
-        };
-        (u32::from_le_bytes(*first) | u32::from_le_bytes(*last)) & 0x8080_8080 == 0
-    } else if let [first, .., last] | [first @ last] = text {
-        // 1 to 3 bytes: the first, the middle and the last cover them all.
-        (first | text[len / 2] | last) & 0x80 == 0
-    } else {
-        true
     }
 }
 
@@ -1108,15 +1081,15 @@ mod tests {
     }
 
     #[test]
-    fn the_ascii_check_agrees_with_std() {
+    fn strings_are_checked_for_utf8_at_every_position() {
         for len in 0..=40 {
             let ascii = vec![b'a'; len];
-            assert!(is_ascii(&ascii));
+            assert!(utf8(&ascii).is_ok());
             for at in 0..len {
                 for high in [0x80, 0xc3, 0xff] {
                     let mut text = ascii.clone();
                     text[at] = high;
-                    assert!(!is_ascii(&text), "{len} bytes, {high:#x} at {at}");
+                    assert!(utf8(&text).is_err(), "{len} bytes, {high:#x} at {at}");
                 }
             }
         }
