@@ -21,7 +21,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use apprunner::db::{DbConfig, Pool, Sanitizer, SqlDialect};
-use apprunner::telemetry::{TelemetryConfig, TracesExporter};
+use apprunner::telemetry::{TelemetryConfig, TelemetryGuard, TracesExporter};
 use apprunner_kit_tests::{OtlpReceiver, Postgres, ReceiverBehavior};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tracing::Instrument as _;
@@ -104,6 +104,7 @@ fn compare<R: PkSelect, T: PkSelect>(
     c: &mut Criterion,
     runtime: &tokio::runtime::Runtime,
     receiver: &OtlpReceiver,
+    telemetry: &TelemetryGuard,
     engine: &str,
     raw: &R,
     traced: &T,
@@ -145,6 +146,9 @@ fn compare<R: PkSelect, T: PkSelect>(
     {
         return;
     }
+    // Flushed before each snapshot: spans still queued would count as dropped.
+    telemetry.force_flush().expect("flush");
+    let stats_before = telemetry.stats();
     let mut rounds: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut cpu = [Duration::ZERO; 2];
     runtime.block_on(async {
@@ -178,6 +182,14 @@ fn compare<R: PkSelect, T: PkSelect>(
         "interleaved {engine}: raw_sqlx {raw_qps:.0} q/s, apprunner_traced {traced_qps:.0} q/s, \
          ratio {:.3}; per round: median {median:.3} (min {min:.3}, max {max:.3})",
         traced_qps / raw_qps
+    );
+    // A traced side that dropped spans (export queue full) did less than the work measured.
+    telemetry.force_flush().expect("flush");
+    let stats = telemetry.stats();
+    eprintln!(
+        "interleaved {engine} spans: ended {}, dropped (queue full) {}",
+        stats.spans_ended - stats_before.spans_ended,
+        stats.spans_dropped() - stats_before.spans_dropped(),
     );
     // This process's CPU per query (the pools, SQLite itself, the export and the in-process
     // receiver; not the PostgreSQL server's processes).
@@ -259,7 +271,7 @@ fn pk_select(c: &mut Criterion) {
             .expect("raw sqlite pool");
         (raw, traced)
     });
-    compare(c, &runtime, &receiver, "sqlite", &raw, &traced);
+    compare(c, &runtime, &receiver, &telemetry, "sqlite", &raw, &traced);
 
     // PostgreSQL: both pools on the same database of a throwaway cluster.
     let pg = Postgres::start();
@@ -280,7 +292,9 @@ fn pk_select(c: &mut Criterion) {
             .expect("raw postgres pool");
         (raw, traced)
     });
-    compare(c, &runtime, &receiver, "postgres", &raw, &traced);
+    compare(
+        c, &runtime, &receiver, &telemetry, "postgres", &raw, &traced,
+    );
 
     let stats = shutdown_and_report(&runtime, telemetry);
     assert!(

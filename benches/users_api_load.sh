@@ -20,7 +20,9 @@
 # the load average (a busy machine inflates every figure).
 #
 # Targets: traced/untraced >= 0.9, zero non-2xx, peak RSS < 50 MiB, start->healthz < 100 ms.
-# The exit status is 1 when a target is missed.
+# Checked too: the traced service lost no span (none dropped from a full export queue, none
+# failed), as it reports at shutdown; a run that lost spans measured a traced service doing less
+# than its work. The exit status is 1 when a target or a check is missed.
 #
 # Needs: cargo, curl, PostgreSQL server binaries and wrk (Debian packages `postgresql` and `wrk`,
 # installed with apt-get when missing and running as root).
@@ -275,6 +277,14 @@ stop_service() {
     wait "$pid" || status=$?
     PID[$mode]=""
     RESULT[$mode.exit]="$status"
+    # The kit logs at shutdown how many spans it could not export (queue full, export failed):
+    # a traced run that lost spans did less work than it claims, and its ratio does not count.
+    local field lost=0 n
+    for field in spans_dropped spans_failed; do
+        n="$(grep -o "\"$field\":[0-9]*" "$WORK/$mode.log" | tail -n 1 | cut -d: -f2 || true)"
+        lost=$(( lost + ${n:-0} ))
+    done
+    RESULT[$mode.lost]="$lost"
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -374,4 +384,6 @@ for mode in traced untraced; do
     check "$mode exit status ${RESULT[$mode.exit]} after SIGTERM" "$([ "${RESULT[$mode.exit]}" = 0 ] && echo 1 || echo 0)"
 done
 check "spans arrived at the receiver (${SPANS:-0})" "$([ "${SPANS:-0}" -gt 0 ] && echo 1 || echo 0)"
+check "traced: no span lost (dropped or failed: ${RESULT[traced.lost]})" \
+    "$([ "${RESULT[traced.lost]}" = 0 ] && echo 1 || echo 0)"
 exit "$failed"
