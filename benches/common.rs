@@ -14,6 +14,22 @@ pub(crate) fn selected(ids: &[&str]) -> bool {
             .any(|f| ids.iter().any(|id| id.contains(f.as_str())))
 }
 
+/// Flushes, then prints the spans ended and dropped (export queue full) since `before`, for the
+/// interleaved pass named `pass`: a traced side that dropped spans did less than its work.
+pub(crate) fn report_pass_spans(
+    pass: &str,
+    telemetry: &apprunner::telemetry::TelemetryGuard,
+    before: &apprunner::telemetry::ExportStats,
+) {
+    telemetry.force_flush().expect("flush");
+    let stats = telemetry.stats();
+    eprintln!(
+        "{pass} spans: ended {}, dropped (queue full) {}",
+        stats.spans_ended - before.spans_ended,
+        stats.spans_dropped() - before.spans_dropped(),
+    );
+}
+
 /// Shuts telemetry down (flushing every span) and prints what the export pipeline did.
 pub(crate) fn shutdown_and_report(
     runtime: &tokio::runtime::Runtime,

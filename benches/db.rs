@@ -28,7 +28,7 @@ use tracing::Instrument as _;
 
 #[path = "common.rs"]
 mod common;
-use common::{process_cpu, round_ratios, selected, shutdown_and_report};
+use common::{process_cpu, report_pass_spans, round_ratios, selected, shutdown_and_report};
 
 const CONCURRENCY: usize = 8;
 const ROWS: i64 = 1000;
@@ -183,14 +183,7 @@ fn compare<R: PkSelect, T: PkSelect>(
          ratio {:.3}; per round: median {median:.3} (min {min:.3}, max {max:.3})",
         traced_qps / raw_qps
     );
-    // A traced side that dropped spans (export queue full) did less than the work measured.
-    telemetry.force_flush().expect("flush");
-    let stats = telemetry.stats();
-    eprintln!(
-        "interleaved {engine} spans: ended {}, dropped (queue full) {}",
-        stats.spans_ended - stats_before.spans_ended,
-        stats.spans_dropped() - stats_before.spans_dropped(),
-    );
+    report_pass_spans(&format!("interleaved {engine}"), telemetry, &stats_before);
     // This process's CPU per query (the pools, SQLite itself, the export and the in-process
     // receiver; not the PostgreSQL server's processes).
     let [raw_us, traced_us] = cpu.map(|time| time.as_secs_f64() * 1e6 / queries);

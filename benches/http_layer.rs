@@ -41,7 +41,7 @@ use tower::ServiceExt as _;
 
 #[path = "common.rs"]
 mod common;
-use common::{round_ratios, selected, shutdown_and_report, stat_cpu};
+use common::{report_pass_spans, round_ratios, selected, shutdown_and_report, stat_cpu};
 
 const CONCURRENCY: usize = 16;
 const APP_RUNNER_HEADER: &str =
@@ -187,12 +187,10 @@ fn hello(c: &mut Criterion) {
              max {max:.3})",
             traced_rps / plain_rps
         );
-        telemetry.force_flush().expect("flush");
-        let stats = telemetry.stats();
-        eprintln!(
-            "{scenario} interleaved spans: ended {}, dropped (queue full) {}",
-            stats.spans_ended - stats_before.spans_ended,
-            stats.spans_dropped() - stats_before.spans_dropped(),
+        report_pass_spans(
+            &format!("{scenario} interleaved"),
+            &telemetry,
+            &stats_before,
         );
         // CPU time per request (client, servers, exporter; the receiver apart): what a
         // saturated machine turns into throughput, whatever else runs on it.
