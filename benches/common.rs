@@ -14,15 +14,23 @@ pub(crate) fn selected(ids: &[&str]) -> bool {
             .any(|f| ids.iter().any(|id| id.contains(f.as_str())))
 }
 
-/// Flushes, then prints the spans ended and dropped (export queue full) since `before`, for the
-/// interleaved pass named `pass`: a traced side that dropped spans did less than its work.
+/// The export counters after a flush: spans still queued would count as dropped.
+pub(crate) fn flushed_stats(
+    telemetry: &apprunner::telemetry::TelemetryGuard,
+) -> apprunner::telemetry::ExportStats {
+    telemetry.force_flush().expect("flush");
+    telemetry.stats()
+}
+
+/// Prints the spans ended and dropped (export queue full) since `before` (a [`flushed_stats`]),
+/// for the interleaved pass named `pass`: a traced side that dropped spans did less than its
+/// work.
 pub(crate) fn report_pass_spans(
     pass: &str,
     telemetry: &apprunner::telemetry::TelemetryGuard,
     before: &apprunner::telemetry::ExportStats,
 ) {
-    telemetry.force_flush().expect("flush");
-    let stats = telemetry.stats();
+    let stats = flushed_stats(telemetry);
     eprintln!(
         "{pass} spans: ended {}, dropped (queue full) {}",
         stats.spans_ended - before.spans_ended,

@@ -28,7 +28,9 @@ use tracing::Instrument as _;
 
 #[path = "common.rs"]
 mod common;
-use common::{process_cpu, report_pass_spans, round_ratios, selected, shutdown_and_report};
+use common::{
+    flushed_stats, process_cpu, report_pass_spans, round_ratios, selected, shutdown_and_report,
+};
 
 const CONCURRENCY: usize = 8;
 const ROWS: i64 = 1000;
@@ -146,9 +148,7 @@ fn compare<R: PkSelect, T: PkSelect>(
     {
         return;
     }
-    // Flushed before each snapshot: spans still queued would count as dropped.
-    telemetry.force_flush().expect("flush");
-    let stats_before = telemetry.stats();
+    let stats_before = flushed_stats(telemetry);
     let mut rounds: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut cpu = [Duration::ZERO; 2];
     runtime.block_on(async {

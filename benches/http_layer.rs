@@ -41,7 +41,9 @@ use tower::ServiceExt as _;
 
 #[path = "common.rs"]
 mod common;
-use common::{report_pass_spans, round_ratios, selected, shutdown_and_report, stat_cpu};
+use common::{
+    flushed_stats, report_pass_spans, round_ratios, selected, shutdown_and_report, stat_cpu,
+};
 
 const CONCURRENCY: usize = 16;
 const APP_RUNNER_HEADER: &str =
@@ -139,9 +141,7 @@ fn hello(c: &mut Criterion) {
         }
         group.finish();
 
-        // Flushed before each snapshot: spans still queued would count as dropped.
-        telemetry.force_flush().expect("flush");
-        let stats_before = telemetry.stats();
+        let stats_before = flushed_stats(&telemetry);
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this once, quickly.
         // `--profile-time` (criterion's profiling mode, as under callgrind) runs only the
         // benchmark named.

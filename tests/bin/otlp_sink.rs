@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use apprunner_kit_tests::{CountingTraceService, ExportCounts};
+use apprunner_kit_tests::{CountingTraceService, ExportCounts, collector_incoming};
 use tokio::signal::unix::{SignalKind, signal};
 
 // One thread: the sink shares the machine with the service under test.
@@ -32,17 +32,12 @@ async fn main() {
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let server = tonic::transport::Server::builder()
         .add_service(CountingTraceService::new(Arc::clone(&counts)))
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY, as the OpenTelemetry Collector has it (see `OtlpReceiver`): without
-            // it each export can stall ~40 ms on a delayed ACK and the service drops spans.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            },
-        );
+        .serve_with_incoming_shutdown(collector_incoming(listener), async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        });
     server.await.expect("otlp-sink: server failed");
     println!(
         "spans={} exports={}",

@@ -18,7 +18,7 @@ pub mod secrets_emulator;
 pub use mariadb::MariaDb;
 pub use otlp::{
     AttrValue, ExportRequestInfo, OtlpProtocol, OtlpReceiver, ReceiverBehavior, SpanEvent,
-    SpanKind, SpanLink, SpanRecord, SpanStatus, StatusCode,
+    SpanKind, SpanLink, SpanRecord, SpanStatus, StatusCode, collector_incoming,
 };
 pub use otlp_count::{CountingTraceService, ExportCounts, count_spans};
 pub use postgres::Postgres;

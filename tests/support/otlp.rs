@@ -771,6 +771,17 @@ async fn http_export(
     }
 }
 
+/// The connections a gRPC receiver accepts on `listener`, set up as a collector's are: with
+/// `TCP_NODELAY`, as the OpenTelemetry Collector (Go, whose sockets have it by default) and App
+/// Runner's collector have them. Without it the receiver's small HTTP/2 frames (window updates,
+/// the response) can wait for the exporter's delayed ACK: under load each export stalls, the
+/// exporter's queue fills and it drops spans (48 % of them in a users API load run).
+pub fn collector_incoming(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 fn serve(
     grpc: StdTcpListener,
     http: StdTcpListener,
@@ -790,12 +801,7 @@ fn serve(
         } else {
             builder.add_service(TraceServiceServer::new(GrpcService(Arc::clone(&state))))
         };
-        // TCP_NODELAY, as the OpenTelemetry Collector (Go, whose sockets have it by default)
-        // and App Runner's collector have it. Without it the receiver's small HTTP/2 frames
-        // (window updates, the response) wait for the exporter's delayed ACK, ~40 ms per
-        // export under load, and an exporter at full speed then drops spans.
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-        let grpc_server = grpc_router.serve_with_incoming(incoming);
+        let grpc_server = grpc_router.serve_with_incoming(collector_incoming(grpc));
         let router = axum::Router::new()
             .route("/v1/traces", axum::routing::post(http_export))
             .with_state(state);
