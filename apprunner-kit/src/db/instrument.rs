@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, StringValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::telemetry::{EncodedAttributes, PackedAttributes, start_kit_span_with};
+use crate::telemetry::{KitSpan, start_kit_span};
 
 use super::config::{DbEngine, QueryText, TraceSettings};
 use super::driver::{Driver, Endpoint};
@@ -33,13 +32,7 @@ pub(crate) struct Meta {
     pub(crate) endpoint: Endpoint,
     pub(crate) peer_service: Option<String>,
     attributes: Attributes,
-    /// Distinguishes this `Meta` from the ones it replaces (statement attributes encoded for
-    /// an older one are encoded again).
-    generation: u64,
 }
-
-/// Source of [`Meta::generation`].
-static META_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The per-pool attribute values, ready to clone into each span (reference-counted strings).
 #[derive(Debug)]
@@ -83,7 +76,6 @@ impl Meta {
             endpoint,
             peer_service,
             attributes,
-            generation: META_GENERATION.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
@@ -172,7 +164,6 @@ impl Tracer {
             operation: command.split(' ').next().map(StringValue::from),
             collection: None,
             procedure: None,
-            encoded: RwLock::new(None),
         };
         self.span(parent, Some(command), &analysis)
     }
@@ -216,54 +207,22 @@ impl Tracer {
             operation: info.operation().map(shared),
             collection: info.collection().map(shared),
             procedure: info.stored_procedure().map(shared),
-            encoded: RwLock::new(None),
         }
     }
 
-    /// The span of a statement named `name` (else after the database system).
-    ///
-    /// A native span (the kit's OTLP/gRPC export) gets the statement's attributes encoded once
-    /// per statement and pool, and its name from a recycled buffer: no `KeyValue` and no string
-    /// is made per statement. Other spans get `KeyValue`s of shared strings.
+    /// The span of a statement named `name` (else after the database system), its attributes
+    /// given at the start so that the sampler sees them.
     fn span(&self, parent: &Context, name: Option<&str>, s: &Analysis) -> StatementSpan {
         let meta = self.meta();
-        let mut span = start_kit_span_with(parent, |native| {
-            if native {
-                SpanBuilder::from_name(meta.system).with_kind(SpanKind::Client)
-            } else {
-                let name = name.map_or(Cow::Borrowed(meta.system), |n| Cow::Owned(n.to_owned()));
-                SpanBuilder::from_name(name)
-                    .with_kind(SpanKind::Client)
-                    .with_attributes(self.attributes(&meta, s))
-            }
-        });
-        if span.is_native() && span.is_recording() {
-            if let Some(name) = name {
-                let mut packed = PackedAttributes::new();
-                packed.set_name(&[name]);
-                span.set_packed(packed);
-            }
-            span.set_encoded(self.encoded(&meta, s), || self.attributes(&meta, s));
-        }
+        let name = name.map_or(Cow::Borrowed(meta.system), |n| Cow::Owned(n.to_owned()));
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Client)
+            .with_attributes(self.attributes(&meta, s));
         StatementSpan {
-            span,
+            span: start_kit_span(builder, parent),
             rows: 0,
             done: false,
         }
-    }
-
-    /// The attributes of statement `s` in this pool, encoded once per [`Meta`].
-    fn encoded(&self, meta: &Meta, s: &Analysis) -> Arc<EncodedAttributes> {
-        if let Some((generation, encoded)) =
-            &*s.encoded.read().unwrap_or_else(PoisonError::into_inner)
-            && *generation == meta.generation
-        {
-            return Arc::clone(encoded);
-        }
-        let encoded = Arc::new(EncodedAttributes::new(&self.attributes(meta, s)));
-        *s.encoded.write().unwrap_or_else(PoisonError::into_inner) =
-            Some((meta.generation, Arc::clone(&encoded)));
-        encoded
     }
 
     /// The attributes of statement `s` in this pool.
@@ -310,13 +269,11 @@ struct Analysis {
     operation: Option<StringValue>,
     collection: Option<StringValue>,
     procedure: Option<StringValue>,
-    /// The statement's attributes, encoded for the [`Meta`] of that generation.
-    encoded: RwLock<Option<(u64, Arc<EncodedAttributes>)>>,
 }
 
 /// The span of one statement: records the rows it returned and ends when dropped.
 pub(crate) struct StatementSpan {
-    span: crate::telemetry::KitSpan,
+    span: KitSpan,
     rows: i64,
     done: bool,
 }
@@ -462,48 +419,42 @@ mod tests {
     }
 
     #[test]
-    fn encoded_attributes_are_kept_per_statement_until_the_pool_meta_changes() {
-        use opentelemetry_proto::tonic::common::v1::any_value;
-        use prost::Message as _;
-
+    fn attributes_follow_the_pool_meta() {
         let tracer = Tracer::new::<sqlx::Postgres>(
             TraceSettings::default(),
             Meta::new(DbEngine::Postgres, aurora_endpoint(), None),
         );
         let analysis = tracer.analysis("SELECT * FROM users WHERE id = $1");
-        let first = tracer.encoded(&tracer.meta(), &analysis);
-        let again = tracer.encoded(&tracer.meta(), &analysis);
-        assert!(Arc::ptr_eq(&first, &again), "encoded once per statement");
-        // The encoded fields decode as the `KeyValue`s a span of another tracer gets.
-        let decoded = |encoded: &EncodedAttributes| {
-            opentelemetry_proto::tonic::trace::v1::Span::decode(encoded.bytes())
-                .expect("Span.attributes fields")
-                .attributes
-                .into_iter()
-                .map(|kv| {
-                    let value = match kv.value.and_then(|v| v.value) {
-                        Some(any_value::Value::StringValue(s)) => Value::from(s),
-                        Some(any_value::Value::IntValue(i)) => Value::I64(i),
-                        other => panic!("unexpected value {other:?}"),
-                    };
-                    KeyValue::new(kv.key, value)
-                })
-                .collect::<Vec<_>>()
-        };
-        let expected = tracer.attributes(&tracer.meta(), &analysis);
-        assert_eq!(decoded(&first), expected);
-        assert_eq!(first.len(), expected.len());
-        assert!(expected.contains(&KeyValue::new("db.user", "app")));
-
-        // Rotation to another user: the statement is encoded again, with the new user.
+        let attributes = tracer.attributes(&tracer.meta(), &analysis);
+        for expected in [
+            KeyValue::new("db.system.name", "postgresql"),
+            KeyValue::new("db.namespace", "users"),
+            KeyValue::new("db.query.summary", "SELECT users"),
+            KeyValue::new("server.address", "db.internal"),
+            KeyValue::new("server.port", 5432_i64),
+            KeyValue::new("peer.service", "users@db.internal"),
+        ] {
+            assert!(attributes.contains(&expected), "{expected:?} in {attributes:?}");
+        }
+        // Rotation to another user: later spans carry the new user.
         tracer.update_meta(|meta| {
             let mut endpoint = meta.endpoint.clone();
             endpoint.user = Some("app_rotated".into());
             Meta::with(meta.system, endpoint, meta.peer_service.clone())
         });
-        let rotated = tracer.encoded(&tracer.meta(), &analysis);
-        assert!(!Arc::ptr_eq(&first, &rotated));
-        assert!(decoded(&rotated).contains(&KeyValue::new("db.user", "app_rotated")));
+        let rotated = tracer.attributes(&tracer.meta(), &analysis);
+        let user = |attributes: &[KeyValue]| {
+            attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "db.user")
+                .map(|kv| kv.value.to_string())
+        };
+        if TraceSettings::default().legacy_attributes {
+            assert_eq!(user(&attributes).as_deref(), Some("app"));
+            assert_eq!(user(&rotated).as_deref(), Some("app_rotated"));
+        } else {
+            assert_eq!(user(&rotated), None);
+        }
     }
 
     #[test]

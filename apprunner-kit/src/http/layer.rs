@@ -3,7 +3,7 @@
 use std::{
     any::Any,
     any::type_name,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
     task::{Context, Poll, ready},
@@ -17,12 +17,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Versio
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::{
     Context as OtelContext, KeyValue,
-    trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _},
+    trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _},
 };
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::telemetry::{PackedAttributes, start_kit_span};
+use crate::telemetry::start_kit_span;
 
 use super::{
     error::json_message,
@@ -148,13 +148,8 @@ where
 /// the context holding it.
 fn start_span<B>(request: &Request<B>, layer: TraceLayer) -> OtelContext {
     let parent = extract_context(request.headers());
-    // The name and the attributes are only worked out once the sampler said the span records:
-    // behind App Runner most requests arrive with `Sampled=0`.
-    let builder = SpanBuilder::from_name("HTTP").with_kind(SpanKind::Server);
-    let mut span = start_kit_span(builder, &parent);
-    if span.is_recording() {
-        span.set_packed(request_attributes(request, layer));
-    }
+    // The name and attributes are worked out before the start, so that the sampler sees them.
+    let span = start_kit_span(request_span(request, layer), &parent);
     parent.with_span(span)
 }
 
@@ -415,10 +410,9 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// The span name and the request attributes for the semantic conventions, their strings
-/// copied into one (recycled) buffer.
-fn request_attributes<B>(request: &Request<B>, layer: TraceLayer) -> Box<PackedAttributes> {
-    let mut packed = PackedAttributes::new();
+/// The span name and the request attributes of the semantic conventions (the sampler sees
+/// them).
+fn request_span<B>(request: &Request<B>, layer: TraceLayer) -> SpanBuilder {
     let headers = request.headers();
     let (method, method_original) = method_name(request.method());
     let route = request
@@ -426,82 +420,50 @@ fn request_attributes<B>(request: &Request<B>, layer: TraceLayer) -> Box<PackedA
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
     let name_method = if method == "_OTHER" { "HTTP" } else { method };
-    match route {
-        Some(route) => packed.set_name(&[name_method, " ", route]),
-        None => packed.set_name(&[name_method]),
-    }
-    packed.static_str("http.request.method", method);
+    let name = match route {
+        Some(route) => format!("{name_method} {route}"),
+        None => name_method.to_owned(),
+    };
+    let mut attributes = Vec::with_capacity(12);
+    attributes.push(KeyValue::new("http.request.method", method));
     if let Some(original) = method_original {
-        packed.string("http.request.method_original", original);
+        attributes.push(KeyValue::new(
+            "http.request.method_original",
+            original.to_owned(),
+        ));
     }
     if let Some(route) = route {
-        packed.string("http.route", route);
+        attributes.push(KeyValue::new("http.route", route.to_owned()));
     }
-    packed.string("url.path", request.uri().path());
-    packed.string("url.scheme", url_scheme(request));
+    attributes.push(KeyValue::new("url.path", request.uri().path().to_owned()));
+    attributes.push(KeyValue::new("url.scheme", url_scheme(request).to_owned()));
     if let Some(query) = request.uri().query().filter(|_| layer.record_query) {
-        packed.string("url.query", query);
+        attributes.push(KeyValue::new("url.query", query.to_owned()));
     }
     let (server_address, server_port) = server_address(request);
     if let Some(address) = server_address {
-        packed.string("server.address", address);
+        attributes.push(KeyValue::new("server.address", address.to_owned()));
     }
     if let Some(port) = server_port {
-        packed.int("server.port", port);
+        attributes.push(KeyValue::new("server.port", port));
     }
-    let mut peer_buf = PeerBuf::default();
-    let client_address = forwarded_for(headers).or_else(|| {
+    let client_address = forwarded_for(headers).map(str::to_owned).or_else(|| {
         let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
-        Some(peer_buf.format(peer.ip()))
+        Some(peer.ip().to_string())
     });
     if let Some(address) = client_address {
-        packed.string("client.address", address);
+        attributes.push(KeyValue::new("client.address", address));
     }
-    packed.static_str(
+    attributes.push(KeyValue::new(
         "network.protocol.version",
         protocol_version(request.version()),
-    );
+    ));
     if let Some(agent) = header_str(headers, &header::USER_AGENT) {
-        packed.string("user_agent.original", agent);
+        attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
     }
-    packed
-}
-
-/// Room to format a peer address without allocating (`fmt` is slow for IPv4 addresses, and
-/// this runs for every request without `X-Forwarded-For`).
-#[derive(Default)]
-struct PeerBuf {
-    bytes: [u8; 15],
-    other: String,
-}
-
-impl PeerBuf {
-    fn format(&mut self, ip: IpAddr) -> &str {
-        let IpAddr::V4(v4) = ip else {
-            self.other = ip.to_string();
-            return &self.other;
-        };
-        let mut len = 0;
-        for (i, octet) in v4.octets().into_iter().enumerate() {
-            if i > 0 {
-                self.bytes[len] = b'.';
-                len += 1;
-            }
-            let digits = [octet / 100, octet / 10 % 10, octet % 10];
-            let skip = if octet >= 100 {
-                0
-            } else if octet >= 10 {
-                1
-            } else {
-                2
-            };
-            for digit in &digits[skip..] {
-                self.bytes[len] = b'0' + digit;
-                len += 1;
-            }
-        }
-        std::str::from_utf8(&self.bytes[..len]).unwrap_or_default()
-    }
+    SpanBuilder::from_name(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
 }
 
 /// The semantic-conventions name of a method, and the original when it is not a standard one.
@@ -627,19 +589,6 @@ mod tests {
         assert_eq!(server_address(&r), (Some("::1"), None));
         let r = request("http://h2.example:81/", &[("host", "ignored")]);
         assert_eq!(server_address(&r), (Some("h2.example"), Some(81)));
-    }
-
-    #[test]
-    fn peer_addresses_are_formatted_like_display() {
-        for ip in [
-            IpAddr::from([0, 0, 0, 0]),
-            IpAddr::from([127, 0, 0, 1]),
-            IpAddr::from([10, 99, 100, 255]),
-            IpAddr::from([203, 0, 113, 9]),
-            "2001:db8::1".parse().unwrap(),
-        ] {
-            assert_eq!(PeerBuf::default().format(ip), ip.to_string());
-        }
     }
 
     #[test]

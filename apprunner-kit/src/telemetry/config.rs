@@ -6,6 +6,42 @@ use opentelemetry_sdk::trace::Sampler;
 
 use super::TelemetryError;
 
+mod otlp;
+
+pub(crate) use otlp::{BspSettings, EndpointSource, FileSetting, LimitSettings, OtlpEnv};
+
+/// Settings the kit could not honour but that lose nothing when ignored: logged once, as
+/// warnings, as soon as the log subscriber is installed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Warnings(pub(crate) Vec<String>);
+
+impl Warnings {
+    pub(crate) fn push(&mut self, var: &str, value: &str, expected: &str) {
+        self.0
+            .push(format!("ignoring {var}={value:?}: expected {expected}"));
+    }
+
+    /// `value` parsed, or `None` and a warning naming `var`.
+    pub(crate) fn number<T: std::str::FromStr>(
+        &mut self,
+        var: &str,
+        value: &str,
+        expected: &str,
+    ) -> Option<T> {
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        match value.parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.push(var, value, &format!("{expected}; the default is used"));
+                None
+            }
+        }
+    }
+}
+
 /// The log filter without `RUST_LOG`: `info`, minus the OpenTelemetry SDK's own diagnostics
 /// (the kit reports export failures and drops itself, once, instead of once per batch) and
 /// PostgreSQL notices such as "relation _sqlx_migrations already exists".
@@ -59,6 +95,10 @@ pub enum LogFormat {
 
 /// Everything [`init`](super::init) needs, read from the environment and refined in code.
 ///
+/// A value the kit cannot honour fails start-up, naming the variable, where going on would
+/// lose spans (an unreadable certificate, a malformed header); otherwise it is logged once as
+/// a warning and the default applies.
+///
 /// Programmatic settings win over environment variables, except for the service name, whose
 /// order is: [`service_name`](Self::service_name), then `OTEL_SERVICE_NAME`, then
 /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, then
@@ -71,13 +111,18 @@ pub enum LogFormat {
 /// | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2`, percent-decoded, added to the resource |
 /// | `OTEL_TRACES_EXPORTER` | `otlp` (default), `console`, `none` |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `grpc` (default), `http/protobuf` |
-/// | `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` | collector URL; gRPC default `http://localhost:4317` |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` | collector URL; default `http://localhost:4317` (gRPC) or `http://localhost:4318/v1/traces`; the generic variable gets `v1/traces` appended for http/protobuf, the `TRACES_` one is used as it is |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `k=v,k2=v2` (percent-decoded) sent with every export; values never logged |
-/// | `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` | milliseconds per export call (default 10000) |
-/// | `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION` | `none` only (exports are not compressed) |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` | milliseconds one export may take, retries included (default 10000) |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION` | `gzip` or `none` (default) |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE` | PEM file of CA certificates trusted for the collector (besides the system's) |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE`, `..._CLIENT_KEY` | PEM files of the client's certificate and key (mutual TLS) |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE` | `true`: an endpoint without scheme is plain `http://` for gRPC (default `false`: `https://`) |
 /// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
-/// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | batch processor |
+/// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (defaults 5000 ms, 2048, 512, 30000 ms) |
+/// | `OTEL_[SPAN_]ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT` | span limits (default 128 each) |
+/// | `OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT` | longer string values are cut to this many characters (default: no limit) |
 /// | `RUST_LOG` | log filter (default `info`, without the SDK's own diagnostics) |
 /// | `APPRUNNER_LOG_FORMAT` | `json`, `text`, `auto` (default) |
 /// | `AWS_REGION` / `AWS_DEFAULT_REGION` | `cloud.region`, and `cloud.provider=aws` |
@@ -114,112 +159,10 @@ pub struct TelemetryConfig {
     pub(crate) region: Option<String>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) bsp: BspSettings,
+    pub(crate) limits: LimitSettings,
+    pub(crate) warnings: Warnings,
     pub(crate) install_subscriber: bool,
     pub(crate) min_flush_interval: Duration,
-}
-
-/// The OTLP settings read from `OTEL_EXPORTER_OTLP_[TRACES_]*` (the signal-specific variable
-/// wins), used by the kit's gRPC exporter. The http/protobuf exporter of `opentelemetry-otlp`
-/// reads them from the process environment itself.
-#[derive(Clone, Default, PartialEq)]
-pub(crate) struct OtlpEnv {
-    pub(crate) endpoint: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) timeout: Option<Duration>,
-}
-
-impl std::fmt::Debug for OtlpEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Header values are often credentials (API keys): only their names are shown.
-        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
-        f.debug_struct("OtlpEnv")
-            .field("endpoint", &self.endpoint)
-            .field("headers", &names)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-impl OtlpEnv {
-    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, TelemetryError> {
-        let non_empty = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
-        let endpoint = non_empty("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| non_empty("OTEL_EXPORTER_OTLP_ENDPOINT"))
-            .map(|v| v.trim().to_owned());
-        let mut headers = Vec::new();
-        for var in [
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        ] {
-            if let Some(value) = non_empty(var) {
-                for (name, value) in parse_headers(var, &value)? {
-                    headers.retain(|(existing, _): &(String, String)| *existing != name);
-                    headers.push((name, value));
-                }
-            }
-        }
-        let timeout = match non_empty("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") {
-            Some(v) => parse_number::<u64>(
-                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-                Some(&v),
-                "a timeout in milliseconds",
-            )?,
-            None => parse_number::<u64>(
-                "OTEL_EXPORTER_OTLP_TIMEOUT",
-                lookup("OTEL_EXPORTER_OTLP_TIMEOUT").as_deref(),
-                "a timeout in milliseconds",
-            )?,
-        }
-        .map(Duration::from_millis);
-        for var in [
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        ] {
-            if let Some(value) = non_empty(var)
-                && !value.trim().eq_ignore_ascii_case("none")
-            {
-                return Err(TelemetryError::InvalidVar {
-                    var,
-                    value: value.trim().to_owned(),
-                    expected: "none (the kit sends OTLP uncompressed: the collector runs next to \
-                               the service)",
-                });
-            }
-        }
-        Ok(Self {
-            endpoint,
-            headers,
-            timeout,
-        })
-    }
-}
-
-/// Parses `k=v,k2=v2` with percent-encoded values. An entry without `=` or with an empty name
-/// is an error naming the variable and the entry's position, never its value (headers carry
-/// credentials).
-fn parse_headers(var: &'static str, value: &str) -> Result<Vec<(String, String)>, TelemetryError> {
-    let mut headers = Vec::new();
-    for (index, entry) in value.split(',').enumerate() {
-        if entry.trim().is_empty() {
-            continue;
-        }
-        match entry.split_once('=') {
-            Some((name, value)) if !name.trim().is_empty() => {
-                headers.push((
-                    name.trim().to_ascii_lowercase(),
-                    percent_decode(value.trim()),
-                ));
-            }
-            _ => {
-                return Err(TelemetryError::InvalidVar {
-                    var,
-                    value: format!("<entry {} of {var}, value not shown>", index + 1),
-                    expected: "comma-separated name=value pairs",
-                });
-            }
-        }
-    }
-    Ok(headers)
 }
 
 /// `OTEL_TRACES_SAMPLER` parsed; kept as data so the config stays `Clone + Debug`.
@@ -250,14 +193,6 @@ impl SamplerSetting {
     }
 }
 
-/// `OTEL_BSP_*` values; `None` keeps the SDK default.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct BspSettings {
-    pub(crate) schedule_delay: Option<Duration>,
-    pub(crate) max_queue_size: Option<usize>,
-    pub(crate) max_export_batch_size: Option<usize>,
-}
-
 fn parse_bool(var: &'static str, value: Option<&str>) -> Result<bool, TelemetryError> {
     match value.map(str::trim) {
         None | Some("") => Ok(false),
@@ -267,21 +202,6 @@ fn parse_bool(var: &'static str, value: Option<&str>) -> Result<bool, TelemetryE
             var,
             value: v.to_owned(),
             expected: "true or false",
-        }),
-    }
-}
-
-fn parse_number<T: std::str::FromStr>(
-    var: &'static str,
-    value: Option<&str>,
-    expected: &'static str,
-) -> Result<Option<T>, TelemetryError> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| TelemetryError::InvalidVar {
-            var,
-            value: v.to_owned(),
-            expected,
         }),
     }
 }
@@ -487,24 +407,10 @@ impl TelemetryConfig {
             }
         };
 
-        let bsp = BspSettings {
-            schedule_delay: parse_number::<u64>(
-                "OTEL_BSP_SCHEDULE_DELAY",
-                lookup("OTEL_BSP_SCHEDULE_DELAY").as_deref(),
-                "a delay in milliseconds",
-            )?
-            .map(Duration::from_millis),
-            max_queue_size: parse_number(
-                "OTEL_BSP_MAX_QUEUE_SIZE",
-                lookup("OTEL_BSP_MAX_QUEUE_SIZE").as_deref(),
-                "a positive integer",
-            )?,
-            max_export_batch_size: parse_number(
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                lookup("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").as_deref(),
-                "a positive integer",
-            )?,
-        };
+        let mut warnings = Warnings::default();
+        let bsp = BspSettings::from_lookup(&lookup, &mut warnings);
+        let limits = LimitSettings::from_lookup(&lookup, &mut warnings);
+        let otlp_env = OtlpEnv::from_lookup(&lookup, &mut warnings)?;
 
         let non_empty = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
 
@@ -519,7 +425,7 @@ impl TelemetryConfig {
             protocol,
             endpoint: None,
             export_timeout: None,
-            otlp_env: OtlpEnv::from_lookup(&lookup)?,
+            otlp_env,
             sampler: parse_sampler(
                 lookup("OTEL_TRACES_SAMPLER").as_deref(),
                 lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
@@ -531,6 +437,8 @@ impl TelemetryConfig {
             region: non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
             shutdown_timeout: Duration::from_secs(5),
             bsp,
+            limits,
+            warnings,
             install_subscriber: true,
             min_flush_interval: Duration::from_millis(200),
         })
@@ -794,222 +702,4 @@ impl TelemetryConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn config(vars: &[(&str, &str)]) -> Result<TelemetryConfig, TelemetryError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        TelemetryConfig::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn otlp_settings_come_from_the_signal_variable_first() {
-        let c = config(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4317"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", " http://traces:4317 "),
-            (
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                "X-Team=kit, x-note=a%20b,authorization=generic",
-            ),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-                "Authorization=Bearer%20t0k",
-            ),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
-        ])
-        .unwrap();
-        assert_eq!(c.otlp_env.endpoint.as_deref(), Some("http://traces:4317"));
-        assert_eq!(
-            c.otlp_env.headers,
-            [
-                ("x-team".to_owned(), "kit".to_owned()),
-                ("x-note".to_owned(), "a b".to_owned()),
-                ("authorization".to_owned(), "Bearer t0k".to_owned()),
-            ]
-        );
-        assert_eq!(c.otlp_env.timeout, Some(Duration::from_millis(2500)));
-        // Debug output names the headers, never their values (often credentials).
-        let debug = format!("{c:?}");
-        assert!(
-            debug.contains("authorization") && !debug.contains("t0k"),
-            "{debug}"
-        );
-
-        let c = config(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "100")]).unwrap();
-        assert_eq!(c.otlp_env.timeout, Some(Duration::from_millis(100)));
-        assert_eq!(config(&[]).unwrap().otlp_env, OtlpEnv::default());
-    }
-
-    #[test]
-    fn bad_otlp_settings_name_the_variable_and_hide_header_values() {
-        let err = config(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr3t,oops")]).unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{message}");
-        assert!(message.contains("entry 2"), "{message}");
-        assert!(
-            !message.contains("s3cr3t") && !message.contains("oops"),
-            "{message}"
-        );
-        let err = config(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]).unwrap_err();
-        assert!(
-            err.to_string().contains("OTEL_EXPORTER_OTLP_TIMEOUT"),
-            "{err}"
-        );
-        let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")]).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn defaults() {
-        let c = config(&[]).unwrap();
-        assert_eq!(c.traces_exporter(), TracesExporter::Otlp);
-        assert_eq!(c.otlp_protocol(), OtlpProtocol::Grpc);
-        assert_eq!(c.sampler, SamplerSetting::ParentBasedAlwaysOn);
-        assert_eq!(
-            c.propagators(),
-            &[
-                PropagatorKind::Xray,
-                PropagatorKind::TraceContext,
-                PropagatorKind::Baggage
-            ]
-        );
-        assert!(c.log_filter.starts_with("info,opentelemetry=off"));
-        assert!(!c.disabled);
-    }
-
-    #[test]
-    fn sdk_disabled_means_no_export() {
-        let c = config(&[("OTEL_SDK_DISABLED", "TRUE")]).unwrap();
-        assert_eq!(c.traces_exporter(), TracesExporter::None);
-        let err = config(&[("OTEL_SDK_DISABLED", "yes")]).unwrap_err();
-        assert!(err.to_string().contains("OTEL_SDK_DISABLED"), "{err}");
-    }
-
-    #[test]
-    fn signal_specific_protocol_wins() {
-        let c = config(&[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
-        ])
-        .unwrap();
-        assert_eq!(c.otlp_protocol(), OtlpProtocol::HttpProtobuf);
-        let err = config(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err();
-        assert!(
-            err.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn samplers() {
-        let s = |name: &str, arg: Option<&str>| {
-            let mut vars = vec![("OTEL_TRACES_SAMPLER", name)];
-            if let Some(a) = arg {
-                vars.push(("OTEL_TRACES_SAMPLER_ARG", a));
-            }
-            config(&vars).map(|c| c.sampler)
-        };
-        assert_eq!(s("always_off", None).unwrap(), SamplerSetting::AlwaysOff);
-        assert_eq!(
-            s("parentbased_traceidratio", Some("0.25")).unwrap(),
-            SamplerSetting::ParentBasedRatio(0.25)
-        );
-        assert_eq!(s("traceidratio", None).unwrap(), SamplerSetting::Ratio(1.0));
-        assert!(
-            s("traceidratio", Some("2"))
-                .unwrap_err()
-                .to_string()
-                .contains("OTEL_TRACES_SAMPLER_ARG")
-        );
-        assert!(
-            s("jaeger_remote", None)
-                .unwrap_err()
-                .to_string()
-                .contains("OTEL_TRACES_SAMPLER")
-        );
-    }
-
-    #[test]
-    fn propagators() {
-        let p = |v: &str| config(&[("OTEL_PROPAGATORS", v)]).map(|c| c.propagators);
-        assert_eq!(
-            p("tracecontext").unwrap(),
-            vec![PropagatorKind::TraceContext]
-        );
-        assert_eq!(
-            p(" xray , xray,baggage").unwrap(),
-            vec![PropagatorKind::Xray, PropagatorKind::Baggage]
-        );
-        assert!(p("none").unwrap().is_empty());
-        assert!(
-            p("b3")
-                .unwrap_err()
-                .to_string()
-                .contains("OTEL_PROPAGATORS")
-        );
-    }
-
-    #[test]
-    fn resource_attributes_are_percent_decoded() {
-        let attrs = parse_resource_attributes(
-            "service.name=users%20api, cloud.platform=aws_app_runner,deployment.environment.name=prod",
-        )
-        .unwrap();
-        assert_eq!(
-            attrs,
-            vec![
-                ("service.name".into(), "users api".into()),
-                ("cloud.platform".into(), "aws_app_runner".into()),
-                ("deployment.environment.name".into(), "prod".into()),
-            ]
-        );
-        assert!(parse_resource_attributes("novalue").is_err());
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
-
-    #[test]
-    fn service_name_precedence() {
-        let c = config(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs")]).unwrap();
-        assert_eq!(
-            c.clone()
-                .default_service_name("pkg")
-                .resolved_service_name(),
-            "from-attrs"
-        );
-        let c = config(&[
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"),
-            ("OTEL_SERVICE_NAME", "from-env"),
-        ])
-        .unwrap();
-        assert_eq!(c.resolved_service_name(), "from-env");
-        assert_eq!(
-            c.service_name("from-code").resolved_service_name(),
-            "from-code"
-        );
-        let c = config(&[]).unwrap().default_service_name("pkg");
-        assert_eq!(c.resolved_service_name(), "pkg");
-    }
-
-    #[test]
-    fn bsp_settings() {
-        let c = config(&[
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
-        ])
-        .unwrap();
-        assert_eq!(c.bsp.schedule_delay, Some(Duration::from_millis(100)));
-        assert_eq!(c.bsp.max_queue_size, Some(10));
-        let err = config(&[("OTEL_BSP_MAX_QUEUE_SIZE", "-1")]).unwrap_err();
-        assert!(err.to_string().contains("OTEL_BSP_MAX_QUEUE_SIZE"));
-    }
-}
+mod tests;

@@ -35,11 +35,21 @@ pub enum TelemetryError {
         /// Why the exporter could not be built.
         reason: String,
     },
+    /// A file named by a variable (a certificate or key) cannot be used.
+    #[error("cannot use {path:?} given by {var}: {reason}")]
+    File {
+        /// The variable naming the file, e.g. `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+        var: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A global `tracing` subscriber was already installed by someone else.
     #[error(
         "a global tracing subscriber is already installed: call apprunner::telemetry::init() once, \
-         before any other subscriber, or use TelemetryConfig::install_subscriber(false) and add \
-         apprunner::telemetry::layer() to your own subscriber"
+         before any other subscriber, or use TelemetryConfig::install_subscriber(false) and give \
+         TelemetryGuard::tracer() to a tracing_opentelemetry layer of your own subscriber"
     )]
     SubscriberAlreadySet,
     /// The background export thread could not be started.

@@ -1,10 +1,12 @@
-//! The export pipeline: OTLP (or console) exporter, batch processor, accounting and the
-//! dedicated export thread.
+//! The export pipeline: the SDK's batch span processor, the exporter (OTLP or console), the
+//! accounting of what happened to each span, and the kit's export thread.
 //!
-//! The OTLP gRPC client lives on a small current-thread Tokio runtime owned by the kit, on its
-//! own thread (`apprunner-otlp`). Exports therefore never depend on the application's runtime:
-//! they work from a `#[tokio::test]`, while the application's runtime is busy or blocked, and
-//! during shutdown after the application's runtime has stopped accepting work.
+//! Exports run on a small current-thread Tokio runtime owned by the kit, on its own thread
+//! (`apprunner-otlp`): the batch processor's thread hands each batch to it and waits. Exports
+//! therefore never depend on the application's runtime: they work from a `#[tokio::test]`,
+//! while the application's runtime is busy or blocked, and during shutdown after the
+//! application's runtime has stopped accepting work. The same thread acts on
+//! [`export_soon`].
 
 use std::fmt;
 use std::io::Write as _;
@@ -13,19 +15,17 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use opentelemetry::Context;
 use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor,
 };
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tokio::sync::{Notify, oneshot};
 
-use super::batch::{self, ExportSchedule, QueueProcessor, SpanQueue};
-use super::config::{OtlpProtocol, TelemetryConfig, TracesExporter};
-use super::{TelemetryError, xray_trace_id};
+use super::config::{TelemetryConfig, TracesExporter};
+use super::{TelemetryError, otlp, xray_trace_id};
 
 /// Counters of the export pipeline, shared between the processor, the exporter and the guard.
 #[derive(Debug, Default)]
@@ -76,11 +76,14 @@ impl Counters {
     }
 }
 
-/// Wraps the real exporter: counts, and logs a failure once (then once on recovery) instead of
-/// once per batch.
+/// Wraps the real exporter: runs each export on the kit's export runtime, bounded by
+/// `OTEL_BSP_EXPORT_TIMEOUT`; counts; and logs a failure once (then once on recovery) instead
+/// of once per batch.
 #[derive(Debug)]
 struct ReportingExporter<E> {
-    inner: E,
+    inner: Arc<E>,
+    runtime: tokio::runtime::Handle,
+    timeout: Duration,
     endpoint: String,
     counters: Arc<Counters>,
 }
@@ -119,10 +122,22 @@ pub(crate) fn report_export(
     }
 }
 
-impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
+impl<E: SpanExporter + 'static> SpanExporter for ReportingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len() as u64;
-        let result = self.inner.export(batch).await;
+        let inner = Arc::clone(&self.inner);
+        let timeout = self.timeout;
+        let result = match self
+            .runtime
+            .spawn(async move { tokio::time::timeout(timeout, inner.export(batch)).await })
+            .await
+        {
+            Ok(Ok(result)) => result,
+            Ok(Err(_elapsed)) => Err(OTelSdkError::Timeout(timeout)),
+            Err(stopped) => Err(OTelSdkError::InternalFailure(format!(
+                "the export thread stopped: {stopped}"
+            ))),
+        };
         report_export(&self.counters, &self.endpoint, n, &result);
         result
     }
@@ -136,15 +151,20 @@ impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        // Called once, while the provider is built: no export holds the exporter yet.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
     }
 }
 
-/// Counts sampled spans handed to the batch processor.
+/// Counts sampled spans handed to the batch processor, and cuts string attribute values to
+/// `OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT` characters (the SDK has no such limit).
 #[derive(Debug)]
 struct CountingProcessor<P> {
     inner: P,
     counters: Arc<Counters>,
+    value_length_limit: Option<usize>,
 }
 
 impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
@@ -152,9 +172,12 @@ impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
         self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
         if span.span_context.is_sampled() {
             self.counters.ended.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(limit) = self.value_length_limit {
+            truncate_values(&mut span, limit);
         }
         self.inner.on_end(span);
     }
@@ -169,6 +192,48 @@ impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// `s` cut to at most `limit` characters, or `None` when it is not longer.
+fn truncated(s: &str, limit: usize) -> Option<String> {
+    let (cut, _) = s.char_indices().nth(limit)?;
+    Some(s[..cut].to_owned())
+}
+
+fn truncate_value(value: &mut Value, limit: usize) {
+    match value {
+        Value::String(s) => {
+            if let Some(short) = truncated(s.as_str(), limit) {
+                *s = StringValue::from(short);
+            }
+        }
+        Value::Array(Array::String(items)) => {
+            for item in items {
+                if let Some(short) = truncated(item.as_str(), limit) {
+                    *item = StringValue::from(short);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn truncate_attributes(attributes: &mut [KeyValue], limit: usize) {
+    for kv in attributes {
+        truncate_value(&mut kv.value, limit);
+    }
+}
+
+/// Applies the attribute value length limit to a span's, its events' and its links'
+/// attributes, as the specification asks.
+fn truncate_values(span: &mut SpanData, limit: usize) {
+    truncate_attributes(&mut span.attributes, limit);
+    for event in &mut span.events.events {
+        truncate_attributes(&mut event.attributes, limit);
+    }
+    for link in &mut span.links.links {
+        truncate_attributes(&mut link.attributes, limit);
     }
 }
 
@@ -303,49 +368,6 @@ pub(crate) fn clear_nudge() {
     set_nudge(None);
 }
 
-/// Endpoint text for messages (never contains headers, which may hold credentials).
-fn endpoint_label(config: &TelemetryConfig) -> String {
-    match config.protocol {
-        OtlpProtocol::Grpc => super::grpc::endpoint(config),
-        OtlpProtocol::HttpProtobuf => config.endpoint.clone().unwrap_or_else(|| {
-            let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-            var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-                .unwrap_or_else(|| "http://localhost:4318/v1/traces".to_owned())
-        }),
-    }
-}
-
-fn http_traces_url(base: &str) -> String {
-    let trimmed = base.trim_end_matches('/');
-    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
-    if after_scheme.contains('/') {
-        trimmed.to_owned()
-    } else {
-        format!("{trimmed}/v1/traces")
-    }
-}
-
-/// `opentelemetry-otlp`'s http/protobuf exporter (gRPC goes through [`batch`](super::batch)).
-fn build_http(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
-    let label = endpoint_label(config);
-    let mut b = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-    if let Some(endpoint) = &config.endpoint {
-        b = b.with_endpoint(http_traces_url(endpoint));
-    }
-    if let Some(timeout) = config.export_timeout {
-        b = b.with_timeout(timeout);
-    }
-    b.build().map_err(|e| TelemetryError::Exporter {
-        endpoint: label,
-        reason: e.to_string(),
-    })
-}
-
 fn batch_processor<E: SpanExporter + 'static>(
     exporter: E,
     config: &TelemetryConfig,
@@ -370,14 +392,10 @@ pub(crate) struct Pipeline {
     pub(crate) provider: SdkTracerProvider,
     pub(crate) thread: Option<ExportThread>,
     pub(crate) counters: Arc<Counters>,
-    /// The kit's export queue (OTLP/gRPC), for the kit's native spans.
-    pub(crate) queue: Option<Arc<SpanQueue>>,
 }
 
-/// The OpenTelemetry defaults of the batch processor settings.
-const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_millis(5000);
-const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
-const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
+/// The default of `OTEL_BSP_EXPORT_TIMEOUT`.
+const DEFAULT_BSP_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the provider for `config`, starting the export thread when spans leave the process.
 pub(crate) fn pipeline(
@@ -385,86 +403,43 @@ pub(crate) fn pipeline(
     builder: opentelemetry_sdk::trace::TracerProviderBuilder,
 ) -> Result<Pipeline, TelemetryError> {
     let counters = Arc::new(Counters::default());
-    match (config.traces_exporter(), config.protocol) {
-        (TracesExporter::None, _) => Ok(Pipeline {
+    match config.traces_exporter() {
+        TracesExporter::None => Ok(Pipeline {
             provider: builder.build(),
             thread: None,
             counters,
-            queue: None,
         }),
-        (TracesExporter::Otlp, OtlpProtocol::Grpc) => grpc_pipeline(config, builder, counters),
-        (TracesExporter::Otlp, OtlpProtocol::HttpProtobuf) => {
+        TracesExporter::Otlp => {
             let config_for_thread = config.clone();
-            sdk_batch_pipeline(config, builder, counters, move || {
-                build_http(&config_for_thread)
+            batch_pipeline(config, builder, counters, otlp::endpoint_label(config), move || {
+                otlp::build(&config_for_thread)
             })
         }
-        (TracesExporter::Console, _) => {
-            sdk_batch_pipeline(config, builder, counters, || Ok(ConsoleExporter))
-        }
+        TracesExporter::Console => batch_pipeline(
+            config,
+            builder,
+            counters,
+            "console".to_owned(),
+            || Ok(ConsoleExporter),
+        ),
     }
 }
 
-/// OTLP/gRPC: the kit's own batch processor ([`batch`](super::batch)), exporting from the
-/// export thread.
-fn grpc_pipeline(
+/// The SDK's batch processor around `build`'s exporter, which is built and driven on the
+/// export thread; that thread also flushes on [`export_soon`].
+fn batch_pipeline<E: SpanExporter + 'static>(
     config: &TelemetryConfig,
     builder: opentelemetry_sdk::trace::TracerProviderBuilder,
     counters: Arc<Counters>,
-) -> Result<Pipeline, TelemetryError> {
-    let (queue, control) = SpanQueue::new(
-        config.bsp.max_queue_size.unwrap_or(DEFAULT_MAX_QUEUE_SIZE),
-        config
-            .bsp
-            .max_export_batch_size
-            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE),
-        counters.clone(),
-    );
-    let schedule = ExportSchedule {
-        delay: config.bsp.schedule_delay.unwrap_or(DEFAULT_SCHEDULE_DELAY),
-        min_nudge_interval: config.min_flush_interval,
-        endpoint: endpoint_label(config),
-    };
-    let config_for_thread = config.clone();
-    let queue_for_thread = queue.clone();
-    let thread = spawn_export_thread(move |nudge| {
-        // Built on the export runtime: tonic spawns its connection task there.
-        let exporter = super::grpc::GrpcExporter::new(&config_for_thread)?;
-        Ok(batch::run(
-            queue_for_thread,
-            exporter,
-            nudge,
-            schedule,
-            control,
-        ))
-    })?;
-    let provider = builder
-        .with_span_processor(QueueProcessor {
-            queue: queue.clone(),
-        })
-        .build();
-    Ok(Pipeline {
-        provider,
-        thread: Some(thread),
-        counters,
-        queue: Some(queue),
-    })
-}
-
-/// The SDK's batch processor around `build`'s exporter (console, http/protobuf), with the
-/// export thread flushing on [`export_soon`].
-fn sdk_batch_pipeline<E: SpanExporter + 'static>(
-    config: &TelemetryConfig,
-    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
-    counters: Arc<Counters>,
+    endpoint: String,
     build: impl FnOnce() -> Result<E, TelemetryError> + Send + 'static,
 ) -> Result<Pipeline, TelemetryError> {
     let (exporter_tx, exporter_rx) = std::sync::mpsc::channel();
     let (provider_tx, provider_rx) = oneshot::channel::<SdkTracerProvider>();
     let min_interval = config.min_flush_interval;
     let thread = spawn_export_thread(move |nudge| {
-        // Built on the export runtime, where the exporter's client may spawn tasks.
-        let _ = exporter_tx.send(build()?);
+        // Built on the export runtime, where the exporter's client spawns its tasks.
+        let _ = exporter_tx.send((build()?, tokio::runtime::Handle::current()));
         Ok(async move {
             let Ok(provider) = provider_rx.await else {
                 return;
@@ -478,26 +453,32 @@ fn sdk_batch_pipeline<E: SpanExporter + 'static>(
                 }
                 nudge_taken();
                 let p = provider.clone();
-                // force_flush blocks until the batch thread has exported, and that export may
-                // need this runtime: run it on the blocking pool.
+                // force_flush blocks until the batch thread has exported, and that export
+                // runs on this runtime: wait on the blocking pool.
                 let _ = tokio::task::spawn_blocking(move || p.force_flush()).await;
                 last = Instant::now();
             }
         })
     })?;
-    let exporter = exporter_rx.recv().map_err(|_| {
+    let (exporter, runtime) = exporter_rx.recv().map_err(|_| {
         TelemetryError::Thread(std::io::Error::other(
             "the export thread stopped while building the exporter",
         ))
     })?;
     let exporter = ReportingExporter {
-        inner: exporter,
-        endpoint: endpoint_label(config),
+        inner: Arc::new(exporter),
+        runtime,
+        timeout: config
+            .bsp
+            .export_timeout
+            .unwrap_or(DEFAULT_BSP_EXPORT_TIMEOUT),
+        endpoint,
         counters: counters.clone(),
     };
     let processor = CountingProcessor {
         inner: batch_processor(exporter, config),
         counters: counters.clone(),
+        value_length_limit: config.limits.attribute_value_length,
     };
     let provider = builder.with_span_processor(processor).build();
     let _ = provider_tx.send(provider.clone());
@@ -505,7 +486,6 @@ fn sdk_batch_pipeline<E: SpanExporter + 'static>(
         provider,
         thread: Some(thread),
         counters,
-        queue: None,
     })
 }
 
@@ -586,22 +566,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn http_url_gets_the_traces_path() {
-        assert_eq!(http_traces_url("http://h:4318"), "http://h:4318/v1/traces");
-        assert_eq!(http_traces_url("http://h:4318/"), "http://h:4318/v1/traces");
-        assert_eq!(
-            http_traces_url("http://h:4318/custom"),
-            "http://h:4318/custom"
-        );
-    }
-
-    #[test]
     fn stats_count_drops() {
         let s = ExportStats {
             spans_ended: 5,
-            spans_exported: 5,
+            spans_exported: 4,
             spans_failed: 0,
         };
-        assert_eq!(s.spans_dropped(), 0);
+        assert_eq!(s.spans_dropped(), 1);
+    }
+
+    #[test]
+    fn values_are_cut_to_the_length_limit_in_characters() {
+        assert_eq!(truncated("héllo", 2).as_deref(), Some("hé"));
+        assert_eq!(truncated("héllo", 5), None);
+        assert_eq!(truncated("", 0), None);
+        let mut value = Value::Array(Array::String(vec!["abcdef".into(), "ab".into()]));
+        truncate_value(&mut value, 3);
+        assert_eq!(
+            value,
+            Value::Array(Array::String(vec!["abc".into(), "ab".into()]))
+        );
+        let mut number = Value::I64(123_456);
+        truncate_value(&mut number, 1);
+        assert_eq!(number, Value::I64(123_456), "only strings are cut");
     }
 }

@@ -8,17 +8,14 @@
 //!   incoming `X-Amzn-Trace-Id` from App Runner's front end is continued. A header without a
 //!   `Sampled` field is treated as sampled, and `Sampled=?` lets this service decide, instead of
 //!   silently dropping the trace;
-//! - OTLP export (gRPC to `http://localhost:4317` by default, where App Runner's managed
-//!   collector listens, or http/protobuf) through a bounded batch processor running on the
-//!   kit's own thread: a collector that is down or slow never blocks the service, exports time
-//!   out (`OTEL_EXPORTER_OTLP_TIMEOUT`), failures are logged once, and spans that do not fit
-//!   the queue are dropped and counted ([`TelemetryGuard::stats`]). For gRPC the kit has its
-//!   own batch processor and exporter: a span is encoded (protobuf, the same message
-//!   `opentelemetry-otlp` would send) on the thread that ends it, and the export thread sends
-//!   the queued bytes, so no span is copied or moved between threads; the kit's own HTTP and
-//!   SQL spans skip the SDK's span objects too (same sampler, ids and limits). The
-//!   `OTEL_BSP_*` settings apply to both processors. http/protobuf and the console exporter go
-//!   through the SDK's batch processor;
+//! - OTLP export with `opentelemetry-otlp` (gRPC to `http://localhost:4317` by default, where
+//!   App Runner's managed collector listens, or http/protobuf), over TLS where the endpoint is
+//!   `https://` (`OTEL_EXPORTER_OTLP_CERTIFICATE` and mutual TLS supported), gzip on request,
+//!   transient failures retried with backoff within the export timeout. Spans go through the
+//!   SDK's batch processor and are exported on the kit's own thread: a collector that is down
+//!   or slow never blocks the service, failures are logged once, and spans that do not fit the
+//!   bounded queue are dropped and counted ([`TelemetryGuard::stats`]). The kit's own HTTP and
+//!   SQL spans are ordinary SDK spans of the same provider;
 //! - the global `tracing` subscriber: `tracing-opentelemetry` turns `tracing` spans into
 //!   OpenTelemetry spans, and log lines are JSON (with `trace_id` in X-Ray form and `span_id`)
 //!   when standard output is not a terminal, readable text when it is. `RUST_LOG` filters logs.
@@ -41,15 +38,12 @@
 //! }
 //! ```
 
-mod batch;
 mod config;
-mod encode;
 mod error;
 mod export;
-mod grpc;
 mod kit_span;
 mod logs;
-mod packed;
+mod otlp;
 mod resource;
 mod xray;
 
@@ -68,16 +62,10 @@ pub use export::{ExportStats, export_soon};
 pub use logs::JsonFormat;
 pub use xray::{XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trace_id};
 
-#[cfg(feature = "db")]
-pub(crate) use encode::EncodedAttributes;
 use export::{Counters, ExportThread};
-#[cfg(feature = "http")]
-pub(crate) use kit_span::start_kit_span;
-#[cfg(feature = "db")]
-pub(crate) use kit_span::{KitSpan, start_kit_span_with};
-use kit_span::{KitTracer, NativeTracer, kit_scope, set_kit_tracer};
 #[cfg(any(feature = "http", feature = "db"))]
-pub(crate) use packed::PackedAttributes;
+pub(crate) use kit_span::{KitSpan, start_kit_span};
+use kit_span::{kit_scope, set_kit_tracer};
 
 /// Initialises telemetry from the environment: `TelemetryConfig::from_env()?.init()`.
 ///
@@ -123,15 +111,14 @@ impl TelemetryConfig {
         let sampler = xray::XrayAwareSampler::new(sampler, root);
         let builder = SdkTracerProvider::builder()
             .with_id_generator(XrayIdGenerator::default())
-            .with_sampler(sampler.clone())
+            .with_sampler(sampler)
+            .with_span_limits(self.limits.sdk())
             .with_resource(resource::resource(&self));
         let export::Pipeline {
             provider,
             thread,
             counters,
-            queue,
         } = export::pipeline(&self, builder)?;
-        let native = queue.map(|queue| Arc::new(NativeTracer::new(queue, sampler)));
 
         let tracer = provider.tracer_with_scope(kit_scope());
         let mut guard = TelemetryGuard {
@@ -179,10 +166,10 @@ impl TelemetryConfig {
         }
         opentelemetry::global::set_text_map_propagator(xray::propagator(&self.propagators));
         opentelemetry::global::set_tracer_provider(provider);
-        set_kit_tracer(Some(KitTracer {
-            sdk: guard.tracer.clone(),
-            native,
-        }));
+        set_kit_tracer(Some(guard.tracer.clone()));
+        for warning in &self.warnings.0 {
+            tracing::warn!(target: "apprunner::telemetry", "{warning}");
+        }
         Ok(guard)
     }
 }
