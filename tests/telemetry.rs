@@ -505,3 +505,49 @@ fn console_exporter_prints_readable_spans() {
         "{stdout}"
     );
 }
+
+#[test]
+fn span_limits_and_the_value_length_limit_apply_to_what_arrives() {
+    let receiver = OtlpReceiver::start_blocking();
+    let mut env = grpc_env(&receiver);
+    env.push(("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "2".into()));
+    env.push(("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3".into()));
+    Probe::run("attributes", &env);
+    let spans = block_on(receiver.wait_for_spans(1, WAIT));
+    let wide = one(&spans, "wide");
+    assert_eq!(wide.attributes.len(), 2, "{wide:#?}");
+    for value in wide.attributes.values() {
+        let value = value.as_str().expect("string attributes");
+        assert_eq!(value.chars().count(), 3, "{wide:#?}");
+    }
+    let event = wide.event("wide event").expect("the event");
+    assert_eq!(event.attr_str("note"), Some("ééé"), "{event:#?}");
+
+    // Without limits, all four arrive whole.
+    let receiver = OtlpReceiver::start_blocking();
+    Probe::run("attributes", &grpc_env(&receiver));
+    let spans = block_on(receiver.wait_for_spans(1, WAIT));
+    let wide = one(&spans, "wide");
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(wide.attr_str(key).map(str::len), Some(8), "{wide:#?}");
+    }
+}
+
+#[test]
+fn the_bsp_export_timeout_bounds_an_export() {
+    // A collector that never answers in time: each export gives up after
+    // OTEL_BSP_EXPORT_TIMEOUT although the OTLP timeout would allow 20 s.
+    let slow = OtlpReceiver::start_blocking_with(ReceiverBehavior::Delay(Duration::from_secs(30)));
+    let mut env = grpc_env(&slow);
+    env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "20000".into()));
+    env.push(("OTEL_BSP_EXPORT_TIMEOUT", "300".into()));
+    env.push(("PROBE_SHUTDOWN_TIMEOUT_MS", "10000".into()));
+    let probe = Probe::run("spans", &env);
+    let result = probe.result();
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(
+        result["shutdown_ms"].as_u64().unwrap() < 3000,
+        "the export was cut at 300 ms: {result}"
+    );
+    assert_eq!(result["exported"], 0, "{result}");
+}

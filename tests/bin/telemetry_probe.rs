@@ -6,6 +6,7 @@
 //! - `spans`: `root` (continuing `PROBE_TRACE_HEADER` when set, as an HTTP server would)
 //!   with a child `child` that logs `inside child`; plus an unrelated `control` root span.
 //! - `burst`: `PROBE_COUNT` spans ended right before shutdown.
+//! - `attributes`: a span `wide` with four string attributes of 8 characters and an event.
 //!
 //! The last stdout line is `PROBE_RESULT {json}` with shutdown's outcome and duration.
 #![allow(clippy::print_stdout)]
@@ -49,6 +50,17 @@ fn main() {
             for i in 0..n {
                 tracing::info_span!("burst", i = i as i64).in_scope(|| {});
             }
+        }
+        "attributes" => {
+            // Four string attributes of 8 characters, and an event with two: for the limits.
+            let wide = tracing::info_span!(
+                "wide",
+                a = "aaaaaaaa",
+                b = "bbbbbbbb",
+                c = "cccccccc",
+                d = "dddddddd"
+            );
+            wide.in_scope(|| tracing::info!(note = "éééééééé", "wide event"));
         }
         other => panic!("unknown scenario {other}"),
     }

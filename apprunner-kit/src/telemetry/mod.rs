@@ -63,8 +63,10 @@ pub use logs::JsonFormat;
 pub use xray::{XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trace_id};
 
 use export::{Counters, ExportThread};
+#[cfg(feature = "db")]
+pub(crate) use kit_span::KitSpan;
 #[cfg(any(feature = "http", feature = "db"))]
-pub(crate) use kit_span::{KitSpan, start_kit_span};
+pub(crate) use kit_span::start_kit_span;
 use kit_span::{kit_scope, set_kit_tracer};
 
 /// Initialises telemetry from the environment: `TelemetryConfig::from_env()?.init()`.
