@@ -1,42 +1,52 @@
 #!/usr/bin/env bash
-# Load and footprint of the users API (examples/users-api), in one run:
+# Load and footprint of the users API (examples/users-api) against a hand-wired baseline
+# (benches/baseline: the same routes and queries with axum, sqlx and tracing-opentelemetry over
+# the OpenTelemetry SDK, no apprunner-kit), in one run:
 #
 #   benches/users_api_load.sh
 #
-# Builds the release binary (and the `otlp-sink` receiver of the tests package), starts a
-# throwaway PostgreSQL cluster (initdb/pg_ctl, as the test harness does; as the `postgres` user
-# when run as root), then runs the service twice against it:
+# Builds the release binaries (the users API, the baseline and the `otlp-sink` receiver of the
+# tests package), starts a throwaway PostgreSQL cluster (initdb/pg_ctl, as the test harness
+# does; as the `postgres` user when run as root) with one database per service, then runs four
+# services side by side against it:
 #
-#   traced    100% sampling (OTEL_TRACES_SAMPLER=always_on), spans exported over OTLP/gRPC to
-#             a live receiver (`otlp-sink`, which decodes and counts every span);
-#   untraced  OTEL_SDK_DISABLED=true.
+#   kit-traced     the users API, 100% sampling (OTEL_TRACES_SAMPLER=always_on), spans
+#                  exported over OTLP/gRPC to a live receiver (`otlp-sink`, which decodes and
+#                  counts every span; one receiver per traced service, so each count is its own);
+#   kit-untraced   the users API, OTEL_SDK_DISABLED=true;
+#   base-traced    the baseline, 100% sampling, exporting to its own receiver;
+#   base-untraced  the baseline, OTEL_SDK_DISABLED=true.
 #
-# Both services run side by side (only one is loaded at a time); `wrk` drives `GET /users/{id}`
-# on each, then `POST /users` on each (logged in, a new email per request, so every request is a
-# 201: an argon2id hash plus an INSERT), in the order untraced, traced, traced, untraced, so
-# that background load on the machine and drift affect both modes alike. Printed: requests/s,
-# p50/p99 latency and non-2xx answers per endpoint and mode, the traced/untraced throughput
-# ratio, peak RSS (VmHWM), the time from process start to the first successful /healthz, and
-# the load average (a busy machine inflates every figure).
+# Only one is loaded at a time: `wrk` drives `GET /users/{id}` on each, then `POST /users` on
+# each (logged in, a new email per request, so every request is a 201: an argon2id hash plus an
+# INSERT), in ROUNDS rounds of kit-traced, base-traced, kit-untraced, base-untraced and back
+# (ABCD DCBA), so that background load on the machine and drift affect all four alike. Printed:
+# a table of requests/s, p50/p99 latency and non-2xx answers per endpoint and service, spans
+# received and lost, peak RSS (VmHWM), the time from process start to the first successful
+# /healthz and the service's CPU per request (a markdown table, for benches/README.md), then
+# the runs' details and the load average (a busy machine inflates every figure).
 #
-# Targets: traced/untraced >= 0.9, zero non-2xx, peak RSS < 50 MiB, start->healthz < 100 ms.
-# Checked too: the traced service lost no span (none dropped from a full export queue, none
-# failed), as it reports at shutdown; a run that lost spans measured a traced service doing less
-# than its work. The exit status is 1 when a target or a check is missed.
+# Targets (the exit status is 1 when one is missed):
+#   kit-traced GET req/s >= base-traced GET req/s;
+#   kit-traced GET p99 <= base-traced GET p99;
+#   no span lost by either traced service (dropped from a full export queue or failed, as
+#   each reports at shutdown: a service that lost spans did less than its work);
+#   zero non-2xx and no socket errors, exit status 0 after SIGTERM, for all four;
+#   kit services: peak RSS < 50 MiB, start->healthz < 100 ms (the baseline's are shown only).
 #
-# Needs: cargo, curl, PostgreSQL server binaries and wrk (Debian packages `postgresql` and `wrk`,
-# installed with apt-get when missing and running as root).
+# Needs: cargo, curl, python3, PostgreSQL server binaries and wrk (Debian packages `postgresql`
+# and `wrk`, installed with apt-get when missing and running as root).
 #
-# Settings (environment): DURATION (seconds per endpoint and mode, default 20), ROUNDS (rounds of
-# untraced-traced-traced-untraced runs sharing DURATION, 2), CONNECTIONS (GET, 32),
-# POST_CONNECTIONS (8), THREADS (wrk threads, 2), SKIP_BUILD=1 (use the existing release binaries),
-# PG_BIN (directory of initdb/pg_ctl), SMAPS_DIR (a directory: each service's
-# /proc/<pid>/smaps and status are copied there before it is stopped, to see where its resident
-# memory lies).
+# Settings (environment): DURATION (seconds per endpoint and service, default 20), ROUNDS
+# (rounds sharing DURATION, 2), CONNECTIONS (GET, 32), POST_CONNECTIONS (8), THREADS (wrk
+# threads, 2), WARMUP (seconds of GET per service before the runs, 5), SKIP_BUILD=1 (use the
+# existing release binaries), PG_BIN (directory of initdb/pg_ctl), SMAPS_DIR (a directory: each
+# service's /proc/<pid>/smaps and status are copied there before it is stopped, to see where
+# its resident memory lies).
 #
-# Also printed: the service's own CPU time per request (utime + stime of its process over the
-# runs, divided by the requests served), a figure that background load on the machine hardly
-# moves, unlike throughput.
+# The service's own CPU time per request (utime + stime of its process over the runs, divided
+# by the requests served) is a figure that background load on the machine hardly moves, unlike
+# throughput.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,10 +54,17 @@ DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-32}"
 POST_CONNECTIONS="${POST_CONNECTIONS:-8}"
 THREADS="${THREADS:-2}"
+WARMUP="${WARMUP:-5}"
 ROUNDS="${ROUNDS:-2}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$TARGET_DIR/release/users-api"
 SINK="$TARGET_DIR/release/otlp-sink"
+# The binary of each implementation; a service is <implementation>-<traced|untraced>.
+declare -A IMPL_BIN=(
+    [kit]="$TARGET_DIR/release/users-api"
+    [base]="$TARGET_DIR/release/baseline-users-api"
+)
+declare -A IMPL_NAME=([kit]=users-api [base]=baseline-users-api)
+SERVICES=(kit-traced base-traced kit-untraced base-untraced)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'users_api_load: %s\n' "$*" >&2; exit 2; }
@@ -81,11 +98,13 @@ if [ -z "$PG_BIN" ]; then
 fi
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    say "cargo build --release -p users-api -p apprunner-kit-tests --bin users-api --bin otlp-sink"
-    (cd "$ROOT" && cargo build --release -q -p users-api -p apprunner-kit-tests \
-        --bin users-api --bin otlp-sink)
+    say "cargo build --release -p users-api -p baseline-users-api -p apprunner-kit-tests"
+    (cd "$ROOT" && cargo build --release -q -p users-api -p baseline-users-api \
+        -p apprunner-kit-tests --bin users-api --bin baseline-users-api --bin otlp-sink)
 fi
-[ -x "$BIN" ] && [ -x "$SINK" ] || die "release binaries missing: run without SKIP_BUILD=1"
+for bin in "${IMPL_BIN[@]}" "$SINK"; do
+    [ -x "$bin" ] || die "release binary $bin missing: run without SKIP_BUILD=1"
+done
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -94,8 +113,7 @@ free_port() {
 # ---- throwaway PostgreSQL -------------------------------------------------------------------
 WORK="$(mktemp -d /tmp/users-api-load.XXXXXX)"
 chmod 755 "$WORK"
-declare -A PID=()
-SINK_PID=""
+declare -A PID=() SINK_PID=() SINK_PORT=()
 as_pg() {
     if [ "$(id -u)" = 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
@@ -106,7 +124,7 @@ as_pg() {
 }
 cleanup() {
     for pid in "${PID[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done || true
-    [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null || true
+    for pid in "${SINK_PID[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done || true
     as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
@@ -122,16 +140,22 @@ as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$WORK/pg \
         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
     start >/dev/null
-as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -q -c 'CREATE DATABASE users_api' \
-    postgres >/dev/null
-DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/users_api"
+# One database per service: each applies the users API's migration at start, and the tables
+# grow apart.
+for svc in "${SERVICES[@]}"; do
+    as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -q \
+        -c "CREATE DATABASE ${svc//-/_}" postgres >/dev/null
+done
 
-# ---- OTLP receiver --------------------------------------------------------------------------
-SINK_PORT="$(free_port)"
-"$SINK" "127.0.0.1:$SINK_PORT" >"$WORK/sink.out" 2>&1 &
-SINK_PID=$!
-for _ in $(seq 100); do grep -q listening "$WORK/sink.out" && break; sleep 0.05; done
-grep -q listening "$WORK/sink.out" || die "otlp-sink did not start: $(cat "$WORK/sink.out")"
+# ---- OTLP receivers (one per traced service, so that each count is its own) -------------------
+for impl in kit base; do
+    SINK_PORT[$impl]="$(free_port)"
+    "$SINK" "127.0.0.1:${SINK_PORT[$impl]}" >"$WORK/sink-$impl.out" 2>&1 &
+    SINK_PID[$impl]=$!
+    for _ in $(seq 100); do grep -q listening "$WORK/sink-$impl.out" && break; sleep 0.05; done
+    grep -q listening "$WORK/sink-$impl.out" ||
+        die "otlp-sink did not start: $(cat "$WORK/sink-$impl.out")"
+done
 
 # ---- wrk scripts ------------------------------------------------------------------------------
 cat >"$WORK/post.lua" <<'LUA'
@@ -207,121 +231,142 @@ nap() { read -r -t 0.001 -u "$NAP" || true; }
 
 declare -A RESULT BASE ID COOKIE
 
-# start_service <mode> <VAR=value>...: starts the release binary, times start -> first /healthz.
+# start_service <service> <VAR=value>...: starts the service's release binary (`kit-*`: the
+# users API, `base-*`: the baseline) on its own database, times start -> first /healthz, then
+# signs up and logs in.
 start_service() {
-    local mode="$1"; shift
+    local svc="$1"; shift
+    local impl="${svc%%-*}"
     local port; port="$(free_port)"
     local base="http://127.0.0.1:$port"
     local start end
-    say "$mode: starting the service"
+    say "$svc: starting ${IMPL_NAME[$impl]}"
     start="$(now_us)"
-    env -i PATH="$PATH" PORT="$port" DATABASE_URL="$DATABASE_URL" \
+    env -i PATH="$PATH" PORT="$port" \
+        DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/${svc//-/_}" \
         JWT_SECRET="load-test-signing-key-0123456789abcdef0123456789" \
-        OTEL_SERVICE_NAME=users-api "$@" \
-        "$BIN" >"$WORK/$mode.log" 2>&1 &
-    PID[$mode]=$!
+        OTEL_SERVICE_NAME="${IMPL_NAME[$impl]}" "$@" \
+        "${IMPL_BIN[$impl]}" >"$WORK/$svc.log" 2>&1 &
+    PID[$svc]=$!
     until healthz_once "$port" 2>/dev/null; do
-        kill -0 "${PID[$mode]}" 2>/dev/null || die "$mode: the service exited: $(tail -n 20 "$WORK/$mode.log")"
-        [ $(( $(now_us) - start )) -lt 30000000 ] || die "$mode: not healthy after 30 s"
+        kill -0 "${PID[$svc]}" 2>/dev/null || die "$svc: the service exited: $(tail -n 20 "$WORK/$svc.log")"
+        [ $(( $(now_us) - start )) -lt 30000000 ] || die "$svc: not healthy after 30 s"
         nap
     done
     end="$(now_us)"
-    RESULT[$mode.startup_ms]="$(( (end - start) / 1000 ))"
-    if [ "${RESULT[$mode.startup_ms]}" -ge 100 ]; then
+    RESULT[$svc.startup_ms]="$(( (end - start) / 1000 ))"
+    if [ "${RESULT[$svc.startup_ms]}" -ge 100 ]; then
         # Slow start: show what the service logged up to then (retries, migrations).
-        say "$mode: start -> /healthz took ${RESULT[$mode.startup_ms]} ms (started at $start µs); its log so far:"
-        head -n 20 "$WORK/$mode.log" >&2
+        say "$svc: start -> /healthz took ${RESULT[$svc.startup_ms]} ms (started at $start µs); its log so far:"
+        head -n 20 "$WORK/$svc.log" >&2
     fi
-    BASE[$mode]="$base"
+    BASE[$svc]="$base"
 
-    local creds='{"email":"load-'"$mode"'@example.com","password":"load test password"}'
-    ID[$mode]="$(curl -sf "$base/signup" -H 'content-type: application/json' -d "$creds" |
+    local creds='{"email":"load-'"$svc"'@example.com","password":"load test password"}'
+    ID[$svc]="$(curl -sf "$base/signup" -H 'content-type: application/json' -d "$creds" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["id"])')"
-    COOKIE[$mode]="$(curl -sf -D - -o /dev/null "$base/login" -H 'content-type: application/json' \
+    COOKIE[$svc]="$(curl -sf -D - -o /dev/null "$base/login" -H 'content-type: application/json' \
         -d "$creds" | awk 'tolower($1) == "set-cookie:" { sub(/;.*/, "", $2); print $2 }')"
-    [ -n "${ID[$mode]}" ] && [ -n "${COOKIE[$mode]}" ] || die "$mode: could not sign up and log in"
+    [ -n "${ID[$svc]}" ] && [ -n "${COOKIE[$svc]}" ] || die "$svc: could not sign up and log in"
 }
 
-# load <mode> <get|post> <run>: one wrk run of HALF seconds against one service.
+# load <service> <get|post> <run>: one wrk run of HALF seconds against one service.
 load() {
-    local mode="$1" ep="$2" run="$3" base="${BASE[$1]}" out="$WORK/$1.$2.$3.txt"
+    local svc="$1" ep="$2" run="$3" base="${BASE[$1]}" out="$WORK/$1.$2.$3.txt"
     local ticks_before ticks_after
-    say "$mode: ${ep^^} for ${HALF}s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    ticks_before="$(awk '{ print $14 + $15 }' "/proc/${PID[$mode]}/stat")"
+    say "$svc: ${ep^^} for ${HALF}s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    ticks_before="$(awk '{ print $14 + $15 }' "/proc/${PID[$svc]}/stat")"
     if [ "$ep" = get ]; then
         wrk -t "$THREADS" -c "$CONNECTIONS" -d "$HALF" --timeout 10s --latency \
-            "$base/users/${ID[$mode]}" >"$out"
+            "$base/users/${ID[$svc]}" >"$out"
     else
         # Sign-ups queue for the hashing permits: on a busy machine answers can take seconds,
         # more than wrk's default 2 s timeout.
         wrk -t "$THREADS" -c "$POST_CONNECTIONS" -d "$HALF" --timeout 10s --latency -s "$WORK/post.lua" \
-            "$base/users" -- "$mode-$run-$$" "${COOKIE[$mode]}" >"$out"
+            "$base/users" -- "$svc-$run-$$" "${COOKIE[$svc]}" >"$out"
     fi
-    ticks_after="$(awk '{ print $14 + $15 }' "/proc/${PID[$mode]}/stat")"
-    CPU_TICKS[$mode.$ep]=$(( ${CPU_TICKS[$mode.$ep]:-0} + ticks_after - ticks_before ))
-    REQUESTS[$mode.$ep]=$(( ${REQUESTS[$mode.$ep]:-0} + $(awk '/requests in/ { print $1 }' "$out") ))
-    RUNS[$mode.$ep]+="$(parse_wrk "$out")"$'\n'
-    say "$mode: ${ep^^} run $run: $(parse_wrk "$out" | awk '{ printf "%s req/s, p50 %s ms, p99 %s ms", $1, $2, $3 }')"
+    ticks_after="$(awk '{ print $14 + $15 }' "/proc/${PID[$svc]}/stat")"
+    CPU_TICKS[$svc.$ep]=$(( ${CPU_TICKS[$svc.$ep]:-0} + ticks_after - ticks_before ))
+    REQUESTS[$svc.$ep]=$(( ${REQUESTS[$svc.$ep]:-0} + $(awk '/requests in/ { print $1 }' "$out") ))
+    RUNS[$svc.$ep]+="$(parse_wrk "$out")"$'\n'
+    say "$svc: ${ep^^} run $run: $(parse_wrk "$out" | awk '{ printf "%s req/s, p50 %s ms, p99 %s ms", $1, $2, $3 }')"
 }
 
-# stop_service <mode>: peak RSS, SIGTERM, exit status.
+# last_field <service> <field>: the last `"field":N` its log shows, empty when none.
+last_field() {
+    grep -o "\"$2\":[0-9]*" "$WORK/$1.log" | tail -n 1 | cut -d: -f2 || true
+}
+
+# stop_service <service>: peak RSS, SIGTERM, exit status, spans lost.
 stop_service() {
-    local mode="$1" pid="${PID[$1]}" status=0
-    RESULT[$mode.rss_kib]="$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")"
+    local svc="$1" pid="${PID[$1]}" status=0
+    RESULT[$svc.rss_kib]="$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")"
     if [ -n "${SMAPS_DIR:-}" ]; then
         mkdir -p "$SMAPS_DIR"
-        cp "/proc/$pid/smaps" "$SMAPS_DIR/$mode.smaps"
-        cp "/proc/$pid/status" "$SMAPS_DIR/$mode.status"
+        cp "/proc/$pid/smaps" "$SMAPS_DIR/$svc.smaps"
+        cp "/proc/$pid/status" "$SMAPS_DIR/$svc.status"
     fi
     kill -TERM "$pid"
     wait "$pid" || status=$?
-    PID[$mode]=""
-    RESULT[$mode.exit]="$status"
-    # The kit logs at shutdown how many spans it could not export (queue full, export failed):
-    # a traced run that lost spans did less work than it claims, and its ratio does not count.
+    PID[$svc]=""
+    RESULT[$svc.exit]="$status"
+    [ "${svc#*-}" = traced ] || return 0
+    # Spans lost: dropped (ended, but the export queue was full) plus failed (the export
+    # failed). The kit logs them at shutdown only when there are some; the baseline always logs
+    # `telemetry shut down` with spans_ended/exported/failed/dropped, so a missing line there
+    # means it did not flush (counted as lost: "?").
+    if [ "${svc%%-*}" = base ] && ! grep -q '"spans_ended":' "$WORK/$svc.log"; then
+        RESULT[$svc.lost]="?"
+        return 0
+    fi
     local field lost=0 n
     for field in spans_dropped spans_failed; do
-        n="$(grep -o "\"$field\":[0-9]*" "$WORK/$mode.log" | tail -n 1 | cut -d: -f2 || true)"
+        n="$(last_field "$svc" "$field")"
         lost=$(( lost + ${n:-0} ))
     done
-    RESULT[$mode.lost]="$lost"
+    RESULT[$svc.lost]="$lost"
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-start_service untraced OTEL_SDK_DISABLED=true
-start_service traced OTEL_TRACES_SAMPLER=always_on \
-    OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT"
-# Warm-up, then each endpoint in the order untraced, traced, traced, untraced (half the
-# duration each): whatever else the machine does, and any drift, affects both modes alike.
-# Each round runs both modes in the order untraced, traced, traced, untraced; ROUNDS rounds
-# share DURATION seconds per endpoint and mode.
+for impl in kit base; do
+    start_service "$impl-traced" OTEL_TRACES_SAMPLER=always_on \
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:${SINK_PORT[$impl]}"
+    start_service "$impl-untraced" OTEL_SDK_DISABLED=true
+done
+# Warm-up, then each endpoint in ROUNDS rounds of the four services and back (ABCD DCBA, HALF
+# seconds each): whatever else the machine does, and any drift, affects all four alike. The
+# rounds share DURATION seconds per endpoint and service.
 HALF=$(( DURATION / (2 * ROUNDS) ))
 [ "$HALF" -ge 2 ] || HALF=2
 declare -A RUNS=() CPU_TICKS=() REQUESTS=()
-for mode in untraced traced; do
-    wrk -t "$THREADS" -c "$CONNECTIONS" -d 5 "${BASE[$mode]}/users/${ID[$mode]}" >/dev/null
+for svc in "${SERVICES[@]}"; do
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$WARMUP" "${BASE[$svc]}/users/${ID[$svc]}" >/dev/null
 done
+REVERSED=()
+for (( i = ${#SERVICES[@]} - 1; i >= 0; i-- )); do REVERSED+=("${SERVICES[i]}"); done
 for ep in get post; do
     for round in $(seq "$ROUNDS"); do
-        load untraced "$ep" "$round.1"
-        load traced "$ep" "$round.1"
-        load traced "$ep" "$round.2"
-        load untraced "$ep" "$round.2"
+        for svc in "${SERVICES[@]}"; do load "$svc" "$ep" "$round.1"; done
+        for svc in "${REVERSED[@]}"; do load "$svc" "$ep" "$round.2"; done
     done
-    for mode in untraced traced; do
-        RESULT[$mode.$ep]="$(printf '%s' "${RUNS[$mode.$ep]}" | combine)"
+    for svc in "${SERVICES[@]}"; do
+        RESULT[$svc.$ep]="$(printf '%s' "${RUNS[$svc.$ep]}" | combine)"
     done
 done
-stop_service untraced
-stop_service traced
+for svc in "${SERVICES[@]}"; do stop_service "$svc"; done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-# utime + stime of the receiver (clock ticks): the CPU its decoding took from the machine.
-SINK_TICKS="$(awk '{ print $14 + $15 }' "/proc/$SINK_PID/stat")"
-kill -TERM "$SINK_PID"
-wait "$SINK_PID" || true
-SINK_PID=""
-SPANS="$(grep -o 'spans=[0-9]*' "$WORK/sink.out" | cut -d= -f2)"
+# The receivers: their span counts, and their utime + stime (clock ticks): the CPU their
+# decoding took from the machine.
+declare -A SPANS=() SINK_TICKS=()
+for impl in kit base; do
+    SINK_TICKS[$impl]="$(awk '{ print $14 + $15 }' "/proc/${SINK_PID[$impl]}/stat")"
+    kill -TERM "${SINK_PID[$impl]}"
+    wait "${SINK_PID[$impl]}" || true
+    SINK_PID[$impl]=""
+    SPANS[$impl]="$(grep -o 'spans=[0-9]*' "$WORK/sink-$impl.out" | cut -d= -f2)"
+    SPANS[$impl]="${SPANS[$impl]:-0}"
+done
 
 # ---- report -----------------------------------------------------------------------------------
 failed=0
@@ -329,61 +374,78 @@ check() { # check <description> <ok: 0|1>
     if [ "$2" = 1 ]; then printf '  PASS  %s\n' "$1"; else printf '  FAIL  %s\n' "$1"; failed=1; fi
 }
 field() { echo "${RESULT[$1]}" | awk -v i="$2" '{ print $i }'; }
-
-printf '\nusers API load (wrk %s threads; GET %s connections, POST %s; per endpoint and mode two runs\n' \
-    "$THREADS" "$CONNECTIONS" "$POST_CONNECTIONS"
-printf 'of %s s in each of %s rounds untraced, traced, traced, untraced: mean req/s, mean p50,\nworst p99)\n' "$HALF" "$ROUNDS"
-printf '%-9s %-16s %10s %9s %9s %8s  %s\n' mode endpoint 'req/s' 'p50 ms' 'p99 ms' non-2xx 'socket errors'
-for mode in traced untraced; do
-    for ep in get post; do
-        label="GET /users/{id}"; [ "$ep" = post ] && label="POST /users"
-        printf '%-9s %-16s %10s %9s %9s %8s  %s\n' "$mode" "$label" \
-            "$(field "$mode.$ep" 1)" "$(field "$mode.$ep" 2)" "$(field "$mode.$ep" 3)" \
-            "$(field "$mode.$ep" 4)" "$(field "$mode.$ep" 5)"
-    done
-done
-for mode in traced untraced; do
-    printf '%-9s peak RSS %.1f MiB, start -> first /healthz %s ms, exit status %s\n' "$mode" \
-        "$(awk -v k="${RESULT[$mode.rss_kib]}" 'BEGIN { print k / 1024 }')" \
-        "${RESULT[$mode.startup_ms]}" "${RESULT[$mode.exit]}"
-done
-cpu_us() { # cpu_us <mode.ep>: the service's CPU microseconds per request
+cpu_us() { # cpu_us <service.ep>: the service's CPU microseconds per request
     awk -v t="${CPU_TICKS[$1]:-0}" -v n="${REQUESTS[$1]:-0}" -v hz="$(getconf CLK_TCK)" \
         'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }'
 }
-for ep in get post; do
-    label="GET /users/{id}"; [ "$ep" = post ] && label="POST /users"
-    printf 'service CPU per request, %-16s traced %s µs, untraced %s µs (ratio %s)\n' "$label" \
-        "$(cpu_us "traced.$ep")" "$(cpu_us "untraced.$ep")" \
-        "$(awk -v t="$(cpu_us "traced.$ep")" -v u="$(cpu_us "untraced.$ep")" \
-            'BEGIN { if (t > 0) printf "%.3f", u / t; else print "-" }')"
-done
-printf 'spans received by the OTLP receiver: %s (receiver CPU %s s, %s µs per span)\n' "${SPANS:-0}" \
-    "$(awk -v t="$SINK_TICKS" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')" \
-    "$(awk -v t="$SINK_TICKS" -v hz="$(getconf CLK_TCK)" -v n="${SPANS:-0}" \
-        'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }')"
-printf 'load average (1, 5, 15 min) before: %s, after: %s (%s CPUs)\n\n' "$LOAD_BEFORE" \
-    "$LOAD_AFTER" "$(nproc)"
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
 
+printf '\nusers API (kit) vs hand-wired baseline (base): wrk %s threads; GET %s connections, POST %s;\n' \
+    "$THREADS" "$CONNECTIONS" "$POST_CONNECTIONS"
+printf 'per endpoint and service two runs of %s s in each of %s rounds (ABCD DCBA): mean req/s,\n' \
+    "$HALF" "$ROUNDS"
+printf 'mean p50, worst p99; load average before %s, after %s (%s CPUs)\n\n' "$LOAD_BEFORE" \
+    "$LOAD_AFTER" "$(nproc)"
+printf '| service | GET req/s | GET p50 / p99 ms | POST req/s | POST p50 / p99 ms | non-2xx | spans received / lost | peak RSS | start → /healthz | CPU per GET / POST |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
+for svc in "${SERVICES[@]}"; do
+    spans="-"
+    if [ "${svc#*-}" = traced ]; then spans="${SPANS[${svc%%-*}]} / ${RESULT[$svc.lost]}"; fi
+    printf '| %s | %s | %s / %s | %s | %s / %s | %s | %s | %s MiB | %s ms | %s µs / %s µs |\n' "$svc" \
+        "$(field "$svc.get" 1)" "$(field "$svc.get" 2)" "$(field "$svc.get" 3)" \
+        "$(field "$svc.post" 1)" "$(field "$svc.post" 2)" "$(field "$svc.post" 3)" \
+        "$(( $(field "$svc.get" 4) + $(field "$svc.post" 4) ))" "$spans" \
+        "$(mib "${RESULT[$svc.rss_kib]}")" "${RESULT[$svc.startup_ms]}" \
+        "$(cpu_us "$svc.get")" "$(cpu_us "$svc.post")"
+done
+printf '\n'
 for ep in get post; do
-    ratio="$(awk -v t="$(field "traced.$ep" 1)" -v u="$(field "untraced.$ep" 1)" \
-        'BEGIN { printf "%.3f", (u > 0 ? t / u : 0) }')"
-    check "throughput traced/untraced ${ep^^} = $ratio (>= 0.9)" \
-        "$(awk -v r="$ratio" 'BEGIN { print (r >= 0.9) ? 1 : 0 }')"
+    printf '%s: kit/base req/s traced %s, untraced %s; traced/untraced kit %s, base %s\n' "${ep^^}" \
+        "$(ratio "$(field "kit-traced.$ep" 1)" "$(field "base-traced.$ep" 1)")" \
+        "$(ratio "$(field "kit-untraced.$ep" 1)" "$(field "base-untraced.$ep" 1)")" \
+        "$(ratio "$(field "kit-traced.$ep" 1)" "$(field "kit-untraced.$ep" 1)")" \
+        "$(ratio "$(field "base-traced.$ep" 1)" "$(field "base-untraced.$ep" 1)")"
 done
-for mode in traced untraced; do
+printf 'baseline spans by its own count: ended %s, exported %s (received %s)\n' \
+    "$(last_field base-traced spans_ended)" "$(last_field base-traced spans_exported)" "${SPANS[base]}"
+for impl in kit base; do
+    printf 'receiver of %s-traced: %s spans, CPU %s s (%s µs per span)\n' "$impl" "${SPANS[$impl]}" \
+        "$(awk -v t="${SINK_TICKS[$impl]}" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')" \
+        "$(awk -v t="${SINK_TICKS[$impl]}" -v hz="$(getconf CLK_TCK)" -v n="${SPANS[$impl]}" \
+            'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }')"
+done
+printf 'socket errors:'
+for svc in "${SERVICES[@]}"; do
+    printf ' %s GET %s, POST %s;' "$svc" "$(field "$svc.get" 5)" "$(field "$svc.post" 5)"
+done
+printf '\n\n'
+
+kit_rps="$(field kit-traced.get 1)" base_rps="$(field base-traced.get 1)"
+check "traced GET throughput kit $kit_rps >= baseline $base_rps req/s" \
+    "$(awk -v k="$kit_rps" -v b="$base_rps" 'BEGIN { print (k >= b) ? 1 : 0 }')"
+kit_p99="$(field kit-traced.get 3)" base_p99="$(field base-traced.get 3)"
+check "traced GET p99 kit $kit_p99 <= baseline $base_p99 ms" \
+    "$(awk -v k="$kit_p99" -v b="$base_p99" 'BEGIN { print (k <= b) ? 1 : 0 }')"
+for impl in kit base; do
+    check "$impl-traced: no span lost (dropped or failed: ${RESULT[$impl-traced.lost]})" \
+        "$([ "${RESULT[$impl-traced.lost]}" = 0 ] && echo 1 || echo 0)"
+    check "$impl-traced: spans arrived at its receiver (${SPANS[$impl]})" \
+        "$([ "${SPANS[$impl]}" -gt 0 ] && echo 1 || echo 0)"
+done
+for svc in "${SERVICES[@]}"; do
     for ep in get post; do
-        n="$(field "$mode.$ep" 4)"
-        check "$mode ${ep^^}: $n non-2xx, socket errors: $(field "$mode.$ep" 5)" \
-            "$([ "$n" = 0 ] && [ "$(field "$mode.$ep" 5)" = none ] && echo 1 || echo 0)"
+        n="$(field "$svc.$ep" 4)"
+        check "$svc ${ep^^}: $n non-2xx, socket errors: $(field "$svc.$ep" 5)" \
+            "$([ "$n" = 0 ] && [ "$(field "$svc.$ep" 5)" = none ] && echo 1 || echo 0)"
     done
-    rss="${RESULT[$mode.rss_kib]}"
-    check "$mode peak RSS $(( rss / 1024 )) MiB (< 50 MiB)" "$([ "$rss" -lt $(( 50 * 1024 )) ] && echo 1 || echo 0)"
-    ms="${RESULT[$mode.startup_ms]}"
-    check "$mode start -> /healthz $ms ms (< 100 ms)" "$([ "$ms" -lt 100 ] && echo 1 || echo 0)"
-    check "$mode exit status ${RESULT[$mode.exit]} after SIGTERM" "$([ "${RESULT[$mode.exit]}" = 0 ] && echo 1 || echo 0)"
+    check "$svc exit status ${RESULT[$svc.exit]} after SIGTERM" \
+        "$([ "${RESULT[$svc.exit]}" = 0 ] && echo 1 || echo 0)"
 done
-check "spans arrived at the receiver (${SPANS:-0})" "$([ "${SPANS:-0}" -gt 0 ] && echo 1 || echo 0)"
-check "traced: no span lost (dropped or failed: ${RESULT[traced.lost]})" \
-    "$([ "${RESULT[traced.lost]}" = 0 ] && echo 1 || echo 0)"
+for svc in kit-traced kit-untraced; do
+    rss="${RESULT[$svc.rss_kib]}"
+    check "$svc peak RSS $(mib "$rss") MiB (< 50 MiB)" "$([ "$rss" -lt $(( 50 * 1024 )) ] && echo 1 || echo 0)"
+    ms="${RESULT[$svc.startup_ms]}"
+    check "$svc start -> /healthz $ms ms (< 100 ms)" "$([ "$ms" -lt 100 ] && echo 1 || echo 0)"
+done
 exit "$failed"
