@@ -6,10 +6,11 @@
 //! Every scenario also checks that no secret value appears in the child's logs and spans
 //! (captured at TRACE level, all targets, AWS SDK included), in error texts or in the report.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use apprunner_kit_tests::{OtlpReceiver, SecretsEmulator, SpanKind, SpanRecord};
+use apprunner_kit_tests::{OtlpReceiver, SecretsEmulator, SpanKind, SpanRecord, xray};
 use serde_json::{Value, json};
 
 /// A password with every character that breaks naive URL building.
@@ -593,6 +594,9 @@ async fn start_up_and_cache_fetches_reach_the_collector_as_client_spans_without_
     let root = one(&spans, |s| s.name == "secrets bootstrap");
     assert_eq!(root.kind, SpanKind::Internal);
     assert!(root.is_root());
+    // An X-Ray local root named after the service, not after itself.
+    assert_eq!(root.attr_str("aws.span.kind"), Some("LOCAL_ROOT"));
+    assert_eq!(root.attr_str("aws.local.service"), Some("secrets-probe"));
     let startup = one(&spans, |s| {
         s.name == "SecretsManager.GetSecretValue"
             && s.attr_str("aws.secretsmanager.secret_id") == Some("prod/db")
@@ -621,6 +625,23 @@ async fn start_up_and_cache_fetches_reach_the_collector_as_client_spans_without_
             span.summary()
         );
     }
+    // The cache read ran outside any span: a local root too, named after the service.
+    assert!(cached.is_root());
+    assert_eq!(cached.attr_str("aws.span.kind"), Some("LOCAL_ROOT"));
+    assert_eq!(cached.attr_str("aws.local.service"), Some("secrets-probe"));
+    assert_eq!(startup.attr_str("aws.span.kind"), None);
+    // On the X-Ray service map: the service, and Secrets Manager downstream of it.
+    let map = xray::service_map(&spans);
+    assert_eq!(
+        map.services,
+        BTreeSet::from(["secrets-probe".to_owned()]),
+        "{map:?}"
+    );
+    assert_eq!(
+        map.remotes,
+        BTreeSet::from(["SecretsManager".to_owned()]),
+        "{map:?}"
+    );
     assert_eq!(
         probe.result["request_ids"],
         json!([startup.attr_str("aws.request_id").unwrap()])

@@ -148,11 +148,14 @@ impl<DB: crate::db::Driver> FromContext for crate::db::Pool<DB> {
 }
 
 /// A Secrets Manager cache for run-time reads (rotated credentials, API keys), built from the
-/// standard AWS configuration chain.
+/// standard AWS configuration chain and named after the service (see
+/// [`SecretCache::service_name`](crate::secrets::SecretCache::service_name)).
 #[cfg(feature = "secrets")]
 impl FromContext for crate::secrets::SecretCache {
-    async fn from_context(_cx: &Context) -> Result<Self> {
-        Ok(crate::secrets::SecretCache::from_env().await?)
+    async fn from_context(cx: &Context) -> Result<Self> {
+        Ok(crate::secrets::SecretCache::from_env()
+            .await?
+            .service_name(cx.service_name()))
     }
 }
 
@@ -377,7 +380,7 @@ impl App {
         };
         #[cfg(feature = "secrets")]
         if let Some(report) = &report {
-            runtime.block_on(async { report.emit_spans() });
+            runtime.block_on(async { report.emit_spans(&service_name) });
         }
         let cx = Context {
             inner: Arc::new(ContextInner {

@@ -8,8 +8,9 @@
 //!   `apprunner::secrets::bootstrap_from_env()` as the first real work of `main` (with
 //!   `overwrite(true)` when `PROBE_OVERWRITE` is set).
 //! - `otlp`: what `#[apprunner::main]` does: `bootstrap_from_env()`, then telemetry from the
-//!   `OTEL_*` environment, `Report::emit_spans()`, then a multi-thread runtime in which a
-//!   `SecretCache` reads `PROBE_CACHE_SECRET` (a live CLIENT span), then shutdown.
+//!   `OTEL_*` environment, `Report::emit_spans(service name)`, then a multi-thread runtime in which a
+//!   `SecretCache` named after the service reads `PROBE_CACHE_SECRET` (a live CLIENT span
+//!   outside any span), then shutdown.
 //!
 //! The last stdout line is `PROBE_RESULT {json}`: the outcome (error text and `Debug`), the
 //! report, and the values of the variables listed in `PROBE_VARS` (comma-separated) — this line
@@ -61,20 +62,22 @@ fn otlp() -> serde_json::Value {
         Ok(report) => report,
         Err(_) => return result(&outcome),
     };
-    let telemetry = apprunner::telemetry::TelemetryConfig::from_env()
+    let config = apprunner::telemetry::TelemetryConfig::from_env()
         .expect("telemetry configuration")
-        .default_service_name("secrets-probe")
-        .init()
-        .expect("telemetry init");
-    report.emit_spans();
+        .default_service_name("secrets-probe");
+    let service_name = config.resolved_service_name();
+    let telemetry = config.init().expect("telemetry init");
+    report.emit_spans(&service_name);
     tracing::info!(report = %report, "secrets bootstrapped");
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let cache_id = std::env::var("PROBE_CACHE_SECRET").expect("PROBE_CACHE_SECRET");
     let cached = runtime.block_on(async {
+        // Named after the service, as `#[apprunner::main]` provides it.
         let cache = apprunner::secrets::SecretCache::from_env()
             .await
-            .expect("cache from env");
+            .expect("cache from env")
+            .service_name(&service_name);
         let value = cache.get(&cache_id).await.expect("cache read");
         tracing::info!(secret = ?value, cache = ?cache, "cache read done");
         value.expose().clone()

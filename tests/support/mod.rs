@@ -4,6 +4,7 @@
 //! - [`Postgres`]: a throwaway PostgreSQL cluster (or `APPRUNNER_TEST_DATABASE_URL`).
 //! - [`MariaDb`]: a throwaway MariaDB server (or `APPRUNNER_TEST_MYSQL_URL`).
 //! - [`SecretsEmulator`]: a moto Secrets Manager server.
+//! - [`xray`]: a replay of how the collector's X-Ray exporter names spans (the service map).
 //!
 //! Run everything with `./scripts/test` (it installs the peers these need).
 
@@ -14,6 +15,7 @@ pub mod otlp_count;
 mod otlp_count_reference;
 pub mod postgres;
 pub mod secrets_emulator;
+pub mod xray;
 
 pub use mariadb::MariaDb;
 pub use otlp::{

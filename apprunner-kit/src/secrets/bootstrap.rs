@@ -9,7 +9,7 @@ use opentelemetry::{Context, KeyValue};
 
 use super::env::{self, SingleThreaded};
 use super::error::SecretsError;
-use super::fetch::{self, FetchRecord, Fetcher};
+use super::fetch::{self, AWS_LOCAL_SERVICE, AWS_SPAN_KIND, FetchRecord, Fetcher, LOCAL_ROOT};
 use super::plan::{Plan, SecretSource, Target};
 use super::rds::{self, RdsCredentials};
 use super::secret::Secret;
@@ -57,7 +57,7 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(10);
 ///     let runtime = tokio::runtime::Runtime::new()?;
 ///     runtime.block_on(async {
 ///         // telemetry init, then:
-///         report.emit_spans();
+///         report.emit_spans("my-service");
 ///         let url = std::env::var("DATABASE_URL")?;
 ///         # let _ = url;
 ///         Ok(())
@@ -204,7 +204,7 @@ async fn fetch_all(
         })??;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let fetched = tokio::time::timeout_at(deadline, fetcher.get(id, "AWSCURRENT"))
+        let fetched = tokio::time::timeout_at(deadline, fetcher.get(id, "AWSCURRENT", None))
             .await
             .map_err(|_| SecretsError::Timeout {
                 secret: fetch::describe(id),
@@ -310,8 +310,15 @@ impl Report {
     /// with their original timestamps: an INTERNAL root span `secrets bootstrap` and one CLIENT
     /// child `SecretsManager.GetSecretValue` per call (`rpc.system=aws-api`,
     /// `rpc.service=SecretsManager`, `rpc.method=GetSecretValue`, `aws.region`,
-    /// `aws.request_id`, the secret id — never the value). The root keeps the client spans from
-    /// becoming parentless segments in X-Ray.
+    /// `aws.request_id`, the secret id — never the value).
+    ///
+    /// `service_name` is the `service.name` of the telemetry resource
+    /// ([`TelemetryConfig::resolved_service_name`](crate::telemetry::TelemetryConfig::resolved_service_name)).
+    /// The root carries it as `aws.local.service`, with `aws.span.kind=LOCAL_ROOT`: the
+    /// collector's X-Ray exporter then names the root's segment after the service instead of
+    /// after the span, so start-up adds no `secrets bootstrap` node to the service map, and the
+    /// calls below it appear as the `SecretsManager` node (a parentless client span would have
+    /// become a segment of its own).
     ///
     /// Call it once telemetry is initialised (bootstrap ran before any exporter could). Does
     /// nothing if nothing was fetched.
@@ -321,10 +328,10 @@ impl Report {
     /// ```
     /// # let report = apprunner::secrets::bootstrap(&apprunner::secrets::Plan::new())?;
     /// // after apprunner::telemetry::init():
-    /// report.emit_spans();
+    /// report.emit_spans("users-api");
     /// # Ok::<(), apprunner::secrets::SecretsError>(())
     /// ```
-    pub fn emit_spans(&self) {
+    pub fn emit_spans(&self, service_name: &str) {
         let (Some(start), Some(end)) = (
             self.fetches.iter().map(|f| f.start).min(),
             self.fetches.iter().map(|f| f.end).max(),
@@ -336,10 +343,12 @@ impl Report {
             .span_builder("secrets bootstrap")
             .with_kind(SpanKind::Internal)
             .with_start_time(start)
-            .with_attributes([KeyValue::new(
-                "apprunner.secrets.set_vars",
-                self.set.join(","),
-            )])
+            .with_attributes([
+                KeyValue::new("apprunner.secrets.set_vars", self.set.join(",")),
+                // X-Ray: a segment named after the service, not after this span.
+                KeyValue::new(AWS_SPAN_KIND, LOCAL_ROOT),
+                KeyValue::new(AWS_LOCAL_SERVICE, service_name.to_owned()),
+            ])
             .start_with_context(&tracer, &Context::new());
         let cx = Context::new().with_span(root);
         for fetch in &self.fetches {

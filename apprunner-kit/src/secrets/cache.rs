@@ -99,6 +99,7 @@ pub struct SecretCache {
     fetcher: Fetcher,
     ttl: Duration,
     slots: Mutex<HashMap<(String, VersionStage), Slot>>,
+    service_name: Option<String>,
 }
 
 impl SecretCache {
@@ -158,7 +159,29 @@ impl SecretCache {
             fetcher,
             ttl: Self::DEFAULT_TTL,
             slots: Mutex::new(HashMap::new()),
+            service_name: None,
         }
+    }
+
+    /// Names the service making the calls (the `service.name` of its telemetry resource), so
+    /// that a read outside any span (a background refresh, a start-up read) is an X-Ray local
+    /// root named after the service (`aws.span.kind=LOCAL_ROOT`, `aws.local.service`) rather
+    /// than a `SecretsManager` segment of its own on the service map. `#[apprunner::main]`
+    /// sets it; reads inside a request span need nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// let cache = apprunner::secrets::SecretCache::from_env().await?.service_name("users-api");
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
     }
 
     /// Sets how long a value is served from the cache ([`DEFAULT_TTL`](Self::DEFAULT_TTL) by
@@ -352,7 +375,10 @@ impl SecretCache {
         {
             return Ok(cached.value.clone());
         }
-        let fetched = self.fetcher.get(secret_id, stage.as_str()).await?;
+        let fetched = self
+            .fetcher
+            .get(secret_id, stage.as_str(), self.service_name.as_deref())
+            .await?;
         *entry = Some(Entry {
             value: fetched.value.clone(),
             fetched_at: Instant::now(),
@@ -372,6 +398,7 @@ impl fmt::Debug for SecretCache {
             .field("region", &self.fetcher.region())
             .field("ttl", &self.ttl)
             .field("entries", &entries)
+            .field("service_name", &self.service_name)
             .finish_non_exhaustive()
     }
 }

@@ -7,6 +7,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::RequestId;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use opentelemetry::trace::TraceContextExt as _;
 use tracing::Instrument;
 use tracing::field::Empty;
 
@@ -15,6 +16,13 @@ use super::secret::Secret;
 
 /// The span name, following the `Service.Operation` form AWS SDK instrumentations use.
 pub(crate) const SPAN_NAME: &str = "SecretsManager.GetSecretValue";
+
+/// The X-Ray exporter's marker of a service's first span in a trace (`aws.span.kind`).
+pub(crate) const AWS_SPAN_KIND: &str = "aws.span.kind";
+/// The value of [`AWS_SPAN_KIND`] that makes the exporter name a segment after the service.
+pub(crate) const LOCAL_ROOT: &str = "LOCAL_ROOT";
+/// The service's own name, which the X-Ray exporter uses as a local root's segment name.
+pub(crate) const AWS_LOCAL_SERVICE: &str = "aws.local.service";
 
 /// Error codes the AWS SDKs treat as throttling.
 const THROTTLING_CODES: &[&str] = &[
@@ -79,7 +87,18 @@ impl Fetcher {
     }
 
     /// `GetSecretValue` for one version stage, in a CLIENT span. The value never reaches the span.
-    pub(crate) async fn get(&self, secret_id: &str, stage: &str) -> Result<Fetched, SecretsError> {
+    ///
+    /// A call outside any span, with `local_service` known, is marked an X-Ray local root
+    /// named after that service: the exporter then makes a service segment and a
+    /// `SecretsManager` subsegment, not a `SecretsManager` segment.
+    pub(crate) async fn get(
+        &self,
+        secret_id: &str,
+        stage: &str,
+        local_service: Option<&str>,
+    ) -> Result<Fetched, SecretsError> {
+        let parentless = tracing::Span::current().is_none()
+            && !opentelemetry::Context::current().has_active_span();
         let span = tracing::info_span!(
             SPAN_NAME,
             otel.name = SPAN_NAME,
@@ -95,7 +114,13 @@ impl Fetcher {
             aws.secretsmanager.secret_id = %secret_id,
             aws.secretsmanager.version_stage = %stage,
             error.type = Empty,
+            aws.span.kind = Empty,
+            aws.local.service = Empty,
         );
+        if parentless && let Some(service) = local_service {
+            span.record(AWS_SPAN_KIND, LOCAL_ROOT);
+            span.record(AWS_LOCAL_SERVICE, service);
+        }
         let start = SystemTime::now();
         let result = self
             .client

@@ -64,7 +64,7 @@
 //!     )?;
 //!     tokio::runtime::Runtime::new()?.block_on(async {
 //!         // … telemetry init, then:
-//!         report.emit_spans();
+//!         report.emit_spans("my-app");
 //!         let database_url = std::env::var("DATABASE_URL")?;
 //!         # let _ = database_url;
 //!         Ok(())

@@ -644,6 +644,9 @@ fn check_traces(sent: &[Sent], spans: &[SpanRecord], db_name: &str, db_port: u16
     let root: Vec<_> = bootstrap.iter().filter(|s| s.is_root()).collect();
     assert_eq!(root.len(), 1);
     assert_eq!(root[0].name, "secrets bootstrap");
+    // An X-Ray local root named after the service (see e2e_service_map.rs).
+    assert_eq!(root[0].attr_str("aws.span.kind"), Some("LOCAL_ROOT"));
+    assert_eq!(root[0].attr_str("aws.local.service"), Some("users-api"));
     assert!(
         bootstrap.iter().all(|s| s.attr("db.system.name").is_none()),
         "a statement ran outside any request: {bootstrap:#?}"
