@@ -13,7 +13,8 @@ use apprunner_kit_tests::{
     block_on, one,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
+/// How long to wait for spans a finished probe has flushed (they are normally there already).
+const WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the probe binary of this package.
 fn run_probe(scenario: &str, env: &[(&str, String)]) -> Probe {
@@ -99,7 +100,8 @@ fn assert_xray_trace_id(span: &SpanRecord) {
 }
 
 /// What the `spans` scenario sends arrived whole: `root` (SERVER) with its `child`, and
-/// `control` in a trace of its own, with the probe's resource, on `transport`.
+/// `control` in a trace of its own, with the probe's resource, on `transport`. Called once the
+/// probe has exited: its shutdown flush has been answered, so the spans are already here.
 fn assert_spans_scenario(receiver: &OtlpReceiver, transport: Transport) {
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     assert_eq!(spans.len(), 3, "{spans:#?}");
