@@ -1,20 +1,25 @@
 //! Tests of the shared test harness itself: the OTLP receiver receives what real
-//! `opentelemetry-otlp` exporters send, and the PostgreSQL cluster really serves.
+//! `opentelemetry-otlp` exporters send (plain, TLS, mutual TLS, gzip; refusing, failing first
+//! or starting late when asked), and the PostgreSQL cluster really serves.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, SystemTime};
 
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
 use apprunner_kit_tests::{
     AttrValue, OtlpProtocol, OtlpReceiver, Postgres, ReceiverBehavior, SpanKind, SpanRecord,
-    StatusCode,
+    StatusCode, TestCa,
 };
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
     Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
+use opentelemetry_otlp::{
+    Compression, RetryPolicy, WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     SdkTracerProvider, SpanData, SpanEvents, SpanExporter as _, SpanLinks,
@@ -152,8 +157,8 @@ async fn grpc_exporter_delivers_spans_resource_and_metadata() {
     assert_eq!(requests[0].header("content-type"), Some("application/grpc"));
 }
 
-/// `ReceiverBehavior::Count`: what a real exporter sends is decoded and counted, nothing kept;
-/// an export the receiver cannot decode is refused, not counted.
+/// `ReceiverBehavior::Count`: what a real exporter sends is decoded (with prost) and counted,
+/// nothing kept; an export the receiver cannot decode is refused, not counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counting_receiver_counts_what_exporters_send_and_refuses_garbage() {
     let receiver = OtlpReceiver::start_with(ReceiverBehavior::Count).await;
@@ -190,14 +195,16 @@ async fn counting_receiver_counts_what_exporters_send_and_refuses_garbage() {
         )
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // tonic's prost codec answers a message it cannot decode with INTERNAL.
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
     assert_eq!(receiver.span_count(), 10);
 }
 
-/// No runtime at all: the blocking reqwest client and the blocking waits.
-#[test]
-fn http_protobuf_exporter_delivers_spans_resource_and_headers() {
-    let receiver = OtlpReceiver::start_blocking();
+/// The async reqwest client (the one the kit uses) needs a runtime: the simple processor
+/// exports on the test's thread, whose I/O the multi-thread runtime's workers drive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_exporter_delivers_spans_resource_and_headers() {
+    let receiver = OtlpReceiver::start().await;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(receiver.http_traces_url())
@@ -208,23 +215,26 @@ fn http_protobuf_exporter_delivers_spans_resource_and_headers() {
         .build()
         .unwrap();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_simple_exporter(exporter)
         .with_resource(resource())
         .build();
     emit_parent_and_child(&provider);
     provider.shutdown().unwrap();
 
-    let spans = receiver.wait_for_spans_blocking(2, WAIT);
+    let spans = receiver.wait_for_spans(2, WAIT).await;
     assert_parent_and_child(&spans, OtlpProtocol::HttpProtobuf);
 
+    // One export per span (the simple processor).
     let requests = receiver.export_requests();
-    assert_eq!(requests.len(), 1, "{requests:#?}");
-    assert_eq!(requests[0].path, "/v1/traces");
-    assert_eq!(requests[0].header("x-harness-token"), Some("http-456"));
-    assert_eq!(
-        requests[0].header("content-type"),
-        Some("application/x-protobuf")
-    );
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    for request in &requests {
+        assert_eq!(request.path, "/v1/traces");
+        assert_eq!(request.header("x-harness-token"), Some("http-456"));
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
+    }
 }
 
 fn span_data(name: &'static str) -> SpanData {
@@ -370,6 +380,261 @@ async fn receiver_serves_while_the_test_runtime_is_blocked() {
 async fn wait_for_spans_panics_listing_what_arrived() {
     let receiver = OtlpReceiver::start().await;
     receiver.wait_for_spans(1, Duration::from_millis(200)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS, mutual TLS, gzip, failing and late receivers, driven by opentelemetry-otlp directly
+
+/// A gRPC exporter to `receiver`, trusting its CA (with the client identity when `identity`),
+/// compressing with gzip when `gzip`, without the exporter's own retries.
+fn tonic_exporter(
+    receiver: &OtlpReceiver,
+    identity: bool,
+    gzip: bool,
+) -> opentelemetry_otlp::SpanExporter {
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(receiver.grpc_endpoint())
+        .with_timeout(Duration::from_secs(5))
+        .with_retry_policy(RetryPolicy::disabled());
+    if let Some(ca) = receiver.tls() {
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.ca_cert_pem()));
+        if identity {
+            tls = tls.identity(Identity::from_pem(
+                ca.client_cert_pem(),
+                ca.client_key_pem(),
+            ));
+        }
+        builder = builder.with_tls_config(tls);
+    }
+    if gzip {
+        builder = builder.with_compression(Compression::Gzip);
+    }
+    builder.build().unwrap()
+}
+
+/// An http/protobuf exporter to `receiver` on a reqwest client trusting only its CA
+/// (presenting the client identity when `identity`), gzip when `gzip`, without retries.
+fn http_exporter(
+    receiver: &OtlpReceiver,
+    identity: bool,
+    gzip: bool,
+) -> opentelemetry_otlp::SpanExporter {
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if let Some(ca) = receiver.tls() {
+        client = client
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.ca_cert_pem().as_bytes()).unwrap()]);
+        if identity {
+            client = client.identity(
+                reqwest::Identity::from_pem(ca.client_identity_pem().as_bytes()).unwrap(),
+            );
+        }
+    }
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client.build().unwrap())
+        .with_endpoint(receiver.http_traces_url())
+        .with_retry_policy(RetryPolicy::disabled());
+    if gzip {
+        builder = builder.with_compression(Compression::Gzip);
+    }
+    builder.build().unwrap()
+}
+
+/// Runs one export of an HTTP exporter to completion on a runtime of its own (call it outside
+/// any runtime).
+fn export_now(
+    exporter: &opentelemetry_otlp::SpanExporter,
+    name: &'static str,
+) -> opentelemetry_sdk::error::OTelSdkResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the export")
+        .block_on(exporter.export(vec![span_data(name)]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_receiver_serves_grpc_to_an_exporter_trusting_its_ca() {
+    let receiver = OtlpReceiver::builder().tls().start().await;
+    assert!(receiver.grpc_endpoint().starts_with("https://localhost:"));
+    assert!(receiver.ca_cert_path().is_file());
+    export_parents_and_children(tonic_exporter(&receiver, false, false), 1).await;
+    let spans = receiver.wait_for_spans(2, WAIT).await;
+    assert_parent_and_child(&spans, OtlpProtocol::Grpc);
+    assert!(!receiver.export_requests()[0].is_compressed());
+
+    // An exporter that does not trust the test CA cannot connect.
+    let untrusting = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(receiver.grpc_endpoint())
+        .with_tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(TestCa::generate().ca_cert_pem())),
+        )
+        .with_retry_policy(RetryPolicy::disabled())
+        .build()
+        .unwrap();
+    assert!(
+        untrusting
+            .export(vec![span_data("untrusted")])
+            .await
+            .is_err()
+    );
+    assert_eq!(receiver.spans().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_receiver_serves_grpc_only_with_a_client_certificate() {
+    let receiver = OtlpReceiver::builder().mutual_tls().start().await;
+    let without = tonic_exporter(&receiver, false, false);
+    assert!(without.export(vec![span_data("anonymous")]).await.is_err());
+    assert!(receiver.export_requests().is_empty());
+
+    tonic_exporter(&receiver, true, false)
+        .export(vec![span_data("identified")])
+        .await
+        .unwrap();
+    let spans = receiver.wait_for_spans(1, WAIT).await;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "identified");
+}
+
+#[test]
+fn tls_and_mutual_tls_receivers_serve_http() {
+    let receiver = OtlpReceiver::start_tls_blocking();
+    assert!(receiver.http_traces_url().starts_with("https://localhost:"));
+    export_now(&http_exporter(&receiver, false, false), "over tls").unwrap();
+    let spans = receiver.wait_for_spans_blocking(1, WAIT);
+    assert_eq!(spans[0].name, "over tls");
+    assert_eq!(spans[0].protocol, OtlpProtocol::HttpProtobuf);
+
+    let receiver = OtlpReceiver::start_mutual_tls_blocking();
+    assert!(export_now(&http_exporter(&receiver, false, false), "anonymous").is_err());
+    assert!(receiver.export_requests().is_empty());
+    export_now(&http_exporter(&receiver, true, false), "identified").unwrap();
+    let spans = receiver.wait_for_spans_blocking(1, WAIT);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "identified");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_grpc_exports_are_decoded_and_recorded_as_compressed() {
+    let receiver = OtlpReceiver::start().await;
+    export_parents_and_children(tonic_exporter(&receiver, false, true), 1).await;
+    let spans = receiver.wait_for_spans(2, WAIT).await;
+    assert_parent_and_child(&spans, OtlpProtocol::Grpc);
+    let requests = receiver.export_requests();
+    assert_eq!(
+        requests[0].compression.as_deref(),
+        Some("gzip"),
+        "{requests:#?}"
+    );
+
+    // Over mutual TLS too.
+    let receiver = OtlpReceiver::builder().mutual_tls().start().await;
+    export_parents_and_children(tonic_exporter(&receiver, true, true), 1).await;
+    receiver.wait_for_spans(2, WAIT).await;
+    assert!(receiver.export_requests().iter().all(|r| r.is_compressed()));
+}
+
+#[test]
+fn gzip_http_exports_are_decoded_and_recorded_as_compressed() {
+    let receiver = OtlpReceiver::start_tls_blocking();
+    export_now(&http_exporter(&receiver, false, true), "gzipped").unwrap();
+    export_now(&http_exporter(&receiver, false, false), "plain").unwrap();
+    let spans = receiver.wait_for_spans_blocking(2, WAIT);
+    let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["gzipped", "plain"]);
+    let compression: Vec<_> = receiver
+        .export_requests()
+        .into_iter()
+        .map(|r| r.compression)
+        .collect();
+    assert_eq!(compression, [Some("gzip".to_owned()), None]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_first_refuses_that_many_grpc_calls_then_accepts() {
+    let receiver = OtlpReceiver::start_with(ReceiverBehavior::FailFirst(2)).await;
+    let exporter = tonic_exporter(&receiver, false, false);
+    assert!(exporter.export(vec![span_data("first")]).await.is_err());
+    assert!(exporter.export(vec![span_data("second")]).await.is_err());
+    exporter.export(vec![span_data("third")]).await.unwrap();
+    let spans = receiver.wait_for_spans(1, WAIT).await;
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].name, "third");
+    assert_eq!(receiver.export_requests().len(), 3);
+
+    // set_behavior starts the count again; an exporter with the recommended retry policy
+    // gets through on its third attempt, its spans recorded once.
+    receiver.set_behavior(ReceiverBehavior::FailFirst(2));
+    receiver.clear();
+    let retrying = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(receiver.grpc_endpoint())
+        .build()
+        .unwrap();
+    retrying.export(vec![span_data("retried")]).await.unwrap();
+    assert_eq!(receiver.export_requests().len(), 3);
+    assert_eq!(receiver.spans().len(), 1);
+}
+
+#[test]
+fn fail_first_answers_http_503_then_accepts() {
+    let receiver = OtlpReceiver::start_blocking_with(ReceiverBehavior::FailFirst(2));
+    let exporter = http_exporter(&receiver, false, false);
+    assert!(export_now(&exporter, "first").is_err());
+    assert!(export_now(&exporter, "second").is_err());
+    export_now(&exporter, "third").unwrap();
+    let spans = receiver.wait_for_spans_blocking(1, WAIT);
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].name, "third");
+    assert_eq!(receiver.export_requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_receiver_refuses_connections_until_it_starts() {
+    let delay = Duration::from_millis(1500);
+    let started = std::time::Instant::now();
+    let receiver = OtlpReceiver::builder()
+        .tls()
+        .start_after(delay)
+        .start()
+        .await;
+    assert!(started.elapsed() < delay, "the endpoints are known at once");
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", port(&receiver.grpc_endpoint())))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let exporter = tonic_exporter(&receiver, false, false);
+    assert!(exporter.export(vec![span_data("early")]).await.is_err());
+
+    tokio::time::sleep(delay.saturating_sub(started.elapsed()) + Duration::from_millis(300)).await;
+    tonic_exporter(&receiver, false, false)
+        .export(vec![span_data("late")])
+        .await
+        .unwrap();
+    let spans = receiver.wait_for_spans(1, WAIT).await;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "late");
+}
+
+#[test]
+fn a_late_http_receiver_refuses_connections_until_it_starts() {
+    let delay = Duration::from_millis(1500);
+    let receiver = OtlpReceiver::start_late_blocking(delay);
+    let exporter = http_exporter(&receiver, false, false);
+    assert!(export_now(&exporter, "early").is_err());
+    std::thread::sleep(delay + Duration::from_millis(300));
+    export_now(&exporter, "late").unwrap();
+    let spans = receiver.wait_for_spans_blocking(1, WAIT);
+    assert_eq!(spans[0].name, "late");
+}
+
+fn port(endpoint: &str) -> u16 {
+    endpoint.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------

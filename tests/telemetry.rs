@@ -3,92 +3,18 @@
 //! Each scenario runs the `telemetry-probe` binary as a child process with its own
 //! environment (the `OTEL_*` variables under test), so no test shares global state.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use apprunner_kit_tests::{OtlpReceiver, ReceiverBehavior, SpanKind, SpanRecord};
-use serde_json::Value;
+use apprunner_kit_tests::{
+    OtlpReceiver, Probe, ReceiverBehavior, SpanKind, block_on, grpc_env, one,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Probe {
-    output: Output,
-}
-
-impl Probe {
-    fn run(scenario: &str, env: &[(&str, String)]) -> Probe {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_telemetry-probe"));
-        cmd.arg(scenario);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("OTEL_")
-                || key.starts_with("AWS_")
-                || key == "RUST_LOG"
-                || key.starts_with("APPRUNNER_")
-            {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("APPRUNNER_LOG_FORMAT", "json");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let output = cmd.output().expect("run telemetry-probe");
-        assert!(
-            output.status.success(),
-            "probe failed: {}\nstdout:\n{}\nstderr:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Probe { output }
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    /// The JSON log lines (everything but the final result line).
-    fn logs(&self) -> Vec<Value> {
-        self.stdout()
-            .lines()
-            .filter(|l| !l.starts_with("PROBE_RESULT "))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-
-    fn result(&self) -> Value {
-        let line = self
-            .stdout()
-            .lines()
-            .find_map(|l| l.strip_prefix("PROBE_RESULT ").map(str::to_owned))
-            .expect("probe result line");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    fn log(&self, message: &str) -> Value {
-        self.logs()
-            .into_iter()
-            .find(|l| l["message"] == message)
-            .unwrap_or_else(|| panic!("no log line {message:?} in:\n{}", self.stdout()))
-    }
-}
-
-fn grpc_env(receiver: &OtlpReceiver) -> Vec<(&'static str, String)> {
-    vec![("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())]
-}
-
-fn one<'a>(spans: &'a [SpanRecord], name: &str) -> &'a SpanRecord {
-    let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
-    assert_eq!(found.len(), 1, "expected one span {name:?}, got {spans:#?}");
-    found[0]
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+/// Runs the probe binary of this package.
+fn run_probe(scenario: &str, env: &[(&str, String)]) -> Probe {
+    Probe::run(env!("CARGO_BIN_EXE_telemetry-probe"), scenario, env)
 }
 
 #[test]
@@ -100,7 +26,7 @@ fn spans_arrive_with_xray_ids_parent_links_and_resource() {
         "cloud.platform=aws_app_runner,deployment.environment.name=test".into(),
     ));
     env.push(("AWS_REGION", "eu-west-1".into()));
-    let probe = Probe::run("spans", &env);
+    let probe = run_probe("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     assert_eq!(probe.result()["ok"], true, "{}", probe.stdout());
 
@@ -147,7 +73,7 @@ fn spans_arrive_with_xray_ids_parent_links_and_resource() {
 #[test]
 fn json_logs_carry_the_xray_trace_id_and_span_id() {
     let receiver = OtlpReceiver::start_blocking();
-    let probe = Probe::run("spans", &grpc_env(&receiver));
+    let probe = run_probe("spans", &grpc_env(&receiver));
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     let child = one(&spans, "child");
 
@@ -172,7 +98,7 @@ fn an_app_runner_trace_header_is_continued() {
         "PROBE_TRACE_HEADER",
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
     ));
-    Probe::run("spans", &env);
+    run_probe("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     let root = one(&spans, "root");
     assert_eq!(root.trace_id, "5759e988bd862e3fe1be46a994272793");
@@ -189,7 +115,7 @@ fn a_header_without_sampled_is_not_dropped() {
         "PROBE_TRACE_HEADER",
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8".into(),
     ));
-    Probe::run("spans", &env);
+    run_probe("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     assert_eq!(
         one(&spans, "root").trace_id,
@@ -205,7 +131,7 @@ fn sampled_0_is_honoured() {
         "PROBE_TRACE_HEADER",
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0".into(),
     ));
-    let probe = Probe::run("spans", &env);
+    let probe = run_probe("spans", &env);
     // The control span proves the exporter worked; root and child were not sampled.
     let spans = block_on(receiver.wait_for_spans(1, WAIT));
     assert_eq!(probe.result()["ok"], true);
@@ -226,7 +152,7 @@ fn a_malformed_header_starts_a_fresh_trace() {
         "PROBE_TRACE_HEADER",
         "Root=1-zzzz;Parent=;Sampled=yes;;=".into(),
     ));
-    Probe::run("spans", &env);
+    run_probe("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     let root = one(&spans, "root");
     assert!(root.parent_span_id.is_none());
@@ -242,7 +168,7 @@ fn otel_service_name_and_sampler_variables_apply() {
     let receiver = OtlpReceiver::start_blocking();
     let mut env = grpc_env(&receiver);
     env.push(("OTEL_SERVICE_NAME", "from-env".into()));
-    Probe::run("spans", &env);
+    run_probe("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     assert!(
         spans
@@ -253,7 +179,7 @@ fn otel_service_name_and_sampler_variables_apply() {
     let receiver = OtlpReceiver::start_blocking();
     let mut env = grpc_env(&receiver);
     env.push(("OTEL_TRACES_SAMPLER", "always_off".into()));
-    let probe = Probe::run("spans", &env);
+    let probe = run_probe("spans", &env);
     assert_eq!(probe.result()["ok"], true);
     // Shutdown has flushed everything the process had: nothing was sampled.
     assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
@@ -264,7 +190,7 @@ fn otel_sdk_disabled_exports_nothing_but_logs_keep_working() {
     let receiver = OtlpReceiver::start_blocking();
     let mut env = grpc_env(&receiver);
     env.push(("OTEL_SDK_DISABLED", "true".into()));
-    let probe = Probe::run("spans", &env);
+    let probe = run_probe("spans", &env);
     assert_eq!(probe.result()["ok"], true);
     assert!(receiver.spans().is_empty());
     assert!(receiver.export_requests().is_empty());
@@ -282,7 +208,7 @@ fn http_protobuf_and_headers_variables_apply() {
             "x-team=kit,x-note=a%20b".to_owned(),
         ),
     ];
-    Probe::run("spans", &env);
+    run_probe("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     assert_eq!(
         one(&spans, "child").parent_span_id.as_deref(),
@@ -302,7 +228,7 @@ fn http_protobuf_and_headers_variables_apply() {
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         "authorization=Bearer%20t0k".into(),
     ));
-    Probe::run("spans", &env);
+    run_probe("spans", &env);
     block_on(receiver.wait_for_spans(3, WAIT));
     for r in receiver.export_requests() {
         assert_eq!(r.protocol, apprunner_kit_tests::OtlpProtocol::Grpc);
@@ -319,7 +245,7 @@ fn otel_propagators_selects_the_header_format() {
         "PROBE_TRACE_HEADER",
         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
     ));
-    Probe::run("spans", &env);
+    run_probe("spans", &env);
     let spans = block_on(receiver.wait_for_spans(3, WAIT));
     // With only W3C propagation the X-Ray header is ignored: a fresh trace.
     assert_ne!(
@@ -359,7 +285,7 @@ fn burst(receiver: &OtlpReceiver, count: usize, bsp: &[(&'static str, &str)]) ->
     env.push(("OTEL_BSP_SCHEDULE_DELAY", "60000".into()));
     env.extend(bsp.iter().map(|(key, value)| (*key, (*value).to_owned())));
     env.push(("PROBE_COUNT", count.to_string()));
-    Probe::run("burst", &env)
+    run_probe("burst", &env)
 }
 
 /// Every span of a `burst` of `count` arrived, each exactly once.
@@ -434,7 +360,7 @@ fn without_a_collector_the_process_works_and_shutdown_is_bounded() {
         ("PROBE_SHUTDOWN_TIMEOUT_MS", "2000".to_owned()),
     ];
     let started = std::time::Instant::now();
-    let probe = Probe::run("spans", &env);
+    let probe = run_probe("spans", &env);
     let elapsed = started.elapsed();
     // The service kept working: its log lines were written with trace ids.
     assert!(
@@ -475,7 +401,7 @@ fn without_a_collector_the_process_works_and_shutdown_is_bounded() {
     // A collector that accepts connections but never answers in time.
     let slow = OtlpReceiver::start_blocking_with(ReceiverBehavior::Delay(Duration::from_secs(30)));
     env[0].1 = slow.grpc_endpoint();
-    let probe = Probe::run("spans", &env);
+    let probe = run_probe("spans", &env);
     let result = probe.result();
     assert!(
         result["shutdown_ms"].as_u64().unwrap() <= 2000 + 1500,
@@ -512,7 +438,7 @@ fn span_limits_and_the_value_length_limit_apply_to_what_arrives() {
     let mut env = grpc_env(&receiver);
     env.push(("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "2".into()));
     env.push(("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3".into()));
-    Probe::run("attributes", &env);
+    run_probe("attributes", &env);
     let spans = block_on(receiver.wait_for_spans(1, WAIT));
     let wide = one(&spans, "wide");
     assert_eq!(wide.attributes.len(), 2, "{wide:#?}");
@@ -525,7 +451,7 @@ fn span_limits_and_the_value_length_limit_apply_to_what_arrives() {
 
     // Without limits, all four arrive whole.
     let receiver = OtlpReceiver::start_blocking();
-    Probe::run("attributes", &grpc_env(&receiver));
+    run_probe("attributes", &grpc_env(&receiver));
     let spans = block_on(receiver.wait_for_spans(1, WAIT));
     let wide = one(&spans, "wide");
     for key in ["a", "b", "c", "d"] {
@@ -542,7 +468,7 @@ fn the_bsp_export_timeout_bounds_an_export() {
     env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "20000".into()));
     env.push(("OTEL_BSP_EXPORT_TIMEOUT", "300".into()));
     env.push(("PROBE_SHUTDOWN_TIMEOUT_MS", "10000".into()));
-    let probe = Probe::run("spans", &env);
+    let probe = run_probe("spans", &env);
     let result = probe.result();
     assert_eq!(result["ok"], true, "{result}");
     assert!(

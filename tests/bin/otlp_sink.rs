@@ -1,8 +1,7 @@
-//! `otlp-sink`: the lightest real OTLP/gRPC trace receiver — it decodes every export field by
-//! field against the OTLP trace schema and counts its spans, without building messages (see
-//! `apprunner_kit_tests::count_spans`) — for load tests that must not be slowed by the receiver
-//! (`benches/users_api_load.sh`). The test harness's `OtlpReceiver` keeps every span for
-//! assertions and is too heavy for that.
+//! `otlp-sink`: a light real OTLP/gRPC trace receiver — it decodes every export with prost and
+//! counts its spans, keeping nothing (`apprunner_kit_tests::CountingTraceService`) — for load
+//! tests that must not be slowed by the receiver (`benches/users_api_load.sh`). The test
+//! harness's `OtlpReceiver` keeps every span for assertions and is too heavy for that.
 //!
 //! Usage: `otlp-sink [ADDR]` (default `127.0.0.1:4317`). Prints `listening <addr>` once bound;
 //! on SIGTERM or SIGINT prints `spans=<n> exports=<m>` and exits 0.
@@ -31,7 +30,7 @@ async fn main() {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let server = tonic::transport::Server::builder()
-        .add_service(CountingTraceService::new(Arc::clone(&counts)))
+        .add_service(CountingTraceService::new(Arc::clone(&counts)).into_server())
         .serve_with_incoming_shutdown(collector_incoming(listener), async move {
             tokio::select! {
                 _ = term.recv() => {}

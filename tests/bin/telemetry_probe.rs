@@ -7,8 +7,12 @@
 //!   with a child `child` that logs `inside child`; plus an unrelated `control` root span.
 //! - `burst`: `PROBE_COUNT` spans ended right before shutdown.
 //! - `attributes`: a span `wide` with four string attributes of 8 characters and an event.
+//! - `steady`: a span `steady` (attribute `i`: 0, 1, ...) every 50 ms for `PROBE_DURATION_MS`
+//!   (default 2000), then shutdown.
 //!
-//! The last stdout line is `PROBE_RESULT {json}` with shutdown's outcome and duration.
+//! The last stdout line is `PROBE_RESULT {json}` with shutdown's outcome and duration and the
+//! export statistics (`spans_ended`, `spans_exported`, `spans_failed`, `spans_dropped`; when
+//! shutdown fails, as they were right before it).
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashMap;
@@ -62,15 +66,26 @@ fn main() {
             );
             wide.in_scope(|| tracing::info!(note = "éééééééé", "wide event"));
         }
+        "steady" => {
+            let duration = std::env::var("PROBE_DURATION_MS").map_or(2000, |v| v.parse().unwrap());
+            let end = Instant::now() + std::time::Duration::from_millis(duration);
+            let mut i: i64 = 0;
+            while Instant::now() < end {
+                tracing::info_span!("steady", i).in_scope(|| {});
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         other => panic!("unknown scenario {other}"),
     }
 
+    let before = guard.stats();
     let started = Instant::now();
     let result = guard.shutdown_blocking();
     let elapsed_ms = started.elapsed().as_millis();
     let (ok, error, stats) = match result {
         Ok(stats) => (true, String::new(), stats),
-        Err(e) => (false, e.to_string(), Default::default()),
+        Err(e) => (false, e.to_string(), before),
     };
     println!(
         "PROBE_RESULT {}",
@@ -80,6 +95,10 @@ fn main() {
             "shutdown_ms": elapsed_ms,
             "exported": stats.spans_exported,
             "dropped": stats.spans_dropped(),
+            "spans_ended": stats.spans_ended,
+            "spans_exported": stats.spans_exported,
+            "spans_failed": stats.spans_failed,
+            "spans_dropped": stats.spans_dropped(),
         })
     );
 }

@@ -1,6 +1,8 @@
 //! Shared integration-test harness for apprunner-kit: real peers for real tests.
 //!
-//! - [`OtlpReceiver`]: an OTLP trace receiver (gRPC and http/protobuf) recording every span.
+//! - [`OtlpReceiver`]: an OTLP trace receiver (gRPC and http/protobuf, plain, TLS or mutual TLS,
+//!   gzip) recording every span; [`TestCa`]: the certificates its TLS uses.
+//! - [`Probe`]: runs the `telemetry-probe` binary as a child process and reads its result.
 //! - [`Postgres`]: a throwaway PostgreSQL cluster (or `APPRUNNER_TEST_DATABASE_URL`).
 //! - [`MariaDb`]: a throwaway MariaDB server (or `APPRUNNER_TEST_MYSQL_URL`).
 //! - [`SecretsEmulator`]: a moto Secrets Manager server.
@@ -10,20 +12,19 @@
 
 pub mod mariadb;
 pub mod otlp;
-pub mod otlp_count;
-#[cfg(test)]
-mod otlp_count_reference;
 pub mod postgres;
+pub mod probe;
 pub mod secrets_emulator;
 pub mod xray;
 
 pub use mariadb::MariaDb;
 pub use otlp::{
-    AttrValue, ExportRequestInfo, OtlpProtocol, OtlpReceiver, ReceiverBehavior, SpanEvent,
-    SpanKind, SpanLink, SpanRecord, SpanStatus, StatusCode, collector_incoming,
+    AttrValue, CountingTraceService, ExportCounts, ExportRequestInfo, OtlpProtocol, OtlpReceiver,
+    OtlpReceiverBuilder, ReceiverBehavior, SpanEvent, SpanKind, SpanLink, SpanRecord, SpanStatus,
+    StatusCode, TestCa, collector_incoming,
 };
-pub use otlp_count::{CountingTraceService, ExportCounts, count_spans};
 pub use postgres::Postgres;
+pub use probe::{Probe, ProbeStats, block_on, grpc_env, one};
 pub use secrets_emulator::{IamUser, RecordedRequest, SecretsEmulator};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released).
