@@ -1,11 +1,10 @@
 //! Trace context in and out of `http::HeaderMap`s.
 
-use axum::body::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context,
     propagation::{Extractor, Injector},
-    trace::SpanContext,
+    trace::{SpanContext, TraceFlags, TraceState},
 };
 
 /// The `X-Amzn-Trace-Id` header: AWS X-Ray's trace header, added by App Runner's front end and
@@ -24,7 +23,12 @@ impl Extractor for HeaderExtractor<'_> {
         // The default propagators' headers are looked up without parsing their names.
         let value = match key {
             "x-amzn-trace-id" => self.0.get(X_AMZN_TRACE_ID),
-            "traceparent" => self.0.get(TRACEPARENT),
+            // W3C Trace Context: a request with more than one `traceparent` has none that can
+            // be trusted (combined, they would break the grammar too).
+            "traceparent" => {
+                let mut values = self.0.get_all(TRACEPARENT).iter();
+                values.next().filter(|_| values.next().is_none())
+            }
             "tracestate" => self.0.get(TRACESTATE),
             "baggage" => self.0.get(BAGGAGE),
             _ => self.0.get(key),
@@ -56,9 +60,13 @@ impl Injector for HeaderInjector<'_> {
 /// text-map propagator.
 ///
 /// [`telemetry::init`](crate::telemetry::init) installs X-Ray (`X-Amzn-Trace-Id`), W3C
-/// `traceparent` and W3C `baggage` propagators unless `OTEL_PROPAGATORS` says otherwise. The
-/// result is independent of the caller's current context: a request always starts from what its
-/// headers say. [`TraceLayer`](super::TraceLayer) calls this for every request.
+/// `traceparent` and W3C `baggage` propagators unless `OTEL_PROPAGATORS` says otherwise. When
+/// both trace headers are valid, the X-Ray one wins unless
+/// `APPRUNNER_TRACE_HEADER_PRECEDENCE=tracecontext`
+/// ([`TraceHeaderPrecedence`](crate::telemetry::TraceHeaderPrecedence)); a malformed header
+/// counts as absent. The result is independent of the caller's current context: a request
+/// always starts from what its headers say. [`TraceLayer`](super::TraceLayer) calls this for
+/// every request.
 ///
 /// # Example
 ///
@@ -104,8 +112,9 @@ pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
 /// context is not valid (no tracer provider installed, for example).
 ///
 /// [`TraceLayer`](super::TraceLayer) puts this value, naming the SERVER span, on every response,
-/// so a caller can paste the trace id into the X-Ray console. Unlike a propagator it never copies
-/// trace state or baggage into the value.
+/// so a caller can paste the trace id into the X-Ray console. It is formatted where the X-Ray
+/// propagator formats its header (by `opentelemetry-aws`), but it always states the sampling
+/// decision (never `?`) and never copies trace state or baggage into the value.
 ///
 /// # Example
 ///
@@ -126,35 +135,14 @@ pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
 /// );
 /// ```
 pub fn xray_header_value(span_context: &SpanContext) -> Option<HeaderValue> {
-    if !span_context.is_valid() {
-        return None;
-    }
-    // Written by hand into a fixed buffer: this runs for every response, and `format!` costs
-    // several times more.
-    const LEN: usize = "Root=1-".len() + 8 + 1 + 24 + ";Parent=".len() + 16 + ";Sampled=1".len();
-    let mut value = [0_u8; LEN];
-    let trace_id = span_context.trace_id().to_bytes();
-    value[..7].copy_from_slice(b"Root=1-");
-    write_hex(&mut value[7..15], &trace_id[..4]);
-    value[15] = b'-';
-    write_hex(&mut value[16..40], &trace_id[4..]);
-    value[40..48].copy_from_slice(b";Parent=");
-    write_hex(&mut value[48..64], &span_context.span_id().to_bytes());
-    value[64..].copy_from_slice(if span_context.is_sampled() {
-        b";Sampled=1"
-    } else {
-        b";Sampled=0"
-    });
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&value)).ok()
-}
-
-/// Writes `bytes` as lowercase hex into `out`, which holds exactly two digits per byte.
-fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
-    }
+    let decided = SpanContext::new(
+        span_context.trace_id(),
+        span_context.span_id(),
+        span_context.trace_flags() & TraceFlags::SAMPLED,
+        false,
+        TraceState::NONE,
+    );
+    crate::telemetry::xray_header(&decided).and_then(|value| HeaderValue::try_from(value).ok())
 }
 
 #[cfg(test)]
@@ -184,6 +172,46 @@ mod tests {
             assert_eq!(xray_header_value(&span_context).unwrap(), expected.as_str());
         }
         assert_eq!(xray_header_value(&SpanContext::empty_context()), None);
+    }
+
+    /// One formatting for the response header and the propagator: the same value as the
+    /// X-Ray propagator injects for the same context, minus trace state, and the decision
+    /// rather than `?`.
+    #[test]
+    fn xray_header_value_is_what_the_propagator_writes() {
+        use opentelemetry::propagation::TextMapPropagator;
+        use opentelemetry::trace::TraceContextExt;
+
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        for incoming in [
+            header.to_owned(),
+            format!("{header};Lineage=a87bd80c"),
+            header.replace("Sampled=1", "Sampled=?"),
+            header.replace("Sampled=1", "Sampled=0"),
+        ] {
+            let propagator = crate::telemetry::XrayPropagator::default();
+            let carrier =
+                std::collections::HashMap::from([("x-amzn-trace-id".to_owned(), incoming.clone())]);
+            let cx = propagator.extract(&carrier);
+            let sc = cx.span().span_context().clone();
+            let mut out = std::collections::HashMap::new();
+            propagator.inject_context(&cx, &mut out);
+            assert_eq!(out["x-amzn-trace-id"], incoming);
+            let value = xray_header_value(&sc).unwrap();
+            let sampled = if sc.is_sampled() { "1" } else { "0" };
+            let expected = format!("{};Sampled={sampled}", &header[..header.len() - 10]);
+            assert_eq!(value, expected.as_str(), "{incoming}");
+        }
+    }
+
+    #[test]
+    fn more_than_one_traceparent_is_none() {
+        let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        headers.append("traceparent", HeaderValue::from_static(value));
+        assert_eq!(HeaderExtractor(&headers).get("traceparent"), Some(value));
+        headers.append("traceparent", HeaderValue::from_static(value));
+        assert_eq!(HeaderExtractor(&headers).get("traceparent"), None);
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub enum LogFormat {
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE` | `true`: an endpoint without scheme is plain `http://` for gRPC (default `false`: `https://`) |
 /// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
+/// | `APPRUNNER_TRACE_HEADER_PRECEDENCE` | `xray` (default) or `tracecontext`: which of `X-Amzn-Trace-Id` and `traceparent` wins when both are valid ([`TraceHeaderPrecedence`](super::TraceHeaderPrecedence)) |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (defaults 5000 ms, 2048, 512, 30000 ms) |
 /// | `OTEL_[SPAN_]ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT` | span limits (default 128 each) |
 /// | `OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT` | longer string values are cut to this many characters (default: no limit) |
@@ -153,6 +154,7 @@ pub struct TelemetryConfig {
     pub(crate) otlp_env: OtlpEnv,
     pub(crate) sampler: SamplerSetting,
     pub(crate) propagators: Vec<PropagatorKind>,
+    pub(crate) trace_header_precedence: super::TraceHeaderPrecedence,
     pub(crate) log_format: LogFormat,
     pub(crate) log_filter: String,
     pub(crate) span_filter: String,
@@ -431,6 +433,9 @@ impl TelemetryConfig {
                 lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
             )?,
             propagators: parse_propagators(lookup("OTEL_PROPAGATORS"))?,
+            trace_header_precedence: super::TraceHeaderPrecedence::from_env_value(
+                lookup("APPRUNNER_TRACE_HEADER_PRECEDENCE").as_deref(),
+            )?,
             log_format,
             log_filter: non_empty("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
             span_filter: non_empty("APPRUNNER_SPAN_FILTER").unwrap_or_else(|| "info".to_owned()),
@@ -595,6 +600,40 @@ impl TelemetryConfig {
         self
     }
 
+    /// Which trace header continues a request that carries both `X-Amzn-Trace-Id` and a
+    /// `traceparent` (wins over `APPRUNNER_TRACE_HEADER_PRECEDENCE`; default: X-Ray, the header
+    /// App Runner's front end writes).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use opentelemetry::propagation::TextMapPropagator;
+    /// use opentelemetry::trace::TraceContextExt;
+    /// use apprunner::telemetry::{TelemetryConfig, TraceHeaderPrecedence};
+    ///
+    /// let headers = HashMap::from([
+    ///     (
+    ///         "x-amzn-trace-id".to_owned(),
+    ///         "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".to_owned(),
+    ///     ),
+    ///     (
+    ///         "traceparent".to_owned(),
+    ///         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+    ///     ),
+    /// ]);
+    /// let config = TelemetryConfig::from_lookup(|_| None)?
+    ///     .trace_header_precedence(TraceHeaderPrecedence::TraceContext);
+    /// let cx = config.propagator().extract(&headers);
+    /// assert_eq!(
+    ///     cx.span().span_context().trace_id().to_string(),
+    ///     "4bf92f3577b34da6a3ce929d0e0e4736"
+    /// );
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn trace_header_precedence(mut self, precedence: super::TraceHeaderPrecedence) -> Self {
+        self.trace_header_precedence = precedence;
+        self
+    }
+
     /// Minimum interval between two exports triggered by [`export_soon`](super::export_soon)
     /// (default 200 ms).
     ///
@@ -667,7 +706,7 @@ impl TelemetryConfig {
     /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
     /// ```
     pub fn propagator(&self) -> opentelemetry::propagation::TextMapCompositePropagator {
-        super::xray::propagator(&self.propagators)
+        super::xray::propagator(&self.propagators, self.trace_header_precedence)
     }
 
     /// The `service.name` that will be reported, following the documented precedence.

@@ -2,12 +2,14 @@
 //!
 //! [`init`] installs, from the `OTEL_*` environment (see [`TelemetryConfig`]):
 //!
-//! - a tracer provider whose trace ids X-Ray accepts ([`XrayIdGenerator`]: the first 8 hex
-//!   digits are the epoch seconds, as with `opentelemetry_aws`'s generator, only faster);
+//! - a tracer provider whose trace ids X-Ray accepts ([`XrayIdGenerator`], `opentelemetry_aws`'s
+//!   generator: the first 8 hex digits are the epoch seconds);
 //! - the global propagator (`OTEL_PROPAGATORS`, default `xray,tracecontext,baggage`), so an
 //!   incoming `X-Amzn-Trace-Id` from App Runner's front end is continued. A header without a
 //!   `Sampled` field is treated as sampled, and `Sampled=?` lets this service decide, instead of
-//!   silently dropping the trace;
+//!   silently dropping the trace. When a valid `traceparent` arrives too, the X-Ray header wins
+//!   unless `APPRUNNER_TRACE_HEADER_PRECEDENCE=tracecontext` ([`TraceHeaderPrecedence`]); a
+//!   `traceparent` that breaks the W3C grammar is ignored;
 //! - OTLP export with `opentelemetry-otlp` (gRPC to `http://localhost:4317` by default, where
 //!   App Runner's managed collector listens, or http/protobuf), over TLS where the endpoint is
 //!   `https://` (`OTEL_EXPORTER_OTLP_CERTIFICATE` and mutual TLS supported), gzip on request,
@@ -60,7 +62,11 @@ pub use config::{LogFormat, OtlpProtocol, PropagatorKind, TelemetryConfig, Trace
 pub use error::TelemetryError;
 pub use export::{ExportStats, export_soon};
 pub use logs::JsonFormat;
-pub use xray::{XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trace_id};
+#[cfg(feature = "http")]
+pub(crate) use xray::xray_header;
+pub use xray::{
+    TraceHeaderPrecedence, XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trace_id,
+};
 
 use export::{Counters, ExportThread};
 #[cfg(feature = "db")]
@@ -166,7 +172,7 @@ impl TelemetryConfig {
                 return Err(TelemetryError::SubscriberAlreadySet);
             }
         }
-        opentelemetry::global::set_text_map_propagator(xray::propagator(&self.propagators));
+        opentelemetry::global::set_text_map_propagator(self.propagator());
         opentelemetry::global::set_tracer_provider(provider);
         set_kit_tracer(Some(guard.tracer.clone()));
         for warning in &self.warnings.0 {
