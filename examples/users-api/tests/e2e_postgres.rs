@@ -13,11 +13,11 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use apprunner_kit_tests::{
-    OtlpReceiver, Postgres, SecretsEmulator, SpanKind, SpanRecord, StatusCode,
-};
+use apprunner_kit_tests::{Postgres, SpanKind, SpanRecord, StatusCode};
 use serde_json::{Value, json};
-use support::{Call, Http, Reply, Service, TraceHeader, assert_error, assert_no_password};
+use support::{
+    AppRunnerPeers, Call, Http, Reply, Service, TraceHeader, assert_error, assert_no_password,
+};
 
 /// A request as sent, and what its trace must look like.
 struct Sent {
@@ -114,29 +114,14 @@ async fn users_api_on_postgres_with_secrets_manager_traced_end_to_end() {
         // still never show up anywhere.
         None => format!("pg-{}", random_hex(24)),
     };
-    let moto = SecretsEmulator::start();
-    let db_secret = json!({
-        "username": db_url.username(),
-        "password": db_password,
-        "host": pg.host(),
-        "port": pg.port(),
-        "dbname": db_name,
-        "engine": "postgres",
-    });
-    let db_arn = moto
-        .create_secret("users-api/db", &db_secret.to_string())
-        .await;
     let jwt_key = random_hex(64);
-    let jwt_arn = moto.create_secret("users-api/jwt", &jwt_key).await;
-    let receiver = OtlpReceiver::start().await;
-
-    let mut env: Vec<(String, String)> = moto.env();
-    env.push(("DB_SECRET_NAME".into(), db_arn.clone()));
-    env.push(("APPRUNNER_SECRETS".into(), format!("JWT_SECRET={jwt_arn}")));
-    env.push((
-        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-        receiver.grpc_endpoint(),
-    ));
+    let AppRunnerPeers {
+        moto,
+        receiver,
+        db_arn,
+        jwt_arn,
+        env,
+    } = AppRunnerPeers::start(&pg, &db_url, &db_password, &jwt_key).await;
     let dir = tempfile::tempdir().unwrap();
     let mut service = tokio::task::block_in_place(|| Service::start(dir.path(), &env));
     assert_eq!(

@@ -12,38 +12,26 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use apprunner_kit_tests::Postgres;
 use apprunner_kit_tests::xray::{self, SegmentKind};
-use apprunner_kit_tests::{OtlpReceiver, Postgres, SecretsEmulator};
 use serde_json::json;
-use support::{Call, Http, Service, TraceHeader};
+use support::{AppRunnerPeers, Call, Http, Service, TraceHeader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_run_draws_one_service_one_database_and_secrets_manager() {
     let pg = Postgres::start();
     let db_url = url::Url::parse(&pg.create_database("users_map")).unwrap();
     let db_name = db_url.path().trim_start_matches('/').to_owned();
-    let moto = SecretsEmulator::start();
-    let db_secret = json!({
-        "username": db_url.username(),
-        "password": db_url.password().unwrap_or("unused-by-a-trusting-cluster"),
-        "host": pg.host(),
-        "port": pg.port(),
-        "dbname": db_name,
-        "engine": "postgres",
-    });
-    let db_arn = moto
-        .create_secret("users-api/db", &db_secret.to_string())
-        .await;
-    let jwt_arn = moto.create_secret("users-api/jwt", &"k".repeat(64)).await;
-    let receiver = OtlpReceiver::start().await;
-
-    let mut env: Vec<(String, String)> = moto.env();
-    env.push(("DB_SECRET_NAME".into(), db_arn));
-    env.push(("APPRUNNER_SECRETS".into(), format!("JWT_SECRET={jwt_arn}")));
-    env.push((
-        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-        receiver.grpc_endpoint(),
-    ));
+    let password = db_url
+        .password()
+        .unwrap_or("unused-by-a-trusting-cluster")
+        .to_owned();
+    let AppRunnerPeers {
+        moto: _moto,
+        receiver,
+        env,
+        ..
+    } = AppRunnerPeers::start(&pg, &db_url, &password, &"k".repeat(64)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut service = tokio::task::block_in_place(|| Service::start(dir.path(), &env));
 

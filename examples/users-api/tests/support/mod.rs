@@ -429,3 +429,55 @@ pub(crate) fn assert_error(reply: &Reply, status: u16) -> String {
     }
     message
 }
+
+/// The App Runner deployment played by real peers: the database and JWT secrets in the Secrets
+/// Manager emulator, an OTLP receiver, and the environment the service gets
+/// (`DB_SECRET_NAME`, `APPRUNNER_SECRETS`, the emulator's endpoint and credentials, the
+/// receiver's endpoint).
+pub(crate) struct AppRunnerPeers {
+    pub(crate) moto: apprunner_kit_tests::SecretsEmulator,
+    pub(crate) receiver: apprunner_kit_tests::OtlpReceiver,
+    pub(crate) db_arn: String,
+    pub(crate) jwt_arn: String,
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl AppRunnerPeers {
+    /// Starts the peers for a service on `pg`'s database `db_url`, whose RDS secret holds
+    /// `db_password`, signing its sessions with `jwt_key`.
+    pub(crate) async fn start(
+        pg: &apprunner_kit_tests::Postgres,
+        db_url: &url::Url,
+        db_password: &str,
+        jwt_key: &str,
+    ) -> Self {
+        let moto = apprunner_kit_tests::SecretsEmulator::start();
+        let db_secret = serde_json::json!({
+            "username": db_url.username(),
+            "password": db_password,
+            "host": pg.host(),
+            "port": pg.port(),
+            "dbname": db_url.path().trim_start_matches('/'),
+            "engine": "postgres",
+        });
+        let db_arn = moto
+            .create_secret("users-api/db", &db_secret.to_string())
+            .await;
+        let jwt_arn = moto.create_secret("users-api/jwt", jwt_key).await;
+        let receiver = apprunner_kit_tests::OtlpReceiver::start().await;
+        let mut env: Vec<(String, String)> = moto.env();
+        env.push(("DB_SECRET_NAME".into(), db_arn.clone()));
+        env.push(("APPRUNNER_SECRETS".into(), format!("JWT_SECRET={jwt_arn}")));
+        env.push((
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            receiver.grpc_endpoint(),
+        ));
+        Self {
+            moto,
+            receiver,
+            db_arn,
+            jwt_arn,
+            env,
+        }
+    }
+}
