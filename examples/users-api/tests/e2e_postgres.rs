@@ -133,6 +133,8 @@ async fn users_api_on_postgres_with_secrets_manager_traced_end_to_end() {
     let mut env: Vec<(String, String)> = moto.env();
     env.push(("DB_SECRET_NAME".into(), db_arn.clone()));
     env.push(("APPRUNNER_SECRETS".into(), format!("JWT_SECRET={jwt_arn}")));
+    // One access log line per request, to check each carries its trace id.
+    env.push(("APPRUNNER_ACCESS_LOG".into(), "all".into()));
     env.push((
         "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
         receiver.grpc_endpoint(),
@@ -538,11 +540,14 @@ async fn users_api_on_postgres_with_secrets_manager_traced_end_to_end() {
         .send(Call::new("PATCH", "/users"), "PATCH /users", 0)
         .await;
     assert_error(&r, 405);
+    // The API docs are served outside the tracing layer, like the health check.
+    let docs_trace = TraceHeader::new();
     let r = c
+        .http
         .send(
-            Call::new("GET", "/api-docs/openapi.json"),
-            "GET /api-docs/openapi.json",
-            0,
+            &c.base,
+            &Call::new("GET", "/api-docs/openapi.json"),
+            Some(&docs_trace),
         )
         .await;
     assert_eq!(r.status, 200);
@@ -584,14 +589,19 @@ async fn users_api_on_postgres_with_secrets_manager_traced_end_to_end() {
         spans.iter().all(|s| s.trace_id != health_trace.trace_id),
         "the health check made a span"
     );
+    assert!(
+        spans.iter().all(|s| s.trace_id != docs_trace.trace_id),
+        "the API docs made a span"
+    );
 
-    // Log lines carry the trace ids.
+    // Log lines carry the trace ids (APPRUNNER_ACCESS_LOG=all: one line per request).
     let logs = service.logs();
     for sent in &c.sent {
         let id = sent.trace.xray_id();
         assert!(
             logs.iter().any(|l| l["trace_id"] == id.as_str()
-                && l["message"] == "request served"
+                && l["target"] == "apprunner::http::access"
+                && l["service.name"] == "users-api"
                 && l["http.response.status_code"] == sent.status),
             "no log line with trace id {id} for {}",
             sent.what
