@@ -434,10 +434,7 @@ mod tests {
             KeyValue::new("server.port", 5432_i64),
             KeyValue::new("peer.service", "users@db.internal"),
         ] {
-            assert!(
-                attributes.contains(&expected),
-                "{expected:?} in {attributes:?}"
-            );
+            assert!(attributes.contains(&expected), "{expected:?} in {attributes:?}");
         }
         // Rotation to another user: later spans carry the new user.
         tracer.update_meta(|meta| {

@@ -411,19 +411,17 @@ pub(crate) fn pipeline(
         }),
         TracesExporter::Otlp => {
             let config_for_thread = config.clone();
-            batch_pipeline(
-                config,
-                builder,
-                counters,
-                otlp::endpoint_label(config),
-                move || otlp::build(&config_for_thread),
-            )
-        }
-        TracesExporter::Console => {
-            batch_pipeline(config, builder, counters, "console".to_owned(), || {
-                Ok(ConsoleExporter)
+            batch_pipeline(config, builder, counters, otlp::endpoint_label(config), move || {
+                otlp::build(&config_for_thread)
             })
         }
+        TracesExporter::Console => batch_pipeline(
+            config,
+            builder,
+            counters,
+            "console".to_owned(),
+            || Ok(ConsoleExporter),
+        ),
     }
 }
 

@@ -100,9 +100,9 @@ pub(crate) fn export_timeout(config: &TelemetryConfig) -> Duration {
 fn read_pem(file: &FileSetting, label: &str) -> Result<Vec<u8>, TelemetryError> {
     let bytes = file.read()?;
     let text = String::from_utf8_lossy(&bytes);
-    let found = text.lines().any(|line| {
-        line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&format!("{label}-----"))
-    });
+    let found = text
+        .lines()
+        .any(|line| line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&format!("{label}-----")));
     if found {
         Ok(bytes)
     } else {
@@ -116,10 +116,7 @@ fn read_pem(file: &FileSetting, label: &str) -> Result<Vec<u8>, TelemetryError> 
 
 /// The client certificate and key for mutual TLS, when both are set.
 fn client_identity(config: &TelemetryConfig) -> Result<Option<(Vec<u8>, Vec<u8>)>, TelemetryError> {
-    match (
-        &config.otlp_env.client_certificate,
-        &config.otlp_env.client_key,
-    ) {
+    match (&config.otlp_env.client_certificate, &config.otlp_env.client_key) {
         (Some(cert), Some(key)) => Ok(Some((
             read_pem(cert, "CERTIFICATE")?,
             read_pem(key, "PRIVATE KEY")?,
@@ -146,27 +143,20 @@ pub(crate) fn build(
     }
 }
 
-fn build_grpc(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+fn build_grpc(config: &TelemetryConfig) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let endpoint = grpc_endpoint(config);
     let mut metadata = MetadataMap::new();
     for (name, value) in &config.otlp_env.headers {
-        let key = tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes()).map_err(|_| {
-            TelemetryError::InvalidVar {
+        let key = tonic::metadata::AsciiMetadataKey::from_bytes(name.as_bytes()).map_err(|_| TelemetryError::InvalidVar {
                 var: "OTEL_EXPORTER_OTLP_HEADERS",
                 value: format!("<header {name}, value not shown>"),
                 expected: "header names that are valid gRPC metadata keys",
-            }
-        })?;
-        let value =
-            tonic::metadata::AsciiMetadataValue::try_from(value.as_str()).map_err(|_| {
-                TelemetryError::InvalidVar {
-                    var: "OTEL_EXPORTER_OTLP_HEADERS",
-                    value: format!("<header {name}, value not shown>"),
-                    expected: "header values of visible ASCII characters",
-                }
             })?;
+        let value = tonic::metadata::AsciiMetadataValue::try_from(value.as_str()).map_err(|_| TelemetryError::InvalidVar {
+            var: "OTEL_EXPORTER_OTLP_HEADERS",
+            value: format!("<header {name}, value not shown>"),
+            expected: "header values of visible ASCII characters",
+        })?;
         metadata.insert(key, value);
     }
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
@@ -191,20 +181,17 @@ fn build_grpc(
     builder.build().map_err(|e| exporter_error(config, e))
 }
 
-fn build_http(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+fn build_http(config: &TelemetryConfig) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let timeout = export_timeout(config);
     let mut client = reqwest::Client::builder().timeout(timeout);
     if let Some(ca) = &config.otlp_env.certificate {
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&read_pem(ca, "CERTIFICATE")?).map_err(|e| {
-                TelemetryError::File {
-                    var: ca.var,
-                    path: ca.path.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&read_pem(ca, "CERTIFICATE")?).map_err(
+            |e| TelemetryError::File {
+                var: ca.var,
+                path: ca.path.clone(),
+                reason: e.to_string(),
+            },
+        )?;
         client = client.tls_certs_merge(certs);
     }
     if let Some((mut cert, key)) = client_identity(config)? {

@@ -64,20 +64,15 @@ fn bad_otlp_settings_name_the_variable_and_hide_header_values() {
     );
     let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "maybe")]).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("OTEL_EXPORTER_OTLP_TRACES_INSECURE"),
+        err.to_string().contains("OTEL_EXPORTER_OTLP_TRACES_INSECURE"),
         "{err}"
     );
     // A client certificate without its key (or the reverse) would fail every export.
     let err = config(&[("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/c.pem")]).unwrap_err();
-    assert!(
-        err.to_string().contains("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("OTEL_EXPORTER_OTLP_CLIENT_KEY"), "{err}");
     let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/k.pem")]).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        err.to_string().contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
         "{err}"
     );
 }
@@ -113,10 +108,7 @@ fn values_that_lose_nothing_when_ignored_are_warnings() {
     }
     assert!(warnings(&[]).is_empty());
     let c = config(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]).unwrap();
-    assert!(
-        !c.otlp_env.gzip,
-        "an unknown compression sends uncompressed"
-    );
+    assert!(!c.otlp_env.gzip, "an unknown compression sends uncompressed");
 }
 
 #[test]
