@@ -27,6 +27,7 @@ use proc_macro::TokenStream;
 /// | `service = "users-api"` | `service.name` (wins over `OTEL_SERVICE_NAME`; default: the package name) |
 /// | `secrets = "JWT_SECRET=my-app/jwt#key"` | extra secret mappings, same syntax as `APPRUNNER_SECRETS` |
 /// | `migrate = "migrations"` | run the `sqlx` migrations of that folder at start-up |
+/// | `telemetry = path::to_fn` | a `fn(TelemetryConfig) -> TelemetryConfig` (or closure) adjusting telemetry before it starts, after secrets are in the environment: `App::telemetry` |
 /// | `crate = ::path` | where `apprunner-kit` is, if renamed |
 ///
 /// # Example

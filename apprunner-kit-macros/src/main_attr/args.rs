@@ -6,7 +6,7 @@ use syn::parse::{ParseStream, Parser as _};
 use syn::{Ident, LitStr, Token};
 
 /// The option names, in the order they are listed in error messages.
-pub(crate) const KEYS: &[&str] = &["service", "secrets", "migrate", "crate"];
+pub(crate) const KEYS: &[&str] = &["service", "secrets", "migrate", "telemetry", "crate"];
 
 /// Parsed options. Each is set at most once.
 #[derive(Default)]
@@ -14,6 +14,8 @@ pub(crate) struct Config {
     pub(crate) service: Option<LitStr>,
     pub(crate) secrets: Option<LitStr>,
     pub(crate) migrate: Option<LitStr>,
+    /// A function (path or closure) adjusting the `TelemetryConfig`: `App::telemetry`.
+    pub(crate) telemetry: Option<syn::Expr>,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -70,6 +72,17 @@ impl Config {
                             "the migrations folder relative to Cargo.toml, e.g. \"migrations\"",
                         )?;
                         set_once(&mut config.migrate, v, &key)?;
+                    }
+                    "telemetry" => {
+                        let expr = input.parse::<syn::Expr>().map_err(|e| {
+                            syn::Error::new(
+                                e.span(),
+                                "`telemetry` expects a function taking and returning \
+                                 `apprunner::telemetry::TelemetryConfig`, e.g. \
+                                 `telemetry = crate::local_console`",
+                            )
+                        })?;
+                        set_once(&mut config.telemetry, expr, &key)?;
                     }
                     "crate" => {
                         let path = if input.peek(LitStr) {

@@ -45,6 +45,7 @@ pub(crate) fn generate(config: &Config, func: ItemFn) -> TokenStream {
 
     let service = config.service.iter().map(|s| quote!(.service_name(#s)));
     let secrets = config.secrets.iter().map(|s| quote!(.secrets(#s)));
+    let telemetry = config.telemetry.iter().map(|t| quote!(.telemetry(#t)));
     let migrate = config
         .migrate
         .iter()
@@ -59,6 +60,7 @@ pub(crate) fn generate(config: &Config, func: ItemFn) -> TokenStream {
                 #(#service)*
                 #(#secrets)*
                 #(#migrate)*
+                #(#telemetry)*
                 .run(|__apprunner_cx: #private::Context| async move {
                     #(#provide)*
                     #finish

@@ -99,7 +99,7 @@ fn rejects_unknown_and_repeated_options() {
     );
     assert!(
         out.contains(
-            "unknown option `port`; expected one of `service`, `secrets`, `migrate`, `crate`"
+            "unknown option `port`; expected one of `service`, `secrets`, `migrate`, `telemetry`, `crate`"
         ),
         "{out}"
     );
@@ -124,6 +124,27 @@ fn rejects_unknown_and_repeated_options() {
         ),
     );
     assert!(out.contains("`service` expects a string literal"), "{out}");
+}
+
+#[test]
+fn telemetry_option_passes_the_function_to_app_telemetry() {
+    let out = expand_str(
+        quote!(telemetry = crate::local_console),
+        quote!(
+            async fn main() {}
+        ),
+    );
+    assert!(
+        out.contains(". telemetry (crate :: local_console)"),
+        "{out}"
+    );
+    let out = error_of(
+        quote!(telemetry = crate::a, telemetry = crate::b),
+        quote!(
+            async fn main() {}
+        ),
+    );
+    assert!(out.contains("`telemetry` set multiple times"), "{out}");
 }
 
 #[test]

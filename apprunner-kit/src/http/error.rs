@@ -27,8 +27,30 @@ pub enum HttpError {
         /// The value found.
         value: String,
     },
+    /// The `HOST` environment variable is not an IP address.
+    #[error(
+        "invalid value {value:?} for HOST: expected an IP address to listen on, such as 0.0.0.0 \
+         (every interface, the default) or 127.0.0.1 (this machine only)"
+    )]
+    InvalidHost {
+        /// The value found.
+        value: String,
+    },
+    /// Another setting of the server has a value it cannot use.
+    #[error("invalid value {value:?} for {var}: expected {expected}")]
+    InvalidVar {
+        /// The environment variable.
+        var: &'static str,
+        /// The value found.
+        value: String,
+        /// What the variable takes.
+        expected: &'static str,
+    },
     /// The listening socket could not be opened.
-    #[error("cannot listen on {addr}: is another process using the port? Set PORT to a free port")]
+    #[error(
+        "cannot listen on {addr}: is another process using the port? Set PORT to a free port \
+         (and HOST to an address of this machine)"
+    )]
     Bind {
         /// The address the server tried to listen on.
         addr: SocketAddr,

@@ -8,7 +8,7 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let telemetry = apprunner::telemetry::init()?;
 //!     let app = Router::new().route("/users/{id}", get(|| async { "a user" }));
-//!     // Binds 0.0.0.0:$PORT (8080 when unset), traces every request, drains on SIGTERM.
+//!     // Binds $HOST:$PORT (0.0.0.0:8080 when unset), traces every request, drains on SIGTERM.
 //!     let served = apprunner::serve(app).await;
 //!     // Flush every finished span before the process exits.
 //!     telemetry.shutdown().await?;
@@ -86,7 +86,10 @@
 //!
 //! | setting | default | answer |
 //! |---|---|---|
-//! | [`Server::port`] | `$PORT`, else 8080, on `0.0.0.0` | HTTP/1.1 and h2c (HTTP/2 without TLS, as App Runner forwards) |
+//! | [`Server::port`] | `$PORT`, else 8080 | HTTP/1.1 and h2c (HTTP/2 without TLS, as App Runner forwards) |
+//! | [`Server::host`] | `$HOST`, else `0.0.0.0` (every interface, as App Runner and ECS need); `127.0.0.1` for local runs and tests | |
+//! | [`Server::access_log`] | `$APPRUNNER_ACCESS_LOG`, else `problems` | [`AccessLog`]: a line for 5xx, requests slower than `$APPRUNNER_SLOW_REQUEST_MS` (1000) and rejected input; `all` for every request |
+//! | [`Server::untraced_routes`] | none | routes served outside the trace layer and the access log (API docs) |
 //! | [`Server::request_timeout`] | 60 s (App Runner's limit is 120 s) | `504` with `{"message": …}`, span status `Error` |
 //! | [`Server::body_limit`] | 2 MiB | `413` |
 //! | [`Server::drain_timeout`] | 20 s after SIGTERM / SIGINT | in-flight requests finish, then `serve` returns `Ok` |
@@ -96,6 +99,7 @@
 //! time since the process started (secrets, telemetry, database connection and migrations
 //! included), to watch the cold starts App Runner's health check waits for.
 
+mod access_log;
 mod error;
 mod health;
 mod layer;
@@ -103,6 +107,9 @@ mod limits;
 mod propagation;
 mod serve;
 
+pub use access_log::{
+    ACCESS_LOG_TARGET, AccessLog, AccessLogFuture, AccessLogMode, AccessLogService,
+};
 pub use error::HttpError;
 pub use health::{HealthRoute, health_route};
 pub use layer::{ResponseFuture, Trace, TraceLayer, TracedBody};

@@ -1,9 +1,10 @@
-//! The server runner: `0.0.0.0:$PORT`, HTTP/1.1 + h2c, graceful shutdown on SIGTERM / SIGINT.
+//! The server runner: `$HOST:$PORT` (`0.0.0.0:8080` by default), HTTP/1.1 + h2c, graceful
+//! shutdown on SIGTERM / SIGINT.
 
 use std::{
     future::Future,
     io,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
@@ -17,7 +18,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, net::TcpStream, sync::watch, task::JoinSet};
 use tower::{ServiceBuilder, ServiceExt as _};
 
-use super::{HealthRoute, HttpError, TraceLayer, limits::LimitsLayer};
+use super::{AccessLog, HealthRoute, HttpError, TraceLayer, limits::LimitsLayer};
 
 const TARGET: &str = "apprunner::http";
 
@@ -46,13 +47,15 @@ pub async fn serve(router: Router) -> Result<(), HttpError> {
 ///
 /// | setting | default |
 /// |---|---|
-/// | address | `0.0.0.0:$PORT`, `0.0.0.0:8080` without `PORT` |
+/// | address | `$HOST:$PORT`; `HOST` defaults to `0.0.0.0` (every interface, as App Runner and ECS need), `PORT` to 8080 |
 /// | protocols | HTTP/1.1 and h2c (HTTP/2 with prior knowledge, no TLS) |
 /// | [`trace_layer`](Self::trace_layer) | [`TraceLayer::new()`], applied with `Router::layer` |
+/// | [`access_log`](Self::access_log) | [`AccessLog::from_env`]: a line for 5xx, slow requests and rejected input, not for every request |
 /// | [`request_timeout`](Self::request_timeout) | [`Server::DEFAULT_REQUEST_TIMEOUT`] → `504` |
 /// | [`body_limit`](Self::body_limit) | [`Server::DEFAULT_BODY_LIMIT`] → `413` |
 /// | [`drain_timeout`](Self::drain_timeout) | [`Server::DEFAULT_DRAIN_TIMEOUT`] |
 /// | [`health_route`](Self::health_route) | none |
+/// | [`untraced_routes`](Self::untraced_routes) | none |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -76,15 +79,21 @@ pub struct Server {
     addr: SocketAddr,
     listener: Option<TcpListener>,
     trace: Option<TraceLayer>,
+    access_log: AccessLog,
     request_timeout: Option<Duration>,
     body_limit: Option<usize>,
     drain_timeout: Duration,
     health: Option<HealthRoute>,
+    untraced: Option<Router>,
 }
 
 impl Server {
     /// The port listened on when `PORT` is not set: App Runner's default port.
     pub const DEFAULT_PORT: u16 = 8080;
+    /// The address listened on when `HOST` is not set: every interface (`0.0.0.0`), which App
+    /// Runner's and ECS's front ends need. Set `HOST=127.0.0.1` to accept connections from this
+    /// machine only (local runs, tests).
+    pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     /// The default request timeout: 60 s, well below App Runner's 120 s limit, so the caller
     /// gets the kit's `504` and the span records it, rather than the front end's error.
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -94,7 +103,9 @@ impl Server {
     /// that ECS (and so App Runner) waits before sending SIGKILL.
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-    /// A server configured from the process environment: `PORT` (default 8080).
+    /// A server configured from the process environment: `HOST` (default `0.0.0.0`), `PORT`
+    /// (default 8080), and the access log's `APPRUNNER_ACCESS_LOG` and
+    /// `APPRUNNER_SLOW_REQUEST_MS` (see [`AccessLog`]).
     ///
     /// ```
     /// let server = apprunner::http::Server::from_env().expect("PORT is a port number");
@@ -121,18 +132,24 @@ impl Server {
                 .map_err(|_| HttpError::InvalidPort { value })?,
             _ => Self::DEFAULT_PORT,
         };
+        let host = match lookup("HOST") {
+            Some(value) if !value.trim().is_empty() => parse_host(&value)?,
+            _ => Self::DEFAULT_HOST,
+        };
         Ok(Self {
-            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            addr: SocketAddr::from((host, port)),
             listener: None,
             trace: Some(TraceLayer::new()),
+            access_log: AccessLog::from_lookup(&lookup)?,
             request_timeout: Some(Self::DEFAULT_REQUEST_TIMEOUT),
             body_limit: Some(Self::DEFAULT_BODY_LIMIT),
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             health: None,
+            untraced: None,
         })
     }
 
-    /// Listens on `0.0.0.0:port`.
+    /// Listens on `port`, on the configured host (`HOST`, else `0.0.0.0`).
     ///
     /// ```
     /// let server = apprunner::http::Server::from_env().unwrap().port(3000);
@@ -141,6 +158,34 @@ impl Server {
     pub fn port(mut self, port: u16) -> Self {
         self.addr.set_port(port);
         self
+    }
+
+    /// Listens on `host` (an IP address of this machine), on the configured port.
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    ///
+    /// let local_only = apprunner::http::Server::from_env().unwrap().host(Ipv4Addr::LOCALHOST.into());
+    /// # let _ = local_only;
+    /// ```
+    pub fn host(mut self, host: IpAddr) -> Self {
+        self.addr.set_ip(host);
+        self
+    }
+
+    /// The address the server will listen on (unless given a [`listener`](Self::listener)).
+    ///
+    /// ```
+    /// let server = apprunner::http::Server::from_lookup(|key| match key {
+    ///     "HOST" => Some("127.0.0.1".to_owned()),
+    ///     "PORT" => Some("3000".to_owned()),
+    ///     _ => None,
+    /// })
+    /// .unwrap();
+    /// assert_eq!(server.local_addr(), ([127, 0, 0, 1], 3000).into());
+    /// ```
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Listens on `addr`.
@@ -181,6 +226,20 @@ impl Server {
     /// ```
     pub fn trace_layer(mut self, layer: impl Into<Option<TraceLayer>>) -> Self {
         self.trace = layer.into();
+        self
+    }
+
+    /// Which requests get a log line (see [`AccessLog`]); replaces what `APPRUNNER_ACCESS_LOG`
+    /// and `APPRUNNER_SLOW_REQUEST_MS` set.
+    ///
+    /// ```
+    /// use apprunner::http::{AccessLog, AccessLogMode, Server};
+    ///
+    /// let server = Server::from_env().unwrap().access_log(AccessLog::new().mode(AccessLogMode::All));
+    /// # let _ = server;
+    /// ```
+    pub fn access_log(mut self, access_log: AccessLog) -> Self {
+        self.access_log = access_log;
         self
     }
 
@@ -241,6 +300,27 @@ impl Server {
     /// ```
     pub fn health_route(mut self, health: HealthRoute) -> Self {
         self.health = Some(health);
+        self
+    }
+
+    /// Serves `routes` next to the router, outside the trace layer, the access log and the
+    /// limits, like the [health route](Self::health_route): for routes that should make no
+    /// spans, such as static API documentation. Calling it again merges more routes. Panics in
+    /// [`serve`](Self::serve) if a path is also served by the router.
+    ///
+    /// ```
+    /// use apprunner::http::Server;
+    /// use axum::{Router, routing::get};
+    ///
+    /// let docs = Router::new().route("/docs", get(|| async { "the API, explained" }));
+    /// let server = Server::from_env().unwrap().untraced_routes(docs);
+    /// # let _ = server;
+    /// ```
+    pub fn untraced_routes(mut self, routes: Router) -> Self {
+        self.untraced = Some(match self.untraced.take() {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        });
         self
     }
 
@@ -363,22 +443,44 @@ impl Server {
             });
         // Our limit replaces axum's default, which would otherwise cap extractors at 2 MB.
         let default_limit_off = self.body_limit.map(|_| DefaultBodyLimit::disable());
+        // Inside the trace layer, so its lines carry the trace id; outside the limits, so it
+        // sees their 413 and 504.
+        let access_log = (!self.access_log.is_off()).then_some(self.access_log);
         let inner = ServiceBuilder::new()
+            .option_layer(access_log)
             .option_layer(limits)
             .option_layer(default_limit_off);
         match self.trace {
             Some(trace) => app = app.layer(ServiceBuilder::new().layer(trace).layer(inner)),
-            None if limits.is_some() => app = app.layer(inner),
+            None if limits.is_some() || access_log.is_some() => app = app.layer(inner),
             None => {}
         }
         if let Some(health) = self.health.clone() {
             app = app.merge(health.into_router());
+        }
+        if let Some(untraced) = self.untraced.clone() {
+            app = app.merge(untraced);
         }
         // Turns every handler into its layered route once, as `axum::serve` does: a router
         // without state called as a service would redo that (a fresh stack of layers, boxed)
         // for every request.
         app.with_state(())
     }
+}
+
+/// `HOST`: an IP address (IPv6 with or without brackets), or `localhost` for `127.0.0.1`.
+fn parse_host(value: &str) -> Result<IpAddr, HttpError> {
+    let trimmed = value.trim();
+    if trimmed.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let bare = trimmed
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(trimmed);
+    bare.parse::<IpAddr>().map_err(|_| HttpError::InvalidHost {
+        value: value.to_owned(),
+    })
 }
 
 /// Serves one connection until it closes, or until shutdown asks it to finish what it is doing.
@@ -475,6 +577,39 @@ mod tests {
     fn lookup(port: Option<&str>) -> impl Fn(&str) -> Option<String> {
         let port = port.map(str::to_owned);
         move |key| (key == "PORT").then(|| port.clone()).flatten()
+    }
+
+    fn host(host: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |key| (key == "HOST").then(|| host.to_owned())
+    }
+
+    #[test]
+    fn host_defaults_to_every_interface() {
+        let server = Server::from_lookup(host(" ")).unwrap();
+        assert_eq!(server.addr, SocketAddr::from(([0, 0, 0, 0], 8080)));
+    }
+
+    #[test]
+    fn host_comes_from_the_environment() {
+        let server = Server::from_lookup(host("127.0.0.1")).unwrap();
+        assert_eq!(server.addr, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let server = Server::from_lookup(host("localhost")).unwrap();
+        assert_eq!(server.addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let server = Server::from_lookup(host("[::1]")).unwrap();
+        assert_eq!(server.addr.ip(), "::1".parse::<IpAddr>().unwrap());
+        let server = Server::from_lookup(host("::")).unwrap().port(3000);
+        assert_eq!(server.addr, "[::]:3000".parse().unwrap());
+    }
+
+    #[test]
+    fn invalid_host_names_the_variable_and_the_value() {
+        let err = Server::from_lookup(host("my-laptop")).unwrap_err();
+        assert!(matches!(&err, HttpError::InvalidHost { value } if value == "my-laptop"));
+        let text = err.to_string();
+        assert!(
+            text.contains("HOST") && text.contains("my-laptop"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -15,21 +15,41 @@ use tracing_subscriber::registry::LookupSpan;
 use super::xray_trace_id;
 
 /// Formats each event as one JSON object: `timestamp`, `level`, `target`, `message`, the
-/// event's fields, the current span's name, and `trace_id` (X-Ray form) plus `span_id` when
-/// the event happens inside a traced span — so a CloudWatch Logs Insights query on `trace_id`
-/// finds every line of an X-Ray trace.
+/// event's fields, the current span's name, `service.name` (when [set](Self::service_name), as
+/// [`TelemetryConfig::init`](super::TelemetryConfig::init) does), and `trace_id` (X-Ray form)
+/// plus `span_id` and `trace_flags` when the event happens inside a traced span — so a
+/// CloudWatch Logs Insights query on `trace_id` finds every line of an X-Ray trace, and lines
+/// of several services sharing a log group can be told apart.
+///
+/// `trace_id`, `span_id` and `trace_flags` are the names CloudWatch Application Signals' trace
+/// to log correlation reads (the OpenTelemetry log-context names, see "Enable trace to log
+/// correlation" in the CloudWatch user guide).
 ///
 /// ```
 /// use apprunner::telemetry::JsonFormat;
 /// use tracing_subscriber::layer::SubscriberExt as _;
 ///
-/// let subscriber = tracing_subscriber::registry()
-///     .with(tracing_subscriber::fmt::layer().event_format(JsonFormat::default()));
+/// let subscriber = tracing_subscriber::registry().with(
+///     tracing_subscriber::fmt::layer().event_format(JsonFormat::default().service_name("users-api")),
+/// );
 /// # let _ = subscriber;
 /// ```
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct JsonFormat {
-    _private: (),
+    service_name: Option<Value>,
+}
+
+impl JsonFormat {
+    /// Adds `"service.name": name` to every line.
+    ///
+    /// ```
+    /// let format = apprunner::telemetry::JsonFormat::default().service_name("users-api");
+    /// # let _ = format;
+    /// ```
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(Value::from(name.into()));
+        self
+    }
 }
 
 struct JsonVisitor<'a>(&'a mut Map<String, Value>);
@@ -101,6 +121,9 @@ where
         map.insert("timestamp".into(), Value::from(rfc3339(SystemTime::now())));
         map.insert("level".into(), Value::from(meta.level().as_str()));
         map.insert("target".into(), Value::from(meta.target()));
+        if let Some(name) = &self.service_name {
+            map.insert("service.name".into(), name.clone());
+        }
         let mut fields = Map::new();
         event.record(&mut JsonVisitor(&mut fields));
         if let Some(message) = fields.remove("message") {
@@ -118,6 +141,10 @@ where
         if sc.is_valid() {
             map.insert("trace_id".into(), Value::from(xray_trace_id(sc.trace_id())));
             map.insert("span_id".into(), Value::from(sc.span_id().to_string()));
+            map.insert(
+                "trace_flags".into(),
+                Value::from(format!("{:02x}", sc.trace_flags().to_u8())),
+            );
         }
         writeln!(writer, "{}", Value::Object(map))
     }

@@ -154,7 +154,7 @@ impl TelemetryConfig {
             };
             let fmt_layer = if json {
                 tracing_subscriber::fmt::layer()
-                    .event_format(JsonFormat::default())
+                    .event_format(JsonFormat::default().service_name(self.resolved_service_name()))
                     .with_writer(std::io::stdout)
                     .boxed()
             } else {

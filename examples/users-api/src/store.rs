@@ -251,6 +251,12 @@ impl Store {
 }
 
 /// The local default: an SQLite file, with the pool settings still read from the environment.
+/// Local mode: no database is configured (neither `DATABASE_URL` nor the `DB_*` variables), so
+/// [`Store::open`] will use an SQLite file.
+pub(crate) fn is_local() -> bool {
+    matches!(DbConfig::from_env(), Err(DbError::NotConfigured))
+}
+
 fn local_sqlite_config() -> Result<DbConfig, DbError> {
     let path = std::env::var_os("SQLITE_PATH")
         .filter(|p| !p.is_empty())

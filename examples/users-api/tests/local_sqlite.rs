@@ -1,8 +1,9 @@
 //! The local default: `cargo run -p users-api` on a machine with no database server and no AWS.
-//! The binary runs with an empty environment (plus `PORT` and the documented
-//! `OTEL_TRACES_EXPORTER=console`) in an empty directory: it creates `users.db`, applies the
-//! migrations, makes up a JWT key (saying so, without the key), serves the API and prints its
-//! spans readably on standard error; a restart keeps the data but not the logins.
+//! The binary runs with an empty environment (plus `PORT` and `HOST=127.0.0.1`) in an empty
+//! directory: it creates `users.db`, applies the migrations, makes up a JWT key (saying so,
+//! without the key), serves the API and prints its spans readably on standard error, with no
+//! exporter setting (local mode shows its spans); successful requests write no log line; a
+//! restart keeps the data but not the logins, and an explicit `OTEL_TRACES_EXPORTER` wins.
 
 mod support;
 
@@ -12,7 +13,7 @@ use support::{Call, Http, Service, assert_error, assert_no_password};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_on_sqlite_with_nothing_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let env = vec![("OTEL_TRACES_EXPORTER".to_owned(), "console".to_owned())];
+    let env = Vec::new();
     let mut service = tokio::task::block_in_place(|| Service::start(dir.path(), &env));
     assert!(
         dir.path().join("users.db").exists(),
@@ -96,9 +97,27 @@ async fn runs_on_sqlite_with_nothing_configured() {
         assert!(!output.contains(secret), "{secret:?} printed:\n{output}");
     }
 
+    // No log line per request: only failed, slow or rejected ones.
+    let access: Vec<_> = service
+        .logs()
+        .into_iter()
+        .filter(|l| l["target"] == "apprunner::http::access")
+        .collect();
+    assert!(
+        access
+            .iter()
+            .all(|l| l["http.response.status_code"].as_u64().unwrap() >= 400),
+        "successful requests were logged: {access:#?}"
+    );
+    assert!(
+        !output.contains("request served"),
+        "a per-request line:\n{output}"
+    );
+
     // A restart keeps the users (the migrations are applied once) but not the logins: the key
-    // was made for the previous run.
-    let service = tokio::task::block_in_place(|| Service::start(dir.path(), &env));
+    // was made for the previous run. An explicit exporter wins over local mode's console.
+    let env = vec![("OTEL_TRACES_EXPORTER".to_owned(), "none".to_owned())];
+    let mut service = tokio::task::block_in_place(|| Service::start(dir.path(), &env));
     let base = service.url("");
     let r = http.send(&base, &Call::new("GET", "/users"), None).await;
     assert_eq!(r.json()["pagination"]["total"], 2);
@@ -110,4 +129,12 @@ async fn runs_on_sqlite_with_nothing_configured() {
         )
         .await;
     assert_error(&r, 401);
+    service.sigterm();
+    let status = tokio::task::block_in_place(|| service.wait_exit());
+    assert!(status.success(), "exit {status}:\n{}", service.output());
+    let output = service.output();
+    assert!(
+        !output.contains("SERVER GET /users"),
+        "OTEL_TRACES_EXPORTER=none printed spans:\n{output}"
+    );
 }

@@ -10,25 +10,28 @@
 //! | `POST /users` | cookie | 201 `{data: user, message: "created"}` |
 //! | `PUT /users/{id}` | cookie, own account | 200 `{data: user, message: "updated"}` |
 //! | `DELETE /users/{id}` | cookie, own account | 200 `{data: user, message: "deleted"}` |
-//! | `GET /api-docs/openapi.json` | | the OpenAPI 3.1 document |
+//! | `GET /api-docs` | | Swagger UI (embedded in the binary), no span (see [`docs`]) |
+//! | `GET /api-docs/openapi.json` | | the OpenAPI 3.1 document, no span |
 //! | `GET /healthz` | | 200 `{"status":"ok"}`, no database, no span (served by the kit) |
+//!
+//! Requests get a log line only when they fail (5xx), are slow or are rejected (the kit's
+//! [`AccessLog`](apprunner::http::AccessLog); `APPRUNNER_ACCESS_LOG=all` for every request):
+//! each request's span already holds its method, route, status and duration.
 //!
 //! Errors are `{"message": …}` (see [`ApiError`]).
 
 mod session;
 mod users;
 
-use std::time::Instant;
-
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::COOKIE_NAME;
 use crate::error::{ApiError, ErrorBody};
@@ -155,11 +158,9 @@ pub(crate) struct Health {
 #[allow(dead_code)]
 async fn healthz() {}
 
-/// The application's routes (without `/healthz`, which the server adds).
+/// The application's routes (without `/healthz` and the API docs, which the server serves
+/// outside its tracing layer).
 pub(crate) fn router(state: AppState) -> Router {
-    let openapi = ApiDoc::openapi()
-        .to_json()
-        .expect("the OpenAPI document serializes");
     Router::new()
         .route("/signup", post(session::signup))
         .route("/login", post(session::login))
@@ -171,50 +172,26 @@ pub(crate) fn router(state: AppState) -> Router {
                 .put(users::replace)
                 .delete(users::remove),
         )
-        .route(
-            "/api-docs/openapi.json",
-            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
-        )
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        // Bodies are an email and a password: 16 KiB is plenty. Enforced here, inside the access
-        // log, so a 413 is logged like any other answer.
+        // Bodies are an email and a password: 16 KiB is plenty. Enforced here, inside the kit's
+        // access log, so a 413 is logged like any other rejected input.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(access_log))
         .with_state(state)
 }
 
-/// One log line per request, inside the request's span: with JSON logs it carries the X-Ray
-/// trace id, so CloudWatch Logs and X-Ray point at each other.
-async fn access_log(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = response.status();
-    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let route = route.as_deref().unwrap_or("");
-    if status.is_server_error() {
-        tracing::error!(
-            http.request.method = %method,
-            http.route = route,
-            http.response.status_code = status.as_u16(),
-            elapsed_ms,
-            "request failed"
-        );
-    } else {
-        tracing::info!(
-            http.request.method = %method,
-            http.route = route,
-            http.response.status_code = status.as_u16(),
-            elapsed_ms,
-            "request served"
-        );
-    }
-    response
+/// The API documentation: Swagger UI at `/api-docs` (which redirects to `/api-docs/`) reading
+/// the OpenAPI document at `/api-docs/openapi.json`.
+///
+/// The UI's files are compiled into the binary (`utoipa-swagger-ui`'s `vendored` feature), so
+/// nothing is fetched at build or run time. Every URL is relative and the document names no
+/// server, so behind App Runner's or ECS's HTTPS front end the page, the document and "Try it
+/// out" all use the origin the browser is on. Given to `Server::untraced_routes`: reading the
+/// docs makes no spans.
+pub(crate) fn docs() -> Router {
+    SwaggerUi::new("/api-docs")
+        .url("/api-docs/openapi.json", ApiDoc::openapi())
+        .into()
 }
 
 /// `201 Created` with a `Location` header and the envelope.

@@ -28,7 +28,8 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    /// Starts the binary in `dir` with exactly `env` (plus `PORT`) and waits for `/healthz`.
+    /// Starts the binary in `dir` with exactly `env` (plus `PORT`, and `HOST=127.0.0.1`) and
+    /// waits for `/healthz`.
     pub(crate) fn start(dir: &Path, env: &[(String, String)]) -> Self {
         let port = apprunner_kit_tests::free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_users-api"));
@@ -36,6 +37,8 @@ impl Service {
             .env_clear()
             .current_dir(dir)
             .env("PORT", port.to_string())
+            // Tests listen on loopback only.
+            .env("HOST", "127.0.0.1")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
