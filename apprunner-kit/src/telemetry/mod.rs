@@ -47,6 +47,8 @@ mod kit_span;
 mod logs;
 mod otlp;
 mod resource;
+#[cfg(feature = "xray-otlp")]
+mod sigv4;
 mod xray;
 
 use std::sync::Arc;
