@@ -130,6 +130,7 @@ pub enum LogFormat {
 /// | `RUST_LOG` | log filter (default `info`, without the SDK's own diagnostics) |
 /// | `APPRUNNER_LOG_FORMAT` | `json`, `text`, `auto` (default) |
 /// | `AWS_REGION` / `AWS_DEFAULT_REGION` | `cloud.region`, and `cloud.provider=aws` |
+/// | `ECS_CONTAINER_METADATA_URI_V4` | set by ECS: the task metadata gives `cloud.platform=aws_ecs`, `cloud.region`, `cloud.account.id`, `aws.ecs.*` (task, cluster, launch type) and, with the `awslogs` driver, `aws.log.group.names` / `aws.log.stream.names`; at most 1 s of start-up |
 ///
 /// ```
 /// use apprunner::telemetry::{TelemetryConfig, TracesExporter};
@@ -165,6 +166,8 @@ pub struct TelemetryConfig {
     pub(crate) log_filter: String,
     pub(crate) span_filter: String,
     pub(crate) region: Option<String>,
+    /// `ECS_CONTAINER_METADATA_URI_V4`: the task's metadata endpoint, for the resource.
+    pub(crate) ecs_metadata_uri: Option<String>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) bsp: BspSettings,
     pub(crate) limits: LimitSettings,
@@ -451,6 +454,7 @@ impl TelemetryConfig {
             log_filter: non_empty("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
             span_filter: non_empty("APPRUNNER_SPAN_FILTER").unwrap_or_else(|| "info".to_owned()),
             region: non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
+            ecs_metadata_uri: non_empty("ECS_CONTAINER_METADATA_URI_V4"),
             shutdown_timeout: Duration::from_secs(5),
             bsp,
             limits,

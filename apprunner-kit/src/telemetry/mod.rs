@@ -41,6 +41,7 @@
 //! ```
 
 mod config;
+mod ecs;
 mod error;
 mod export;
 mod kit_span;
