@@ -6,6 +6,8 @@
 //! - [`Postgres`]: a throwaway PostgreSQL cluster (or `APPRUNNER_TEST_DATABASE_URL`).
 //! - [`MariaDb`]: a throwaway MariaDB server (or `APPRUNNER_TEST_MYSQL_URL`).
 //! - [`SecretsEmulator`]: a moto Secrets Manager server.
+//! - [`XrayOtlpPeer`]: X-Ray's OTLP endpoint verifying SigV4 with botocore, plus ECS container
+//!   credentials and task metadata endpoints (Python, in the test virtualenv).
 //! - [`xray`]: a replay of how the collector's X-Ray exporter names spans (the service map).
 //!
 //! Run everything with `./scripts/test` (it installs the peers these need).
@@ -15,6 +17,7 @@ pub mod otlp;
 pub mod postgres;
 pub mod probe;
 pub mod secrets_emulator;
+pub mod sigv4;
 pub mod xray;
 
 pub use mariadb::MariaDb;
@@ -26,6 +29,7 @@ pub use otlp::{
 pub use postgres::Postgres;
 pub use probe::{Probe, ProbeStats, block_on, grpc_env, one};
 pub use secrets_emulator::{IamUser, RecordedRequest, SecretsEmulator};
+pub use sigv4::{PEER_REGION, XrayOtlpPeer};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released).
 pub fn free_port() -> u16 {

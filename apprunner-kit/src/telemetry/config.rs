@@ -7,8 +7,10 @@ use opentelemetry_sdk::trace::Sampler;
 use super::TelemetryError;
 
 mod otlp;
+mod sigv4;
 
 pub(crate) use otlp::{BspSettings, EndpointSource, FileSetting, LimitSettings, OtlpEnv};
+pub(crate) use sigv4::{Signing, SigningSetting};
 
 /// Settings the kit could not honour but that lose nothing when ignored: logged once, as
 /// warnings, as soon as the log subscriber is installed.
@@ -110,13 +112,14 @@ pub enum LogFormat {
 /// | `OTEL_SERVICE_NAME` | `service.name` |
 /// | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2`, percent-decoded, added to the resource |
 /// | `OTEL_TRACES_EXPORTER` | `otlp` (default), `console`, `none` |
-/// | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `grpc` (default), `http/protobuf` |
+/// | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `grpc` (default), `http/protobuf` (the default, and required, when exports are signed with SigV4) |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` | collector URL; default `http://localhost:4317` (gRPC) or `http://localhost:4318/v1/traces`; the generic variable gets `v1/traces` appended for http/protobuf, the `TRACES_` one is used as it is |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `k=v,k2=v2` (percent-decoded) sent with every export; values never logged |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` | milliseconds one export may take, retries included (default 10000) |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION` | `gzip` or `none` (default) |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE` | PEM file of CA certificates trusted for the collector (besides the system's) |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE`, `..._CLIENT_KEY` | PEM files of the client's certificate and key (mutual TLS) |
+/// | `APPRUNNER_OTLP_SIGV4` | SigV4-sign every OTLP/HTTP export for X-Ray (service `xray`) with the `aws-config` credential chain. Unset: on when the endpoint's host is `xray.<region>.amazonaws.com[.cn]`, with that region. `true`: on for any endpoint (a proxy, a VPC endpoint), region from the host, else `AWS_REGION`. A region (`eu-west-1`): on, with that region. `false`: off. With no endpoint set, a region means `https://xray.<region>.amazonaws.com/v1/traces` ([`otlp_sigv4_region`](Self::otlp_sigv4_region)) |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE` | `true`: an endpoint without scheme is plain `http://` for gRPC (default `false`: `https://`) |
 /// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
@@ -127,6 +130,7 @@ pub enum LogFormat {
 /// | `RUST_LOG` | log filter (default `info`, without the SDK's own diagnostics) |
 /// | `APPRUNNER_LOG_FORMAT` | `json`, `text`, `auto` (default) |
 /// | `AWS_REGION` / `AWS_DEFAULT_REGION` | `cloud.region`, and `cloud.provider=aws` |
+/// | `ECS_CONTAINER_METADATA_URI_V4` | set by ECS: the task metadata gives `cloud.platform=aws_ecs`, `cloud.region`, `cloud.account.id`, `aws.ecs.*` (task, cluster, launch type) and, with the `awslogs` driver, `aws.log.group.names` / `aws.log.stream.names`; at most 1 s of start-up |
 ///
 /// ```
 /// use apprunner::telemetry::{TelemetryConfig, TracesExporter};
@@ -149,6 +153,9 @@ pub struct TelemetryConfig {
     pub(crate) resource_attributes: Vec<(String, String)>,
     pub(crate) exporter: TracesExporter,
     pub(crate) protocol: OtlpProtocol,
+    /// The variable (or builder) that set the protocol; `None`: the default.
+    pub(crate) protocol_source: Option<&'static str>,
+    pub(crate) sigv4: SigningSetting,
     pub(crate) endpoint: Option<String>,
     pub(crate) export_timeout: Option<Duration>,
     pub(crate) otlp_env: OtlpEnv,
@@ -159,6 +166,8 @@ pub struct TelemetryConfig {
     pub(crate) log_filter: String,
     pub(crate) span_filter: String,
     pub(crate) region: Option<String>,
+    /// `ECS_CONTAINER_METADATA_URI_V4`: the task's metadata endpoint, for the resource.
+    pub(crate) ecs_metadata_uri: Option<String>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) bsp: BspSettings,
     pub(crate) limits: LimitSettings,
@@ -425,6 +434,11 @@ impl TelemetryConfig {
             resource_attributes,
             exporter,
             protocol,
+            protocol_source: protocol_value
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|_| protocol_var),
+            sigv4: SigningSetting::from_value(lookup(sigv4::SIGV4_VAR).as_deref())?,
             endpoint: None,
             export_timeout: None,
             otlp_env,
@@ -440,6 +454,7 @@ impl TelemetryConfig {
             log_filter: non_empty("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
             span_filter: non_empty("APPRUNNER_SPAN_FILTER").unwrap_or_else(|| "info".to_owned()),
             region: non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
+            ecs_metadata_uri: non_empty("ECS_CONTAINER_METADATA_URI_V4"),
             shutdown_timeout: Duration::from_secs(5),
             bsp,
             limits,
@@ -529,6 +544,7 @@ impl TelemetryConfig {
     /// ```
     pub fn otlp_protocol_set(mut self, protocol: OtlpProtocol) -> Self {
         self.protocol = protocol;
+        self.protocol_source = Some("TelemetryConfig::otlp_protocol_set");
         self
     }
 
@@ -664,7 +680,8 @@ impl TelemetryConfig {
         }
     }
 
-    /// The OTLP transport.
+    /// The OTLP transport: the configured one, or http/protobuf when exports are signed with
+    /// SigV4 (`APPRUNNER_OTLP_SIGV4`).
     ///
     /// ```
     /// # use apprunner::telemetry::{OtlpProtocol, TelemetryConfig};
@@ -673,7 +690,7 @@ impl TelemetryConfig {
     /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
     /// ```
     pub fn otlp_protocol(&self) -> OtlpProtocol {
-        self.protocol
+        self.effective_protocol()
     }
 
     /// The configured propagators, in order.

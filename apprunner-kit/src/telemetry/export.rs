@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub(crate) struct Counters {
     pub(crate) exported: AtomicU64,
     pub(crate) failed: AtomicU64,
     failing: AtomicBool,
+    /// The diagnosis last logged during the current failure.
+    last_cause: Mutex<Option<String>>,
 }
 
 /// A snapshot of what the export pipeline did with finished spans.
@@ -76,6 +78,25 @@ impl Counters {
     }
 }
 
+/// The cause and fix of the last refused export, as the exporter's HTTP client understood it
+/// from the response (the SDK's error only has the status): reported instead of the SDK's
+/// error.
+#[derive(Debug, Default)]
+pub(crate) struct ExportDiagnosis(Mutex<Option<String>>);
+
+impl ExportDiagnosis {
+    #[cfg_attr(not(feature = "xray-otlp"), allow(dead_code))]
+    pub(crate) fn set(&self, line: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(line);
+        }
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
 /// Wraps the real exporter: runs each export on the kit's export runtime, bounded by
 /// `OTEL_BSP_EXPORT_TIMEOUT`; counts; and logs a failure once (then once on recovery) instead
 /// of once per batch.
@@ -86,19 +107,25 @@ struct ReportingExporter<E> {
     timeout: Duration,
     endpoint: String,
     counters: Arc<Counters>,
+    diagnosis: Arc<ExportDiagnosis>,
 }
 
 /// Counts an export of `spans` spans, and logs a failure once (then once on recovery) instead
-/// of once per batch.
+/// of once per batch; `diagnosis`, when the client understood the failure, replaces the
+/// SDK's error (and a new cause is logged once more).
 pub(crate) fn report_export(
     counters: &Counters,
     endpoint: &str,
     spans: u64,
     result: &OTelSdkResult,
+    diagnosis: Option<String>,
 ) {
     match result {
         Ok(()) => {
             counters.exported.fetch_add(spans, Ordering::Relaxed);
+            if let Ok(mut last) = counters.last_cause.lock() {
+                *last = None;
+            }
             if counters.failing.swap(false, Ordering::Relaxed) {
                 tracing::info!(
                     target: "apprunner::telemetry",
@@ -109,11 +136,20 @@ pub(crate) fn report_export(
         }
         Err(err) => {
             counters.failed.fetch_add(spans, Ordering::Relaxed);
-            if !counters.failing.swap(true, Ordering::Relaxed) {
+            let was_failing = counters.failing.swap(true, Ordering::Relaxed);
+            let new_cause = match (&diagnosis, counters.last_cause.lock()) {
+                (Some(line), Ok(mut last)) if last.as_deref() != Some(line.as_str()) => {
+                    *last = Some(line.clone());
+                    true
+                }
+                _ => false,
+            };
+            if !was_failing || new_cause {
+                let error = diagnosis.unwrap_or_else(|| err.to_string());
                 tracing::warn!(
                     target: "apprunner::telemetry",
                     endpoint = %endpoint,
-                    error = %err,
+                    error = %error,
                     "span export failed; spans are dropped and counted until the collector \
                      answers again (logged once)"
                 );
@@ -138,7 +174,8 @@ impl<E: SpanExporter + 'static> SpanExporter for ReportingExporter<E> {
                 "the export thread stopped: {stopped}"
             ))),
         };
-        report_export(&self.counters, &self.endpoint, n, &result);
+        let diagnosis = self.diagnosis.take().filter(|_| result.is_err());
+        report_export(&self.counters, &self.endpoint, n, &result, diagnosis);
         result
     }
 
@@ -403,6 +440,7 @@ pub(crate) fn pipeline(
     builder: opentelemetry_sdk::trace::TracerProviderBuilder,
 ) -> Result<Pipeline, TelemetryError> {
     let counters = Arc::new(Counters::default());
+    let diagnosis = Arc::new(ExportDiagnosis::default());
     match config.traces_exporter() {
         TracesExporter::None => Ok(Pipeline {
             provider: builder.build(),
@@ -410,20 +448,27 @@ pub(crate) fn pipeline(
             counters,
         }),
         TracesExporter::Otlp => {
+            // Start-up errors of the signing setup (gRPC asked for, no region) come first.
+            config.signing()?;
             let config_for_thread = config.clone();
+            let diagnosis_for_thread = diagnosis.clone();
             batch_pipeline(
                 config,
                 builder,
                 counters,
+                diagnosis,
                 otlp::endpoint_label(config),
-                move || otlp::build(&config_for_thread),
+                move || otlp::build(&config_for_thread, diagnosis_for_thread),
             )
         }
-        TracesExporter::Console => {
-            batch_pipeline(config, builder, counters, "console".to_owned(), || {
-                Ok(ConsoleExporter)
-            })
-        }
+        TracesExporter::Console => batch_pipeline(
+            config,
+            builder,
+            counters,
+            diagnosis,
+            "console".to_owned(),
+            || Ok(ConsoleExporter),
+        ),
     }
 }
 
@@ -433,6 +478,7 @@ fn batch_pipeline<E: SpanExporter + 'static>(
     config: &TelemetryConfig,
     builder: opentelemetry_sdk::trace::TracerProviderBuilder,
     counters: Arc<Counters>,
+    diagnosis: Arc<ExportDiagnosis>,
     endpoint: String,
     build: impl FnOnce() -> Result<E, TelemetryError> + Send + 'static,
 ) -> Result<Pipeline, TelemetryError> {
@@ -476,6 +522,7 @@ fn batch_pipeline<E: SpanExporter + 'static>(
             .unwrap_or(DEFAULT_BSP_EXPORT_TIMEOUT),
         endpoint,
         counters: counters.clone(),
+        diagnosis,
     };
     let processor = CountingProcessor {
         inner: batch_processor(exporter, config),

@@ -41,12 +41,15 @@
 //! ```
 
 mod config;
+mod ecs;
 mod error;
 mod export;
 mod kit_span;
 mod logs;
 mod otlp;
 mod resource;
+#[cfg(feature = "xray-otlp")]
+mod sigv4;
 mod xray;
 
 use std::sync::Arc;

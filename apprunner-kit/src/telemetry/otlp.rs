@@ -5,6 +5,7 @@
 //! bounded by the export timeout.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
@@ -14,7 +15,8 @@ use opentelemetry_otlp::{
 };
 
 use super::TelemetryError;
-use super::config::{EndpointSource, FileSetting, OtlpProtocol, TelemetryConfig};
+use super::config::{EndpointSource, FileSetting, OtlpProtocol, Signing, TelemetryConfig};
+use super::export::ExportDiagnosis;
 
 /// The default of `OTEL_EXPORTER_OTLP_TIMEOUT`.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +61,11 @@ pub(crate) fn http_endpoint(config: &TelemetryConfig) -> String {
     let (endpoint, source) = match (&config.endpoint, &config.otlp_env.endpoint) {
         (Some(code), _) => (code.clone(), EndpointSource::Code),
         (None, Some((env, source))) => (env.clone(), *source),
-        (None, None) => return "http://localhost:4318/v1/traces".to_owned(),
+        (None, None) => {
+            return config
+                .default_signed_endpoint()
+                .unwrap_or_else(|| "http://localhost:4318/v1/traces".to_owned());
+        }
     };
     match source {
         EndpointSource::Traces => endpoint,
@@ -81,7 +87,7 @@ pub(crate) fn http_endpoint(config: &TelemetryConfig) -> String {
 
 /// The endpoint for messages (never the headers, which may hold credentials).
 pub(crate) fn endpoint_label(config: &TelemetryConfig) -> String {
-    match config.protocol {
+    match config.effective_protocol() {
         OtlpProtocol::Grpc => grpc_endpoint(config),
         OtlpProtocol::HttpProtobuf => http_endpoint(config),
     }
@@ -143,12 +149,17 @@ fn exporter_error(config: &TelemetryConfig, reason: impl ToString) -> TelemetryE
 
 /// Builds the exporter for `config`. Call it inside the Tokio runtime that will drive the
 /// exports: the gRPC channel starts its connection task there.
+/// A refused export's cause goes to `diagnosis` (signed exports only).
 pub(crate) fn build(
     config: &TelemetryConfig,
+    diagnosis: Arc<ExportDiagnosis>,
 ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
-    match config.protocol {
-        OtlpProtocol::Grpc => build_grpc(config),
-        OtlpProtocol::HttpProtobuf => build_http(config),
+    match config.signing()? {
+        Some(signing) => build_http(config, Some((signing, diagnosis))),
+        None => match config.protocol {
+            OtlpProtocol::Grpc => build_grpc(config),
+            OtlpProtocol::HttpProtobuf => build_http(config, None),
+        },
     }
 }
 
@@ -199,6 +210,7 @@ fn build_grpc(
 
 fn build_http(
     config: &TelemetryConfig,
+    signing: Option<(Signing, Arc<ExportDiagnosis>)>,
 ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let timeout = export_timeout(config);
     let mut client = reqwest::Client::builder().timeout(timeout);
@@ -244,12 +256,53 @@ fn build_http(
         .with_endpoint(http_endpoint(config))
         .with_timeout(timeout)
         .with_headers(headers)
-        .with_http_client(client)
         .with_retry_policy(retry_policy());
+    builder = match signing {
+        None => builder.with_http_client(client),
+        Some((signing, diagnosis)) => signing_client(config, builder, client, signing, diagnosis)?,
+    };
     if config.otlp_env.gzip {
         builder = builder.with_compression(Compression::Gzip);
     }
     builder.build().map_err(|e| exporter_error(config, e))
+}
+
+/// The span exporter builder once `.with_http()` was called.
+type HttpBuilder =
+    opentelemetry_otlp::SpanExporterBuilder<opentelemetry_otlp::HttpExporterBuilderSet>;
+
+/// Gives the exporter the SigV4 signing client; credentials load on the export runtime.
+#[cfg(feature = "xray-otlp")]
+fn signing_client(
+    config: &TelemetryConfig,
+    builder: HttpBuilder,
+    client: reqwest::Client,
+    signing: Signing,
+    diagnosis: Arc<ExportDiagnosis>,
+) -> Result<HttpBuilder, TelemetryError> {
+    let credentials = super::sigv4::spawn_refresh(signing.region.clone());
+    Ok(builder.with_http_client(super::sigv4::SigningClient::new(
+        client,
+        signing.region,
+        credentials,
+        export_timeout(config),
+        diagnosis,
+    )))
+}
+
+#[cfg(not(feature = "xray-otlp"))]
+fn signing_client(
+    config: &TelemetryConfig,
+    _builder: HttpBuilder,
+    _client: reqwest::Client,
+    _signing: Signing,
+    _diagnosis: Arc<ExportDiagnosis>,
+) -> Result<HttpBuilder, TelemetryError> {
+    Err(exporter_error(
+        config,
+        "exports to X-Ray's OTLP endpoint are signed with SigV4, which needs the `xray-otlp` \
+         feature of apprunner-kit (or set APPRUNNER_OTLP_SIGV4=false to send them unsigned)",
+    ))
 }
 
 #[cfg(test)]
@@ -342,7 +395,7 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
                 (var, &path),
             ]);
-            let err = build(&c).expect_err("unusable certificate");
+            let err = build(&c, Arc::default()).expect_err("unusable certificate");
             assert!(
                 err.to_string().contains(var) && err.to_string().contains(&path),
                 "{err}"

@@ -5,6 +5,9 @@
 //! platform from configuration (`OTEL_RESOURCE_ATTRIBUTES`, which the infrastructure example
 //! sets, or [`TelemetryConfig::resource_attribute`]). With it, the collector's X-Ray exporter
 //! gives the segment the origin `AWS::AppRunner::Service`.
+//!
+//! On ECS (`ECS_CONTAINER_METADATA_URI_V4` set by the agent), the task metadata endpoint says
+//! where the process runs: see the `ecs` module.
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
@@ -44,21 +47,34 @@ pub(crate) fn resource(config: &TelemetryConfig) -> Resource {
     if !has(&attrs, "service.instance.id") {
         attrs.push(("service.instance.id".into(), instance_id()));
     }
+    // Detected on ECS; what the configuration says wins.
+    let detected: Vec<KeyValue> = config
+        .ecs_metadata_uri
+        .as_deref()
+        .map(super::ecs::detect)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|kv| !has(&attrs, kv.key.as_str()))
+        .collect();
+    let detected_has = |key: &str| detected.iter().any(|kv| kv.key.as_str() == key);
     if let Some(region) = &config.region
         && !has(&attrs, "cloud.region")
+        && !detected_has("cloud.region")
     {
         attrs.push(("cloud.region".into(), region.clone()));
     }
     let on_aws = config.region.is_some()
+        || !detected.is_empty()
         || attrs
             .iter()
             .any(|(k, v)| k == "cloud.platform" && v.starts_with("aws_"));
-    if on_aws && !has(&attrs, "cloud.provider") {
+    if on_aws && !has(&attrs, "cloud.provider") && !detected_has("cloud.provider") {
         attrs.push(("cloud.provider".into(), "aws".into()));
     }
 
     Resource::builder_empty()
         .with_detector(Box::new(TelemetryResourceDetector))
+        .with_attributes(detected)
         .with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)))
         .build()
 }
