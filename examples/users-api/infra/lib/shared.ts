@@ -81,6 +81,8 @@ export interface Network {
   readonly appSubnets: ec2.SubnetSelection;
   /** The interface endpoints by service (empty without `vpcEndpoints`). */
   readonly endpoints: Partial<Record<EndpointService, ec2.InterfaceVpcEndpoint>>;
+  /** The endpoints' security group: 443 from `appSecurityGroup` only (with `vpcEndpoints`). */
+  readonly endpointSecurityGroup?: ec2.SecurityGroup;
 }
 
 /**
@@ -118,15 +120,24 @@ export function addNetwork(stack: Stack, options: NetworkOptions): Network {
 
   const appSubnets: ec2.SubnetSelection = { subnetGroupName: APP_SUBNET_GROUP };
   const endpoints: Partial<Record<EndpointService, ec2.InterfaceVpcEndpoint>> = {};
+  let endpointSecurityGroup: ec2.SecurityGroup | undefined;
   if (options.vpcEndpoints) {
+    // The endpoints' network interfaces accept HTTPS from the service's group and nothing else.
+    endpointSecurityGroup = new ec2.SecurityGroup(stack, 'EndpointSecurityGroup', {
+      vpc,
+      description: 'VPC interface endpoints of the users API (HTTPS from the service only)',
+      allowAllOutbound: false,
+    });
+    endpointSecurityGroup.addIngressRule(appSecurityGroup, ec2.Port.tcp(443), 'HTTPS from the service');
     for (const name of options.endpointServices) {
       // One endpoint network interface per AZ in the app subnets; private DNS makes the
-      // regional API name (e.g. xray.<region>.amazonaws.com) resolve to it. The endpoint's own
-      // security group accepts 443 from the VPC's CIDR, nothing else.
+      // regional API name (e.g. xray.<region>.amazonaws.com) resolve to it.
       endpoints[name] = vpc.addInterfaceEndpoint(endpointId(name), {
         service: ENDPOINT_SERVICES[name],
         subnets: appSubnets,
         privateDnsEnabled: true,
+        securityGroups: [endpointSecurityGroup],
+        open: false,
       });
     }
     if (options.s3GatewayEndpoint) {
@@ -136,7 +147,7 @@ export function addNetwork(stack: Stack, options: NetworkOptions): Network {
       });
     }
   }
-  return { vpc, appSecurityGroup, appSubnets, endpoints };
+  return { vpc, appSecurityGroup, appSubnets, endpoints, endpointSecurityGroup };
 }
 
 function endpointId(name: EndpointService): string {
