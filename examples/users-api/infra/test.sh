@@ -3,8 +3,10 @@
 #
 #   1. `npm ci`, skipped when node_modules was installed from the same package-lock.json;
 #   2. `tsc` (app and tests);
-#   3. `cdk synth` through the CLI with no AWS credentials and no network (the default
-#      configuration, then secret names + auto-pause), cdk-nag running as a validation plugin;
+#   3. `cdk synth` through the CLI with no AWS credentials and no network, both stacks (UsersApi on
+#      App Runner, UsersApiEcs on ECS Express Mode) each time: the default configuration, then
+#      secret names + auto-pause, then VPC endpoints + Transaction Search; cdk-nag running as a
+#      validation plugin;
 #   4. the template assertions under node's test runner;
 #   5. cfn-lint on every synthesized template: $CFN_LINT (a path) or `cfn-lint` on PATH
 #      (pinned in scripts/requirements-test.txt; ./scripts/test installs it into .test-env/venv).
@@ -80,6 +82,8 @@ synth() { # synth NAME OUTDIR [cdk args...]
 synth "default" cdk.out
 synth "secret names, auto-pause" "$OUT/cdk.out.names-autopause" \
     -c users-api:secretsMode=names -c users-api:dbMinCapacity=0 -c users-api:dbAutoPauseMinutes=10
+synth "VPC endpoints, Transaction Search" "$OUT/cdk.out.endpoints-transaction-search" \
+    -c users-api:vpcEndpoints=true -c users-api:transactionSearch=true
 
 # --------------------------------------------------------------------------------------------
 section "node --test"

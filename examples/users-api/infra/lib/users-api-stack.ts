@@ -1,23 +1,20 @@
-import {
-  Aws,
-  CfnOutput,
-  Duration,
-  Fn,
-  IgnoreMode,
-  RemovalPolicy,
-  Stack,
-  StackProps,
-  Tags,
-  Validations,
-} from 'aws-cdk-lib';
+import { Aws, CfnOutput, Fn, Stack, StackProps, Tags, Validations } from 'aws-cdk-lib';
 import * as apprunner from 'aws-cdk-lib/aws-apprunner';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { DOCKERFILE, IMAGE_CONTEXT_EXCLUDES, repositoryRoot } from './paths';
+import {
+  addDatabase,
+  addImage,
+  addJwtSecret,
+  addNetwork,
+  databaseCapacity,
+  DatabaseProps,
+  EndpointService,
+} from './shared';
 
 /**
  * How the service receives its two secrets (the database credentials and the JWT signing key).
@@ -67,32 +64,21 @@ export const ECR_PULL_ACTIONS: readonly string[] = [
   'ecr:GetDownloadUrlForLayer',
 ];
 
-export interface UsersApiStackProps extends StackProps {
+/**
+ * The interface endpoints of the App Runner stack with `vpcEndpoints`: only what the service
+ * itself calls through the VPC connector. App Runner pulls the image and ships the logs outside
+ * the VPC, so ECR and CloudWatch Logs endpoints would serve nothing here.
+ */
+export const APP_RUNNER_ENDPOINT_SERVICES: readonly EndpointService[] = ['secretsmanager', 'xray'];
+
+export interface UsersApiStackProps extends StackProps, DatabaseProps {
   /** How the service receives its secrets. @default 'runtime' */
   readonly secretsMode?: SecretsMode;
   /**
-   * Aurora Serverless v2 minimum capacity in ACUs (0 to 256, in steps of 0.5). 0 turns on
-   * auto-pause: the writer stops (compute billed at $0) after `dbAutoPauseAfter` without
-   * connections and resumes on the next connection (about 15 s).
-   * @default 0.5
+   * VPC interface endpoints (Secrets Manager, X-Ray) instead of the NAT gateway.
+   * @default false
    */
-  readonly dbMinCapacity?: number;
-  /** Aurora Serverless v2 maximum capacity in ACUs (1 to 256). @default 5 */
-  readonly dbMaxCapacity?: number;
-  /**
-   * Idle time before an auto-paused writer pauses (5 minutes to 24 hours). Only with
-   * `dbMinCapacity: 0`.
-   * @default - Aurora's default, 5 minutes
-   */
-  readonly dbAutoPauseAfter?: Duration;
-  /** Deletion protection of the Aurora cluster. @default false (so `cdk destroy` works) */
-  readonly dbDeletionProtection?: boolean;
-  /**
-   * What `cdk destroy` does with the database: `SNAPSHOT` keeps a final snapshot (billed as
-   * backup storage), `DESTROY` drops the data.
-   * @default RemovalPolicy.SNAPSHOT
-   */
-  readonly dbRemovalPolicy?: RemovalPolicy;
+  readonly vpcEndpoints?: boolean;
   /** App Runner instance vCPU. @default '0.25 vCPU' */
   readonly cpu?: string;
   /** App Runner instance memory. @default '0.5 GB' */
@@ -114,6 +100,8 @@ export interface UsersApiStackProps extends StackProps {
  */
 export class UsersApiStack extends Stack {
   readonly vpc: ec2.Vpc;
+  /** The interface endpoints (empty unless `vpcEndpoints`). */
+  readonly endpoints: Partial<Record<EndpointService, ec2.InterfaceVpcEndpoint>>;
   readonly connectorSecurityGroup: ec2.SecurityGroup;
   readonly databaseSecurityGroup: ec2.SecurityGroup;
   readonly database: rds.DatabaseCluster;
@@ -139,141 +127,46 @@ export class UsersApiStack extends Stack {
       throw new Error(`secretsMode must be one of ${SECRETS_MODES.join(', ')}, not ${String(secretsMode)}`);
     }
     this.secretsMode = secretsMode;
-    const minCapacity = props.dbMinCapacity ?? 0.5;
-    const maxCapacity = props.dbMaxCapacity ?? 5;
-    if (props.dbAutoPauseAfter !== undefined && minCapacity !== 0) {
-      throw new Error('dbAutoPauseAfter needs dbMinCapacity 0 (auto-pause happens only at 0 ACU)');
-    }
-    if (minCapacity > maxCapacity) {
-      throw new Error(`dbMinCapacity (${minCapacity}) exceeds dbMaxCapacity (${maxCapacity})`);
-    }
+    databaseCapacity(props);
     Tags.of(this).add('project', 'apprunner-kit');
     Tags.of(this).add('service', SERVICE_NAME);
 
     // ---------------------------------------------------------------------------------------
-    // Network: public subnets for the NAT gateway, private subnets with egress for the App
-    // Runner VPC connector, isolated subnets for the database. Two AZs (Aurora needs a subnet
-    // group spanning two), one NAT gateway (cost over availability: see the README).
-    this.vpc = new ec2.Vpc(this, 'Vpc', {
-      ipAddresses: ec2.IpAddresses.cidr('10.0.0.0/16'),
-      maxAzs: 2,
-      natGateways: 1,
-      subnetConfiguration: [
-        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
-        { name: 'app', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
-        { name: 'db', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
-      ],
+    // Network, database, secrets and image: shared with the ECS Express stack (lib/shared.ts).
+    // The connector's group may reach the database on 5432 and AWS APIs on 443; the database's
+    // group accepts 5432 from the connector's group and nothing else.
+    const network = addNetwork(this, {
+      vpcEndpoints: props.vpcEndpoints ?? false,
+      endpointServices: APP_RUNNER_ENDPOINT_SERVICES,
+      s3GatewayEndpoint: false,
+      flowLogsReason:
+        'VPC flow logs are left out of this example to keep its idle cost down; the only traffic is ' +
+        'App Runner egress to Aurora and AWS APIs. Add vpc.addFlowLog() for production.',
+      appSecurityGroupId: 'ConnectorSecurityGroup',
+      appSecurityGroupDescription: 'App Runner VPC connector of the users API (egress only)',
+      httpsEgressDescription: 'HTTPS to AWS APIs (Secrets Manager) through the NAT gateway',
+      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (Secrets Manager, X-Ray) through VPC interface endpoints',
     });
-    Validations.of(this.vpc).acknowledge({
-      id: 'AwsSolutions-VPC7',
-      reason:
-        'VPC flow logs are left out of this example to keep its idle cost down; the only traffic ' +
-        'is App Runner egress to Aurora and AWS APIs. Add vpc.addFlowLog() for production.',
-    });
+    this.vpc = network.vpc;
+    this.connectorSecurityGroup = network.appSecurityGroup;
+    this.endpoints = network.endpoints;
 
-    // Security groups: the connector's group may reach the database on 5432 and AWS APIs on
-    // 443; the database's group accepts 5432 from the connector's group and nothing else.
-    this.connectorSecurityGroup = new ec2.SecurityGroup(this, 'ConnectorSecurityGroup', {
+    const database = addDatabase(this, {
+      ...props,
       vpc: this.vpc,
-      description: 'App Runner VPC connector of the users API (egress only)',
-      allowAllOutbound: false,
-    });
-    this.connectorSecurityGroup.addEgressRule(
-      ec2.Peer.anyIpv4(),
-      ec2.Port.tcp(443),
-      'HTTPS to AWS APIs (Secrets Manager) through the NAT gateway',
-    );
-    this.databaseSecurityGroup = new ec2.SecurityGroup(this, 'DatabaseSecurityGroup', {
-      vpc: this.vpc,
-      description: 'Aurora cluster of the users API (PostgreSQL from the App Runner connector only)',
-      allowAllOutbound: false,
-    });
-    this.databaseSecurityGroup.connections.allowFrom(
-      this.connectorSecurityGroup,
-      ec2.Port.tcp(5432),
-      'PostgreSQL from the App Runner VPC connector',
-    );
-
-    // ---------------------------------------------------------------------------------------
-    // Database: Aurora PostgreSQL Serverless v2 through the L2 API, credentials generated into
-    // Secrets Manager. The secret is CDK-generated (not RDS-managed) because the kit's RDS
-    // expansion needs host, port and dbname in the JSON, which the attachment adds.
-    this.database = new rds.DatabaseCluster(this, 'Database', {
-      engine: rds.DatabaseClusterEngine.auroraPostgres({
-        version: rds.AuroraPostgresEngineVersion.VER_16_13,
-      }),
-      writer: rds.ClusterInstance.serverlessV2('writer', {
-        publiclyAccessible: false,
-        autoMinorVersionUpgrade: true,
-      }),
-      serverlessV2MinCapacity: minCapacity,
-      serverlessV2MaxCapacity: maxCapacity,
-      ...(props.dbAutoPauseAfter ? { serverlessV2AutoPauseDuration: props.dbAutoPauseAfter } : {}),
-      credentials: rds.Credentials.fromGeneratedSecret('users_api', {
-        excludeCharacters: ' %+~`#$&*()|[]{}:;<>?!\'/@"\\',
-      }),
-      defaultDatabaseName: 'users',
-      port: 5432,
-      parameters: { 'rds.force_ssl': '1' },
-      storageEncrypted: true,
-      backup: { retention: Duration.days(7) },
-      vpc: this.vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
-      securityGroups: [this.databaseSecurityGroup],
-      deletionProtection: props.dbDeletionProtection ?? false,
-      removalPolicy: props.dbRemovalPolicy ?? RemovalPolicy.SNAPSHOT,
-    });
-    this.databaseSecret = this.database.secret!;
-    Validations.of(this.database).acknowledge(
-      {
-        id: 'AwsSolutions-RDS6',
-        reason:
-          'The service authenticates with the generated password from Secrets Manager (what the ' +
-          'kit reads); IAM database authentication would need token refresh in the pool.',
-      },
-      {
-        id: 'AwsSolutions-RDS10',
-        reason:
-          'Deletion protection is a prop (dbDeletionProtection), off by default so that the ' +
-          'example can be removed with cdk destroy; a final snapshot is kept by default.',
-      },
-    );
-    // The generated secret (a child of the cluster); `cluster.secret` is its target attachment.
-    Validations.of(this.database.node.findChild('Secret')).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason:
+      appSecurityGroup: this.connectorSecurityGroup,
+      securityGroupDescription: 'Aurora cluster of the users API (PostgreSQL from the App Runner connector only)',
+      ingressDescription: 'PostgreSQL from the App Runner VPC connector',
+      rotationReason:
         'No automatic rotation: App Runner injects runtime secrets only at deployment and the kit ' +
         'reads named secrets at start-up, so a rotated password would break running instances ' +
         'until they are redeployed. Rotate by hand and redeploy (see the README).',
     });
-
-    // JWT signing key: 64 random alphanumeric characters (about 380 bits), stored as plain text.
-    this.jwtSecret = new secretsmanager.Secret(this, 'JwtSecret', {
-      description: 'JWT signing key of the users API',
-      generateSecretString: {
-        passwordLength: 64,
-        excludePunctuation: true,
-        includeSpace: false,
-      },
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-    Validations.of(this.jwtSecret).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason:
-        'No automatic rotation: the service reads the key once at start-up and rotating it would ' +
-        'invalidate every issued login cookie; rotate by hand and redeploy.',
-    });
-
-    // ---------------------------------------------------------------------------------------
-    // Image: built from the repository root with the users API's Dockerfile (cdk deploy builds
-    // it locally with Docker and pushes it to the CDK's asset repository in ECR).
-    this.image = new DockerImageAsset(this, 'Image', {
-      directory: props.imageContext ?? repositoryRoot(),
-      file: DOCKERFILE,
-      exclude: [...IMAGE_CONTEXT_EXCLUDES],
-      ignoreMode: IgnoreMode.DOCKER,
-      platform: Platform.LINUX_AMD64,
-    });
+    this.databaseSecurityGroup = database.securityGroup;
+    this.database = database.cluster;
+    this.databaseSecret = database.secret;
+    this.jwtSecret = addJwtSecret(this);
+    this.image = addImage(this, props.imageContext);
 
     // ---------------------------------------------------------------------------------------
     // Roles. Instance role (the running container and App Runner's managed collector): X-Ray
@@ -344,7 +237,7 @@ export class UsersApiStack extends Stack {
     // ---------------------------------------------------------------------------------------
     // App Runner (L1 constructs of aws-cdk-lib, stable; the L2 is still an alpha module).
     this.vpcConnector = new apprunner.CfnVpcConnector(this, 'VpcConnector', {
-      subnets: this.vpc.selectSubnets({ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds,
+      subnets: this.vpc.selectSubnets(network.appSubnets).subnetIds,
       securityGroups: [this.connectorSecurityGroup.securityGroupId],
     });
 

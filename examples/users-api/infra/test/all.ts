@@ -6,3 +6,5 @@ import './secrets-mode.test';
 import './database-scaling.test';
 import './nag.test';
 import './image.test';
+import './ecs-express.test';
+import './vpc-endpoints.test';

@@ -2,9 +2,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { buildApp } from '../lib/app';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { IConstruct } from 'constructs';
+import { buildApp, CONTEXT } from '../lib/app';
+import { UsersApiEcsStack, UsersApiEcsStackProps } from '../lib/ecs-express-stack';
 import { UsersApiStack, UsersApiStackProps } from '../lib/users-api-stack';
 
 export interface Synthesized {
@@ -35,13 +38,34 @@ process.on('exit', () => {
   for (const dir of outdirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Synthesizes the app with the given context (as `cdk -c key=value` would give it) and props. */
+/**
+ * Synthesizes the app with the given context (as `cdk -c key=value` would give it) and props,
+ * with the App Runner stack only (`users-api:stacks=apprunner`): the App Runner tests, cdk-nag's
+ * among them, look at that stack alone. The ECS stack has its own (`synthEcs`).
+ */
 export function synth(context: Record<string, unknown> = {}, props: UsersApiStackProps = {}): Synthesized {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'users-api-infra-'));
   outdirs.push(outdir);
-  const { app, stack } = buildApp({ outdir, context }, props);
+  const { app, stack } = buildApp({ outdir, context: { [CONTEXT.stacks]: 'apprunner', ...context } }, props);
   const template = Template.fromStack(stack);
   return { app, stack, template, json: template.toJSON() as CfnTemplate, outdir };
+}
+
+export interface SynthesizedEcs {
+  readonly app: App;
+  readonly stack: UsersApiEcsStack;
+  readonly template: Template;
+  readonly json: CfnTemplate;
+  readonly outdir: string;
+}
+
+/** Like `synth`, with the ECS Express Mode stack only. */
+export function synthEcs(context: Record<string, unknown> = {}, props: UsersApiEcsStackProps = {}): SynthesizedEcs {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'users-api-infra-ecs-'));
+  outdirs.push(outdir);
+  const { app, ecsStack } = buildApp({ outdir, context: { [CONTEXT.stacks]: 'ecs', ...context } }, {}, props);
+  const template = Template.fromStack(ecsStack!);
+  return { app, stack: ecsStack!, template, json: template.toJSON() as CfnTemplate, outdir };
 }
 
 const cache = new Map<string, Synthesized>();
@@ -126,4 +150,42 @@ export function serviceSecrets(service: CfnResource): Record<string, unknown> {
   return Object.fromEntries(
     asArray<{ Name: string; Value: unknown }>(config.RuntimeEnvironmentSecrets).map((v) => [v.Name, v.Value]),
   );
+}
+
+/** The primary container's environment variables of the ECS Express service, as a plain object. */
+export function containerEnvironment(service: CfnResource): Record<string, unknown> {
+  return Object.fromEntries(
+    asArray<{ Name: string; Value: unknown }>(service.Properties!.PrimaryContainer.Environment).map((v) => [v.Name, v.Value]),
+  );
+}
+
+/** The primary container's secrets of the ECS Express service (name → valueFrom). */
+export function containerSecrets(service: CfnResource): Record<string, unknown> {
+  return Object.fromEntries(
+    asArray<{ Name: string; ValueFrom: unknown }>(service.Properties!.PrimaryContainer.Secrets).map((v) => [v.Name, v.ValueFrom]),
+  );
+}
+
+/** Every cdk-nag acknowledgment in the tree: path, rule id and reason. */
+export function nagAcknowledgments(root: IConstruct): Array<{ path: string; id: string; reason: unknown }> {
+  const out: Array<{ path: string; id: string; reason: unknown }> = [];
+  for (const c of root.node.findAll()) {
+    for (const entry of c.node.metadata) {
+      if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+      for (const [id, reason] of Object.entries(entry.data as Record<string, unknown>)) {
+        out.push({ path: c.node.path, id: id.replace(/^annotation::/i, ''), reason });
+      }
+    }
+  }
+  return out.filter((a) => a.id.startsWith('AwsSolutions-'));
+}
+
+/** The AwsSolutions findings, acknowledged ones left out (`raw`: included). */
+export function nagFindings(root: IConstruct, raw = false): Array<{ rule: string; paths: string[] }> {
+  const pack = new AwsSolutionsChecks(undefined, { verbose: true });
+  if (raw) (pack as unknown as { isAcknowledged: () => boolean }).isAcknowledged = () => false;
+  return pack.validateScope(root).violations.map((v) => ({
+    rule: v.ruleName,
+    paths: v.violatingResources.map((r) => (r as { constructPath?: string }).constructPath ?? r.resourceLogicalId ?? ''),
+  }));
 }

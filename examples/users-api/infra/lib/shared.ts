@@ -1,0 +1,288 @@
+// The pieces both stacks share: network, Aurora Serverless v2 with its generated secret, the JWT
+// signing key and the image. Each builder creates its constructs directly in the stack it is
+// given, under the same ids the App Runner stack always used, so that stack's template (logical
+// ids, properties and the `aws:cdk:path` metadata) is byte for byte what it was before these
+// were shared. A wrapping Construct would have moved every path under a new scope.
+import { Duration, IgnoreMode, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as rds from 'aws-cdk-lib/aws-rds';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { DOCKERFILE, IMAGE_CONTEXT_EXCLUDES, repositoryRoot } from './paths';
+
+/** The subnet group the service's network interfaces live in (App Runner connector or ECS tasks). */
+export const APP_SUBNET_GROUP = 'app';
+/** The subnet group of the database. */
+export const DB_SUBNET_GROUP = 'db';
+
+/** The Aurora Serverless v2 settings both stacks take from context. */
+export interface DatabaseProps {
+  /**
+   * Aurora Serverless v2 minimum capacity in ACUs (0 to 256, in steps of 0.5). 0 turns on
+   * auto-pause: the writer stops (compute billed at $0) after `dbAutoPauseAfter` without
+   * connections and resumes on the next connection (about 15 s).
+   * @default 0.5
+   */
+  readonly dbMinCapacity?: number;
+  /** Aurora Serverless v2 maximum capacity in ACUs (1 to 256). @default 5 */
+  readonly dbMaxCapacity?: number;
+  /**
+   * Idle time before an auto-paused writer pauses (5 minutes to 24 hours). Only with
+   * `dbMinCapacity: 0`.
+   * @default - Aurora's default, 5 minutes
+   */
+  readonly dbAutoPauseAfter?: Duration;
+  /** Deletion protection of the Aurora cluster. @default false (so `cdk destroy` works) */
+  readonly dbDeletionProtection?: boolean;
+  /**
+   * What `cdk destroy` does with the database: `SNAPSHOT` keeps a final snapshot (billed as
+   * backup storage), `DESTROY` drops the data.
+   * @default RemovalPolicy.SNAPSHOT
+   */
+  readonly dbRemovalPolicy?: RemovalPolicy;
+}
+
+/** The AWS APIs an interface endpoint can stand in for, by short name. */
+export const ENDPOINT_SERVICES = {
+  secretsmanager: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+  xray: ec2.InterfaceVpcEndpointAwsService.XRAY,
+  logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+  'ecr.api': ec2.InterfaceVpcEndpointAwsService.ECR,
+  'ecr.dkr': ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+} as const;
+
+export type EndpointService = keyof typeof ENDPOINT_SERVICES;
+
+export interface NetworkOptions {
+  /**
+   * Interface endpoints instead of the NAT gateway: the app subnets become isolated (no route
+   * out) and reach the listed AWS APIs through endpoints in both AZs.
+   */
+  readonly vpcEndpoints: boolean;
+  /** The interface endpoints to create when `vpcEndpoints` is on. */
+  readonly endpointServices: readonly EndpointService[];
+  /** Also an S3 gateway endpoint (free; ECR serves image layers from S3). */
+  readonly s3GatewayEndpoint: boolean;
+  /** Why flow logs are left out (the AwsSolutions-VPC7 acknowledgment). */
+  readonly flowLogsReason: string;
+  /** The construct id and description of the service's security group. */
+  readonly appSecurityGroupId: string;
+  readonly appSecurityGroupDescription: string;
+  /** The description of its 443 egress rule, with and without endpoints. */
+  readonly httpsEgressDescription: string;
+  readonly httpsEgressDescriptionWithEndpoints: string;
+}
+
+export interface Network {
+  readonly vpc: ec2.Vpc;
+  /** The service's security group: egress only, 443 out and 5432 to the database. */
+  readonly appSecurityGroup: ec2.SecurityGroup;
+  /** The subnets the service runs in. */
+  readonly appSubnets: ec2.SubnetSelection;
+  /** The interface endpoints by service (empty without `vpcEndpoints`). */
+  readonly endpoints: Partial<Record<EndpointService, ec2.InterfaceVpcEndpoint>>;
+  /** The endpoints' security group: 443 from `appSecurityGroup` only (with `vpcEndpoints`). */
+  readonly endpointSecurityGroup?: ec2.SecurityGroup;
+}
+
+/**
+ * VPC `10.0.0.0/16` in two AZs (Aurora needs a subnet group spanning two): public subnets,
+ * app subnets, isolated database subnets; one NAT gateway (cost over availability), or none
+ * and interface endpoints for the AWS APIs the service calls.
+ */
+export function addNetwork(stack: Stack, options: NetworkOptions): Network {
+  const vpc = new ec2.Vpc(stack, 'Vpc', {
+    ipAddresses: ec2.IpAddresses.cidr('10.0.0.0/16'),
+    maxAzs: 2,
+    natGateways: options.vpcEndpoints ? 0 : 1,
+    subnetConfiguration: [
+      { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+      {
+        name: APP_SUBNET_GROUP,
+        subnetType: options.vpcEndpoints ? ec2.SubnetType.PRIVATE_ISOLATED : ec2.SubnetType.PRIVATE_WITH_EGRESS,
+        cidrMask: 24,
+      },
+      { name: DB_SUBNET_GROUP, subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
+    ],
+  });
+  Validations.of(vpc).acknowledge({ id: 'AwsSolutions-VPC7', reason: options.flowLogsReason });
+
+  const appSecurityGroup = new ec2.SecurityGroup(stack, options.appSecurityGroupId, {
+    vpc,
+    description: options.appSecurityGroupDescription,
+    allowAllOutbound: false,
+  });
+  appSecurityGroup.addEgressRule(
+    ec2.Peer.anyIpv4(),
+    ec2.Port.tcp(443),
+    options.vpcEndpoints ? options.httpsEgressDescriptionWithEndpoints : options.httpsEgressDescription,
+  );
+
+  const appSubnets: ec2.SubnetSelection = { subnetGroupName: APP_SUBNET_GROUP };
+  const endpoints: Partial<Record<EndpointService, ec2.InterfaceVpcEndpoint>> = {};
+  let endpointSecurityGroup: ec2.SecurityGroup | undefined;
+  if (options.vpcEndpoints) {
+    // The endpoints' network interfaces accept HTTPS from the service's group and nothing else.
+    endpointSecurityGroup = new ec2.SecurityGroup(stack, 'EndpointSecurityGroup', {
+      vpc,
+      description: 'VPC interface endpoints of the users API (HTTPS from the service only)',
+      allowAllOutbound: false,
+    });
+    endpointSecurityGroup.addIngressRule(appSecurityGroup, ec2.Port.tcp(443), 'HTTPS from the service');
+    for (const name of options.endpointServices) {
+      // One endpoint network interface per AZ in the app subnets; private DNS makes the
+      // regional API name (e.g. xray.<region>.amazonaws.com) resolve to it.
+      endpoints[name] = vpc.addInterfaceEndpoint(endpointId(name), {
+        service: ENDPOINT_SERVICES[name],
+        subnets: appSubnets,
+        privateDnsEnabled: true,
+        securityGroups: [endpointSecurityGroup],
+        open: false,
+      });
+    }
+    if (options.s3GatewayEndpoint) {
+      vpc.addGatewayEndpoint('S3Endpoint', {
+        service: ec2.GatewayVpcEndpointAwsService.S3,
+        subnets: [appSubnets],
+      });
+    }
+  }
+  return { vpc, appSecurityGroup, appSubnets, endpoints, endpointSecurityGroup };
+}
+
+function endpointId(name: EndpointService): string {
+  const camel = name
+    .split(/[^a-z0-9]/i)
+    .map((p) => p.charAt(0).toUpperCase() + p.slice(1))
+    .join('');
+  return `${camel}Endpoint`;
+}
+
+export interface DatabaseOptions extends DatabaseProps {
+  readonly vpc: ec2.Vpc;
+  /** The service's security group, the only one let in on 5432. */
+  readonly appSecurityGroup: ec2.SecurityGroup;
+  readonly securityGroupDescription: string;
+  /** The description of the 5432 rule (ingress and the matching egress). */
+  readonly ingressDescription: string;
+  /** Why the generated database secret is not rotated (the AwsSolutions-SMG4 acknowledgment). */
+  readonly rotationReason: string;
+}
+
+export interface Database {
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly cluster: rds.DatabaseCluster;
+  /** The generated credentials (RDS-style JSON: username, password, host, port, dbname, engine). */
+  readonly secret: secretsmanager.ISecret;
+}
+
+/** Checks the Serverless v2 capacity settings; returns min and max with their defaults. */
+export function databaseCapacity(props: DatabaseProps): { min: number; max: number } {
+  const min = props.dbMinCapacity ?? 0.5;
+  const max = props.dbMaxCapacity ?? 5;
+  if (props.dbAutoPauseAfter !== undefined && min !== 0) {
+    throw new Error('dbAutoPauseAfter needs dbMinCapacity 0 (auto-pause happens only at 0 ACU)');
+  }
+  if (min > max) {
+    throw new Error(`dbMinCapacity (${min}) exceeds dbMaxCapacity (${max})`);
+  }
+  return { min, max };
+}
+
+/**
+ * The database's security group (5432 from the service's group only, nothing else in or out)
+ * and Aurora PostgreSQL Serverless v2 through the L2 API, credentials generated into Secrets
+ * Manager. The secret is CDK-generated (not RDS-managed) because the kit's RDS expansion needs
+ * host, port and dbname in the JSON, which the attachment adds.
+ */
+export function addDatabase(stack: Stack, options: DatabaseOptions): Database {
+  const { min, max } = databaseCapacity(options);
+  const securityGroup = new ec2.SecurityGroup(stack, 'DatabaseSecurityGroup', {
+    vpc: options.vpc,
+    description: options.securityGroupDescription,
+    allowAllOutbound: false,
+  });
+  securityGroup.connections.allowFrom(options.appSecurityGroup, ec2.Port.tcp(5432), options.ingressDescription);
+
+  const cluster = new rds.DatabaseCluster(stack, 'Database', {
+    engine: rds.DatabaseClusterEngine.auroraPostgres({
+      version: rds.AuroraPostgresEngineVersion.VER_16_13,
+    }),
+    writer: rds.ClusterInstance.serverlessV2('writer', {
+      publiclyAccessible: false,
+      autoMinorVersionUpgrade: true,
+    }),
+    serverlessV2MinCapacity: min,
+    serverlessV2MaxCapacity: max,
+    ...(options.dbAutoPauseAfter ? { serverlessV2AutoPauseDuration: options.dbAutoPauseAfter } : {}),
+    credentials: rds.Credentials.fromGeneratedSecret('users_api', {
+      excludeCharacters: ' %+~`#$&*()|[]{}:;<>?!\'/@"\\',
+    }),
+    defaultDatabaseName: 'users',
+    port: 5432,
+    parameters: { 'rds.force_ssl': '1' },
+    storageEncrypted: true,
+    backup: { retention: Duration.days(7) },
+    vpc: options.vpc,
+    vpcSubnets: { subnetGroupName: DB_SUBNET_GROUP },
+    securityGroups: [securityGroup],
+    deletionProtection: options.dbDeletionProtection ?? false,
+    removalPolicy: options.dbRemovalPolicy ?? RemovalPolicy.SNAPSHOT,
+  });
+  Validations.of(cluster).acknowledge(
+    {
+      id: 'AwsSolutions-RDS6',
+      reason:
+        'The service authenticates with the generated password from Secrets Manager (what the ' +
+        'kit reads); IAM database authentication would need token refresh in the pool.',
+    },
+    {
+      id: 'AwsSolutions-RDS10',
+      reason:
+        'Deletion protection is a prop (dbDeletionProtection), off by default so that the ' +
+        'example can be removed with cdk destroy; a final snapshot is kept by default.',
+    },
+  );
+  // The generated secret (a child of the cluster); `cluster.secret` is its target attachment.
+  Validations.of(cluster.node.findChild('Secret')).acknowledge({
+    id: 'AwsSolutions-SMG4',
+    reason: options.rotationReason,
+  });
+  return { securityGroup, cluster, secret: cluster.secret! };
+}
+
+/** The JWT signing key: 64 random alphanumeric characters (about 380 bits), as plain text. */
+export function addJwtSecret(stack: Stack): secretsmanager.Secret {
+  const secret = new secretsmanager.Secret(stack, 'JwtSecret', {
+    description: 'JWT signing key of the users API',
+    generateSecretString: {
+      passwordLength: 64,
+      excludePunctuation: true,
+      includeSpace: false,
+    },
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  Validations.of(secret).acknowledge({
+    id: 'AwsSolutions-SMG4',
+    reason:
+      'No automatic rotation: the service reads the key once at start-up and rotating it would ' +
+      'invalidate every issued login cookie; rotate by hand and redeploy.',
+  });
+  return secret;
+}
+
+/**
+ * The image, built from the repository root with the users API's Dockerfile (`cdk deploy`
+ * builds it locally with Docker and pushes it to the CDK's asset repository in ECR). Both
+ * stacks build the same context with the same options, so they share one asset hash and one
+ * image.
+ */
+export function addImage(stack: Stack, imageContext?: string): DockerImageAsset {
+  return new DockerImageAsset(stack, 'Image', {
+    directory: imageContext ?? repositoryRoot(),
+    file: DOCKERFILE,
+    exclude: [...IMAGE_CONTEXT_EXCLUDES],
+    ignoreMode: IgnoreMode.DOCKER,
+    platform: Platform.LINUX_AMD64,
+  });
+}
