@@ -38,9 +38,12 @@
 # and `wrk`, installed with apt-get when missing and running as root).
 #
 # Settings (environment): DURATION (seconds per endpoint and service, default 20), ROUNDS
-# (rounds sharing DURATION, 2), CONNECTIONS (GET, 32), POST_CONNECTIONS (8), THREADS (wrk
+# (rounds sharing DURATION, 2), KIT_BIN / BASE_BIN (other binaries of the two services, e.g. an
+# earlier users-api for a before/after run), CONNECTIONS (GET, 32), POST_CONNECTIONS (8), THREADS (wrk
 # threads, 2), WARMUP (seconds of GET per service before the runs, 5), SKIP_BUILD=1 (use the
-# existing release binaries), PG_BIN (directory of initdb/pg_ctl), SMAPS_DIR (a directory: each
+# existing release binaries), SERVICE_ENV (extra VAR=value words for every service, e.g.
+# OTEL_BSP_MAX_QUEUE_SIZE=8192), LOG_DIR (a directory: each service's log is copied there when
+# it stops), PG_BIN (directory of initdb/pg_ctl), SMAPS_DIR (a directory: each
 # service's /proc/<pid>/smaps and status are copied there before it is stopped, to see where
 # its resident memory lies).
 #
@@ -60,8 +63,8 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SINK="$TARGET_DIR/release/otlp-sink"
 # The binary of each implementation; a service is <implementation>-<traced|untraced>.
 declare -A IMPL_BIN=(
-    [kit]="$TARGET_DIR/release/users-api"
-    [base]="$TARGET_DIR/release/baseline-users-api"
+    [kit]="${KIT_BIN:-$TARGET_DIR/release/users-api}"
+    [base]="${BASE_BIN:-$TARGET_DIR/release/baseline-users-api}"
 )
 declare -A IMPL_NAME=([kit]=users-api [base]=baseline-users-api)
 SERVICES=(kit-traced base-traced kit-untraced base-untraced)
@@ -245,7 +248,7 @@ start_service() {
     env -i PATH="$PATH" PORT="$port" \
         DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/${svc//-/_}" \
         JWT_SECRET="load-test-signing-key-0123456789abcdef0123456789" \
-        OTEL_SERVICE_NAME="${IMPL_NAME[$impl]}" "$@" \
+        OTEL_SERVICE_NAME="${IMPL_NAME[$impl]}" ${SERVICE_ENV:-} "$@" \
         "${IMPL_BIN[$impl]}" >"$WORK/$svc.log" 2>&1 &
     PID[$svc]=$!
     until healthz_once "$port" 2>/dev/null; do
@@ -309,6 +312,10 @@ stop_service() {
     kill -TERM "$pid"
     wait "$pid" || status=$?
     PID[$svc]=""
+    if [ -n "${LOG_DIR:-}" ]; then
+        mkdir -p "$LOG_DIR"
+        cp "$WORK/$svc.log" "$LOG_DIR/$svc.log"
+    fi
     RESULT[$svc.exit]="$status"
     [ "${svc#*-}" = traced ] || return 0
     # Spans lost: dropped (ended, but the export queue was full) plus failed (the export

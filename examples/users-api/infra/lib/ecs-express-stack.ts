@@ -22,17 +22,20 @@ import { CONTAINER_PORT, ECR_PULL_ACTIONS, HEALTH_CHECK_PATH, SECRETS_MODES, Sec
 /**
  * What the task role may do: upload spans to X-Ray's OTLP traces endpoint,
  * `https://xray.<region>.amazonaws.com/v1/traces`, with SigV4 (service `xray`). Nothing else:
- * no segment API, no sampling rules (the kit samples locally), no Logs.
+ * no segment reads, no sampling rules (the kit samples locally), no Logs.
  *
- * Source: Service Authorization Reference, "Actions, resources, and condition keys for AWS
- * X-Ray" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html):
- * `PutSpans` — "Grants permission to upload OpenTelemetry spans to AWS X-Ray", access level
- * Write, no resource types (so `*` is the only valid resource), documented against the OTLP
- * endpoint page (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-OTLPEndpoint.html).
- * The endpoint only accepts spans once Transaction Search is on in the account (see
- * `transactionSearch`).
+ * AWS documents two names for that one write:
+ * - the X-Ray developer guide, "Setting up bearer token authentication for traces"
+ *   (https://docs.aws.amazon.com/xray/latest/devguide/xray-opentelemetry-bearer-token.html): the
+ *   OTLP traces endpoint "is authorized as `xray:PutTraceSegments`";
+ * - the Service Authorization Reference for X-Ray
+ *   (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html):
+ *   `PutSpans`, "Grants permission to upload OpenTelemetry spans to AWS X-Ray".
+ * Both are write-only actions without resource types (`*` is the only valid resource); the role
+ * gets both so that the first deployment traces whichever the endpoint checks. The endpoint
+ * only accepts spans once Transaction Search is on in the account (see `transactionSearch`).
  */
-export const XRAY_OTLP_ACTIONS: readonly string[] = ['xray:PutSpans'];
+export const XRAY_OTLP_ACTIONS: readonly string[] = ['xray:PutTraceSegments', 'xray:PutSpans'];
 
 /** The AWS managed policy AWS documents for the Express Mode infrastructure role. */
 export const EXPRESS_INFRASTRUCTURE_POLICY = 'service-role/AmazonECSInfrastructureRoleforExpressGatewayServices';

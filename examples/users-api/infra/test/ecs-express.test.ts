@@ -155,9 +155,11 @@ describe('ECS stack: IAM', () => {
   const roles = resourcesOf(json, 'AWS::IAM::Role');
   const trust = (id: string) => roles[id].Properties!.AssumeRolePolicyDocument.Statement;
 
-  it('gives the task role exactly xray:PutSpans, on "*" (no resource types), and nothing else', () => {
-    assert.deepEqual(XRAY_OTLP_ACTIONS, ['xray:PutSpans']);
-    assert.deepEqual(of(ids.taskRole), [{ Sid: 'XRayOtlpUpload', Effect: 'Allow', Action: 'xray:PutSpans', Resource: '*' }]);
+  it('gives the task role exactly the X-Ray OTLP upload actions, on "*" (no resource types), and nothing else', () => {
+    assert.deepEqual(XRAY_OTLP_ACTIONS, ['xray:PutTraceSegments', 'xray:PutSpans']);
+    assert.deepEqual(of(ids.taskRole), [
+      { Sid: 'XRayOtlpUpload', Effect: 'Allow', Action: ['xray:PutTraceSegments', 'xray:PutSpans'], Resource: '*' },
+    ]);
     assert.equal(roles[ids.taskRole].Properties!.ManagedPolicyArns, undefined);
     assert.deepEqual(trust(ids.taskRole), [
       { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'ecs-tasks.amazonaws.com' } },
@@ -189,12 +191,12 @@ describe('ECS stack: IAM', () => {
     ]);
   });
 
-  it('grants "*" only for xray:PutSpans and ecr:GetAuthorizationToken, and no action wildcards', () => {
+  it('grants "*" only for the X-Ray upload actions and ecr:GetAuthorizationToken, and no action wildcards', () => {
     for (const { owner, statement } of statements) {
       for (const action of asArray(statement.Action)) assert.doesNotMatch(action, /\*/, `${owner}: ${action}`);
       if (asArray(statement.Resource as unknown).includes('*')) {
         for (const action of asArray(statement.Action)) {
-          assert.ok(['xray:PutSpans', 'ecr:GetAuthorizationToken'].includes(action), `${owner}: ${action} on "*"`);
+          assert.ok(['xray:PutTraceSegments', 'xray:PutSpans', 'ecr:GetAuthorizationToken'].includes(action), `${owner}: ${action} on "*"`);
         }
       }
     }
@@ -206,7 +208,7 @@ describe('ECS stack: IAM', () => {
     const st = identityStatements(names.json);
     const task = st.filter((x) => x.owner === logicalId(names.stack, names.stack.taskRole)).map((x) => x.statement);
     const exec = st.filter((x) => x.owner === logicalId(names.stack, names.stack.executionRole)).map((x) => x.statement);
-    assert.deepEqual(task.map((x) => x.Action), ['xray:PutSpans', 'secretsmanager:GetSecretValue']);
+    assert.deepEqual(task.map((x) => x.Action), [['xray:PutTraceSegments', 'xray:PutSpans'], 'secretsmanager:GetSecretValue']);
     assert.ok(!exec.some((x) => asArray(x.Action).includes('secretsmanager:GetSecretValue')));
     assert.equal(svc.Properties!.PrimaryContainer.Secrets, undefined);
     const env = containerEnvironment(svc);
