@@ -302,7 +302,11 @@ fn the_default_queue_holds_8192_spans() {
     // No export before shutdown (schedule delay 60 s, batches as large as the queue): a burst
     // of 6000 fits the kit's default queue of 8192; the SDK's 2048 cannot hold it.
     let receiver = OtlpReceiver::start_blocking();
-    let probe = burst(&receiver, 6000, &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192")]);
+    let probe = burst(
+        &receiver,
+        6000,
+        &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192")],
+    );
     let result = probe.result();
     assert_eq!(result["dropped"], 0, "{result}");
     assert_eq!(result["exported"], 6000, "{result}");

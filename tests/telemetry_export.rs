@@ -346,6 +346,39 @@ fn http_a_collector_starting_3s_late_loses_no_span() {
     late_collector_run(Transport::Http);
 }
 
+/// All at once, as a collector behind TLS that comes up after the service: gzip over TLS to a
+/// receiver that starts 3 s late loses nothing.
+fn tls_gzip_late_run(transport: Transport) {
+    let receiver = OtlpReceiver::builder()
+        .tls()
+        .start_after(Duration::from_secs(3))
+        .start_blocking();
+    let mut env = export_env(&receiver, transport);
+    assert!(env[1].1.starts_with("https://"), "{env:?}");
+    env.push(("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_owned()));
+    env.push(("PROBE_DURATION_MS", "5000".to_owned()));
+    env.push(("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()));
+    env.push(("PROBE_SHUTDOWN_TIMEOUT_MS", "15000".to_owned()));
+    let probe = run_probe("steady", &env);
+    assert_steady_arrived_once(&receiver, &probe);
+    let requests = receiver.export_requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert_eq!(request.protocol, transport.otlp_protocol());
+        assert_eq!(request.compression.as_deref(), Some("gzip"), "{request:#?}");
+    }
+}
+
+#[test]
+fn grpc_tls_gzip_to_a_late_collector_loses_nothing() {
+    tls_gzip_late_run(Transport::Grpc);
+}
+
+#[test]
+fn http_protobuf_tls_gzip_to_a_late_collector_loses_nothing() {
+    tls_gzip_late_run(Transport::Http);
+}
+
 /// The collector answers UNAVAILABLE (gRPC) / 503 (HTTP) twice, then accepts: the refused
 /// batches are retried and every span arrives exactly once.
 fn failing_first_run(transport: Transport) {
