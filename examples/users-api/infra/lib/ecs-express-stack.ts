@@ -35,7 +35,7 @@ import { CONTAINER_PORT, ECR_PULL_ACTIONS, HEALTH_CHECK_PATH, SECRETS_MODES, Sec
  * gets both so that the first deployment traces whichever the endpoint checks. The endpoint
  * only accepts spans once Transaction Search is on in the account (see `transactionSearch`).
  */
-export const XRAY_OTLP_ACTIONS: readonly string[] = ['xray:PutTraceSegments', 'xray:PutSpans'];
+export const XRAY_OTLP_ACTIONS: readonly string[] = ['xray:PutSpans', 'xray:PutTraceSegments'];
 
 /** The AWS managed policy AWS documents for the Express Mode infrastructure role. */
 export const EXPRESS_INFRASTRUCTURE_POLICY = 'service-role/AmazonECSInfrastructureRoleforExpressGatewayServices';

@@ -156,9 +156,9 @@ describe('ECS stack: IAM', () => {
   const trust = (id: string) => roles[id].Properties!.AssumeRolePolicyDocument.Statement;
 
   it('gives the task role exactly the X-Ray OTLP upload actions, on "*" (no resource types), and nothing else', () => {
-    assert.deepEqual(XRAY_OTLP_ACTIONS, ['xray:PutTraceSegments', 'xray:PutSpans']);
+    assert.deepEqual(XRAY_OTLP_ACTIONS, ['xray:PutSpans', 'xray:PutTraceSegments']);
     assert.deepEqual(of(ids.taskRole), [
-      { Sid: 'XRayOtlpUpload', Effect: 'Allow', Action: ['xray:PutTraceSegments', 'xray:PutSpans'], Resource: '*' },
+      { Sid: 'XRayOtlpUpload', Effect: 'Allow', Action: ['xray:PutSpans', 'xray:PutTraceSegments'], Resource: '*' },
     ]);
     assert.equal(roles[ids.taskRole].Properties!.ManagedPolicyArns, undefined);
     assert.deepEqual(trust(ids.taskRole), [
@@ -208,7 +208,7 @@ describe('ECS stack: IAM', () => {
     const st = identityStatements(names.json);
     const task = st.filter((x) => x.owner === logicalId(names.stack, names.stack.taskRole)).map((x) => x.statement);
     const exec = st.filter((x) => x.owner === logicalId(names.stack, names.stack.executionRole)).map((x) => x.statement);
-    assert.deepEqual(task.map((x) => x.Action), [['xray:PutTraceSegments', 'xray:PutSpans'], 'secretsmanager:GetSecretValue']);
+    assert.deepEqual(task.map((x) => x.Action), [['xray:PutSpans', 'xray:PutTraceSegments'], 'secretsmanager:GetSecretValue']);
     assert.ok(!exec.some((x) => asArray(x.Action).includes('secretsmanager:GetSecretValue')));
     assert.equal(svc.Properties!.PrimaryContainer.Secrets, undefined);
     const env = containerEnvironment(svc);
