@@ -346,47 +346,26 @@ fn write_line(verdict: Verdict, seen: &Seen, status: StatusCode, elapsed: Durati
     let path = route.is_none().then(|| seen.uri.path());
     let status = status.as_u16();
     let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    // `tracing` needs each line's level and message at compile time: one call per verdict.
+    macro_rules! line {
+        ($level:ident, $message:literal) => {
+            tracing::event!(
+                target: ACCESS_LOG_TARGET,
+                tracing::Level::$level,
+                http.request.method = method,
+                http.route = route,
+                url.path = path,
+                http.response.status_code = status,
+                duration_ms,
+                $message
+            )
+        };
+    }
     match verdict {
-        Verdict::Failed => tracing::event!(
-            target: ACCESS_LOG_TARGET,
-            tracing::Level::ERROR,
-            http.request.method = method,
-            http.route = route,
-            url.path = path,
-            http.response.status_code = status,
-            duration_ms,
-            "request failed"
-        ),
-        Verdict::Slow => tracing::event!(
-            target: ACCESS_LOG_TARGET,
-            tracing::Level::WARN,
-            http.request.method = method,
-            http.route = route,
-            url.path = path,
-            http.response.status_code = status,
-            duration_ms,
-            "slow request"
-        ),
-        Verdict::Rejected => tracing::event!(
-            target: ACCESS_LOG_TARGET,
-            tracing::Level::INFO,
-            http.request.method = method,
-            http.route = route,
-            url.path = path,
-            http.response.status_code = status,
-            duration_ms,
-            "request rejected"
-        ),
-        Verdict::Served => tracing::event!(
-            target: ACCESS_LOG_TARGET,
-            tracing::Level::INFO,
-            http.request.method = method,
-            http.route = route,
-            url.path = path,
-            http.response.status_code = status,
-            duration_ms,
-            "request served"
-        ),
+        Verdict::Failed => line!(ERROR, "request failed"),
+        Verdict::Slow => line!(WARN, "slow request"),
+        Verdict::Rejected => line!(INFO, "request rejected"),
+        Verdict::Served => line!(INFO, "request served"),
     }
 }
 

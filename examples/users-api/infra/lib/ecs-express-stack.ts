@@ -1,4 +1,4 @@
-import { Aws, CfnOutput, Fn, RemovalPolicy, Stack, StackProps, Tags, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Fn, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -13,7 +13,7 @@ import {
   addImage,
   addJwtSecret,
   addNetwork,
-  databaseCapacity,
+  stackPrelude,
   DatabaseProps,
   EndpointService,
 } from './shared';
@@ -111,14 +111,8 @@ export class UsersApiEcsStack extends Stack {
       ...props,
     });
 
-    const secretsMode = props.secretsMode ?? 'runtime';
-    if (!SECRETS_MODES.includes(secretsMode)) {
-      throw new Error(`secretsMode must be one of ${SECRETS_MODES.join(', ')}, not ${String(secretsMode)}`);
-    }
+    const secretsMode = stackPrelude(this, props, SECRETS_MODES, SERVICE_NAME);
     this.secretsMode = secretsMode;
-    databaseCapacity(props);
-    Tags.of(this).add('project', 'apprunner-kit');
-    Tags.of(this).add('service', SERVICE_NAME);
 
     // ---------------------------------------------------------------------------------------
     // Network, database, secrets and image: the same builders as the App Runner stack.

@@ -3,7 +3,7 @@
 // given, under the same ids the App Runner stack always used, so that stack's template (logical
 // ids, properties and the `aws:cdk:path` metadata) is byte for byte what it was before these
 // were shared. A wrapping Construct would have moved every path under a new scope.
-import { Duration, IgnoreMode, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, IgnoreMode, RemovalPolicy, Stack, Tags, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as rds from 'aws-cdk-lib/aws-rds';
@@ -187,6 +187,26 @@ export function databaseCapacity(props: DatabaseProps): { min: number; max: numb
     throw new Error(`dbMinCapacity (${min}) exceeds dbMaxCapacity (${max})`);
   }
   return { min, max };
+}
+
+/**
+ * What every stack of the example starts with: the secrets mode checked against `modes`, the
+ * database capacity checked, and the project's tags. Returns the secrets mode.
+ */
+export function stackPrelude<M extends string>(
+  stack: Stack,
+  props: DatabaseProps & { secretsMode?: M },
+  modes: readonly M[],
+  serviceName: string,
+): M {
+  const secretsMode = props.secretsMode ?? modes[0];
+  if (!modes.includes(secretsMode)) {
+    throw new Error(`secretsMode must be one of ${modes.join(', ')}, not ${String(secretsMode)}`);
+  }
+  databaseCapacity(props);
+  Tags.of(stack).add('project', 'apprunner-kit');
+  Tags.of(stack).add('service', serviceName);
+  return secretsMode;
 }
 
 /**

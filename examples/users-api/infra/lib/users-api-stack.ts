@@ -1,4 +1,4 @@
-import { Aws, CfnOutput, Fn, Stack, StackProps, Tags, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Fn, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as apprunner from 'aws-cdk-lib/aws-apprunner';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DockerImageAsset } from 'aws-cdk-lib/aws-ecr-assets';
@@ -11,7 +11,7 @@ import {
   addImage,
   addJwtSecret,
   addNetwork,
-  databaseCapacity,
+  stackPrelude,
   DatabaseProps,
   EndpointService,
 } from './shared';
@@ -122,14 +122,8 @@ export class UsersApiStack extends Stack {
       ...props,
     });
 
-    const secretsMode = props.secretsMode ?? 'runtime';
-    if (!SECRETS_MODES.includes(secretsMode)) {
-      throw new Error(`secretsMode must be one of ${SECRETS_MODES.join(', ')}, not ${String(secretsMode)}`);
-    }
+    const secretsMode = stackPrelude(this, props, SECRETS_MODES, SERVICE_NAME);
     this.secretsMode = secretsMode;
-    databaseCapacity(props);
-    Tags.of(this).add('project', 'apprunner-kit');
-    Tags.of(this).add('service', SERVICE_NAME);
 
     // ---------------------------------------------------------------------------------------
     // Network, database, secrets and image: shared with the ECS Express stack (lib/shared.ts).
