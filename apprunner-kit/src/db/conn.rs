@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::driver::Driver;
 use super::instrument::StatementSpan;
-use super::pool::Shared;
+use super::shared::Shared;
 
 enum Inner<'c, DB: Driver> {
     Pooled(sqlx::pool::PoolConnection<DB>),

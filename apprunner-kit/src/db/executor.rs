@@ -16,7 +16,8 @@ use sqlx::{Database, Describe, Either, Execute, Executor, SqlStr};
 use super::conn::{Connection, PoolConnection, Transaction};
 use super::driver::{Driver, Steps};
 use super::instrument::{StatementSpan, Tracer};
-use super::pool::{Pool, Shared};
+use super::pool::Pool;
+use super::shared::Shared;
 
 /// A query taken apart so its SQL can be read before it runs.
 struct Prepared<DB: Database> {

@@ -114,6 +114,7 @@ mod executor;
 mod instrument;
 mod pool;
 mod sanitize;
+mod shared;
 
 pub use config::{DbConfig, DbEngine, QueryText};
 pub use conn::{Connection, PoolConnection, Transaction};

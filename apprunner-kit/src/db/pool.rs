@@ -1,9 +1,7 @@
 //! [`Pool`]: a traced `sqlx::Pool` that connects with retries and follows rotated credentials.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sqlx::ConnectOptions as _;
@@ -12,13 +10,10 @@ use sqlx::migrate::Migrator;
 use super::config::{DbConfig, DbEngine, PoolSettings, TraceSettings};
 use super::conn::{PoolConnection, Transaction};
 use super::credentials::CredentialSource;
-use super::driver::{Driver, Endpoint};
+use super::driver::Driver;
 use super::error::{DbError, scrub};
 use super::instrument::{Meta, TARGET, Tracer};
-
-/// The shortest time between two credential refreshes: a source that still holds the rejected
-/// password is not asked again on every failing connection attempt.
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+use super::shared::Shared;
 
 /// A pool of database connections in which every statement is a CLIENT span: use it wherever
 /// you used `sqlx::Pool` (`&pool` is a `sqlx::Executor`), so switching from `sqlx::PgPool` to
@@ -52,18 +47,6 @@ pub struct Pool<DB: Driver> {
     pub(crate) shared: Arc<Shared<DB>>,
 }
 
-pub(crate) struct Shared<DB: Driver> {
-    pub(crate) pool: sqlx::Pool<DB>,
-    pub(crate) tracer: Tracer,
-    rotation: Option<Rotation>,
-}
-
-struct Rotation {
-    source: Arc<dyn CredentialSource>,
-    last_refresh: tokio::sync::Mutex<Option<Instant>>,
-    generation: AtomicU64,
-}
-
 impl<DB: Driver> Clone for Pool<DB> {
     fn clone(&self) -> Self {
         Self {
@@ -81,10 +64,7 @@ impl<DB: Driver> fmt::Debug for Pool<DB> {
             .field("size", &self.shared.pool.size())
             .field("idle", &self.shared.pool.num_idle())
             .field("closed", &self.shared.pool.is_closed())
-            .field(
-                "credentials",
-                &self.shared.rotation.as_ref().map(|r| r.source.name()),
-            )
+            .field("credentials", &self.shared.source_name())
             .finish_non_exhaustive()
     }
 }
@@ -209,15 +189,7 @@ impl<DB: Driver> Pool<DB> {
         source: Option<Arc<dyn CredentialSource>>,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                pool,
-                tracer: Tracer::new::<DB>(tracing, meta),
-                rotation: source.map(|source| Rotation {
-                    source,
-                    last_refresh: tokio::sync::Mutex::new(None),
-                    generation: AtomicU64::new(0),
-                }),
-            }),
+            shared: Arc::new(Shared::new(pool, Tracer::new::<DB>(tracing, meta), source)),
         }
     }
 
@@ -466,89 +438,6 @@ impl<DB: Driver> Pool<DB> {
             );
             tokio::time::sleep(pause).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    }
-}
-
-impl<DB: Driver> Shared<DB> {
-    fn generation(&self) -> u64 {
-        self.rotation
-            .as_ref()
-            .map_or(0, |r| r.generation.load(Ordering::Acquire))
-    }
-
-    /// A connection from the pool; an authentication failure refreshes the credentials and
-    /// tries once more.
-    pub(crate) async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
-        self.with_rotation(|| self.pool.acquire()).await
-    }
-
-    pub(crate) async fn with_rotation<T, F, Fut>(&self, op: F) -> Result<T, sqlx::Error>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, sqlx::Error>>,
-    {
-        let generation = self.generation();
-        match op().await {
-            Err(sqlx::Error::Database(e))
-                if self.rotation.is_some() && DB::is_auth_failure(e.as_ref()) =>
-            {
-                if self.rotate(generation).await {
-                    op().await
-                } else {
-                    Err(sqlx::Error::Database(e))
-                }
-            }
-            other => other,
-        }
-    }
-
-    /// Refreshes the credentials after a failure seen at `seen`; true when they changed (here
-    /// or concurrently) and a retry makes sense.
-    async fn rotate(&self, seen: u64) -> bool {
-        let Some(rotation) = &self.rotation else {
-            return false;
-        };
-        let mut last_refresh = rotation.last_refresh.lock().await;
-        if rotation.generation.load(Ordering::Acquire) != seen {
-            return true;
-        }
-        if last_refresh.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
-            return false;
-        }
-        *last_refresh = Some(Instant::now());
-        match rotation.source.refresh().await {
-            Ok(credentials) => {
-                let options =
-                    DB::with_credentials((*self.pool.connect_options()).clone(), &credentials);
-                self.pool.set_connect_options(options);
-                self.tracer.update_meta(|m| {
-                    Meta::with(
-                        m.system,
-                        Endpoint {
-                            user: Some(credentials.username().to_owned()),
-                            ..m.endpoint.clone()
-                        },
-                        m.peer_service.clone(),
-                    )
-                });
-                rotation.generation.fetch_add(1, Ordering::AcqRel);
-                tracing::info!(
-                    target: TARGET,
-                    source = %rotation.source.name(),
-                    "the database rejected the credentials: refreshed them"
-                );
-                true
-            }
-            Err(error) => {
-                tracing::warn!(
-                    target: TARGET,
-                    source = %rotation.source.name(),
-                    %error,
-                    "the database rejected the credentials and refreshing them failed"
-                );
-                false
-            }
         }
     }
 }

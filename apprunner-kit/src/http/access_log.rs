@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::HttpError;
+use super::error::HttpError;
 
 /// The `tracing` target of the access log lines (filter them with `RUST_LOG`, e.g.
 /// `RUST_LOG=info,apprunner::http::access=off`).

@@ -18,7 +18,10 @@ use hyper_util::{
 use tokio::{net::TcpListener, net::TcpStream, sync::watch, task::JoinSet};
 use tower::{ServiceBuilder, ServiceExt as _};
 
-use super::{AccessLog, HealthRoute, HttpError, TraceLayer, limits::LimitsLayer};
+use super::{
+    access_log::AccessLog, error::HttpError, health::HealthRoute, layer::TraceLayer,
+    limits::LimitsLayer,
+};
 
 const TARGET: &str = "apprunner::http";
 
