@@ -4,6 +4,15 @@
 
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Everything but RFC 3986 unreserved characters, as a URL's userinfo is encoded.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Why a pool could not be configured, connected or migrated.
 ///
 /// Messages name the database (`host:port`, or the SQLite file), the user where it matters and
@@ -115,7 +124,7 @@ pub(crate) fn scrub(text: &str, password: Option<&str>) -> String {
         return text.to_owned();
     };
     let mut out = text.replace(password, "[REDACTED]");
-    let encoded = super::config::percent_encode(password);
+    let encoded = utf8_percent_encode(password, NOT_UNRESERVED).to_string();
     if encoded != password {
         out = out.replace(&encoded, "[REDACTED]");
     }

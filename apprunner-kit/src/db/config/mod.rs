@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use percent_encoding::percent_decode_str;
 use sqlx::migrate::Migrator;
 use zeroize::Zeroizing;
 
@@ -753,7 +754,11 @@ fn url_endpoint(url: &str, engine: DbEngine) -> String {
 pub(crate) fn url_password(url: &str) -> Option<String> {
     let (userinfo, _) = url_authority(url)?;
     let (_, password) = userinfo?.split_once(':')?;
-    Some(percent_decode(password))
+    Some(
+        percent_decode_str(password)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 fn parse_duration(var: &'static str, value: &str) -> Result<Duration, DbError> {
@@ -784,38 +789,6 @@ fn parse_duration(var: &'static str, value: &str) -> Result<Duration, DbError> {
         var,
         reason: format!("{value:?} is out of range"),
     })
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub(crate) fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
