@@ -4,167 +4,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
 use sqlx::migrate::Migrator;
 use zeroize::Zeroizing;
 
 use super::credentials::CredentialSource;
 use super::error::DbError;
 
-/// The database engine named by `DATABASE_URL`'s scheme or `DB_ENGINE`.
-///
-/// # Examples
-///
-/// ```
-/// use apprunner::db::DbEngine;
-///
-/// assert_eq!(DbEngine::parse("aurora-postgresql"), Some(DbEngine::Postgres));
-/// assert_eq!(DbEngine::parse("mariadb"), Some(DbEngine::MariaDb));
-/// assert_eq!(DbEngine::MariaDb.system_name(), "mariadb");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DbEngine {
-    /// PostgreSQL and Aurora PostgreSQL (`postgres://`, `postgresql://`).
-    Postgres,
-    /// MySQL and Aurora MySQL (`mysql://`).
-    MySql,
-    /// MariaDB (`mariadb://`, spoken to with the MySQL driver).
-    MariaDb,
-    /// SQLite (`sqlite:`).
-    Sqlite,
-}
+mod engine;
+mod target;
 
-impl DbEngine {
-    /// Parses an engine name or URL scheme (case-insensitive): `postgres`, `postgresql`,
-    /// `aurora-postgresql`, `mysql`, `aurora-mysql`, `aurora`, `mariadb`, `sqlite`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(apprunner::db::DbEngine::parse("oracle"), None);
-    /// ```
-    pub fn parse(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" | "aurora-postgresql" | "pg" => Some(Self::Postgres),
-            "mysql" | "aurora-mysql" | "aurora" => Some(Self::MySql),
-            "mariadb" => Some(Self::MariaDb),
-            "sqlite" | "sqlite3" => Some(Self::Sqlite),
-            _ => None,
-        }
-    }
-
-    /// The `db.system.name` of this engine: `postgresql`, `mysql`, `mariadb` or `sqlite`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(apprunner::db::DbEngine::Postgres.system_name(), "postgresql");
-    /// ```
-    pub fn system_name(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgresql",
-            Self::MySql => "mysql",
-            Self::MariaDb => "mariadb",
-            Self::Sqlite => "sqlite",
-        }
-    }
-
-    /// The default port (0 for SQLite).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(apprunner::db::DbEngine::MySql.default_port(), 3306);
-    /// ```
-    pub fn default_port(self) -> u16 {
-        match self {
-            Self::Postgres => 5432,
-            Self::MySql | Self::MariaDb => 3306,
-            Self::Sqlite => 0,
-        }
-    }
-}
-
-impl fmt::Display for DbEngine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.system_name())
-    }
-}
-
-/// How `db.query.text` (and the legacy `db.statement`) is recorded.
-///
-/// # Examples
-///
-/// ```
-/// use apprunner::db::QueryText;
-///
-/// assert_eq!(QueryText::parse("raw"), Some(QueryText::Raw));
-/// assert_eq!(QueryText::default(), QueryText::Sanitized);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum QueryText {
-    /// Literals replaced by `?` (the default), parameterized statements included: a
-    /// parameterized statement can still embed literals built with `format!`.
-    #[default]
-    Sanitized,
-    /// The statement as sent. Opt in only when statements never embed values.
-    Raw,
-    /// Not recorded (the span name still summarises the statement).
-    Off,
-}
-
-impl QueryText {
-    /// Parses `sanitized`, `raw` or `off` (case-insensitive).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(apprunner::db::QueryText::parse("OFF"), Some(apprunner::db::QueryText::Off));
-    /// ```
-    pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "sanitized" | "sanitize" | "on" => Some(Self::Sanitized),
-            "raw" => Some(Self::Raw),
-            "off" | "none" => Some(Self::Off),
-            _ => None,
-        }
-    }
-}
-
-/// Where the database is: a URL, or separate parts.
-#[derive(Clone)]
-pub(crate) enum Target {
-    Url {
-        url: Zeroizing<String>,
-        engine: DbEngine,
-    },
-    Parts {
-        engine: DbEngine,
-        host: String,
-        port: Option<u16>,
-        user: Option<String>,
-        password: Option<Zeroizing<String>>,
-        database: Option<String>,
-    },
-}
-
-impl Target {
-    pub(crate) fn engine(&self) -> DbEngine {
-        match self {
-            Self::Url { engine, .. } | Self::Parts { engine, .. } => *engine,
-        }
-    }
-
-    /// The password, for scrubbing error messages.
-    pub(crate) fn password(&self) -> Option<String> {
-        match self {
-            Self::Url { url, .. } => url_password(url),
-            Self::Parts { password, .. } => password.as_ref().map(|p| p.to_string()),
-        }
-    }
-}
+pub use engine::{DbEngine, QueryText};
+pub(crate) use target::Target;
+use target::{url_endpoint, url_engine};
 
 /// Pool sizing and timeouts.
 #[derive(Clone, Debug)]
@@ -706,59 +557,6 @@ impl DbConfig {
         self.migrator = Some(Arc::new(migrator));
         self
     }
-}
-
-fn url_engine(url: &str) -> Result<DbEngine, DbError> {
-    let scheme = url.trim().split(':').next().unwrap_or_default();
-    DbEngine::parse(scheme).ok_or_else(|| DbError::InvalidConfig {
-        var: "DATABASE_URL",
-        reason: format!(
-            "scheme {scheme:?} is not supported: use postgres://, mysql://, mariadb:// or sqlite:"
-        ),
-    })
-}
-
-/// The authority part of a URL: `(userinfo, host:port)`.
-fn url_authority(url: &str) -> Option<(Option<&str>, &str)> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    Some(match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => (Some(userinfo), hostport),
-        None => (None, authority),
-    })
-}
-
-fn url_endpoint(url: &str, engine: DbEngine) -> String {
-    if engine == DbEngine::Sqlite {
-        let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-        return rest.split('?').next().unwrap_or_default().to_owned();
-    }
-    let hostport = url_authority(url).map_or("", |(_, h)| h);
-    let has_port = match hostport.rfind(']') {
-        Some(close) => hostport[close..].contains(':'),
-        None => hostport.contains(':'),
-    };
-    let host = if hostport.is_empty() {
-        "localhost"
-    } else {
-        hostport
-    };
-    if has_port {
-        host.to_owned()
-    } else {
-        format!("{host}:{}", engine.default_port())
-    }
-}
-
-/// The (percent-decoded) password of a URL.
-pub(crate) fn url_password(url: &str) -> Option<String> {
-    let (userinfo, _) = url_authority(url)?;
-    let (_, password) = userinfo?.split_once(':')?;
-    Some(
-        percent_decode_str(password)
-            .decode_utf8_lossy()
-            .into_owned(),
-    )
 }
 
 fn parse_duration(var: &'static str, value: &str) -> Result<Duration, DbError> {

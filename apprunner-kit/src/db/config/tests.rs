@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 
+use super::target::url_password;
 use super::*;
 
 fn config(vars: &[(&str, &str)]) -> Result<DbConfig, DbError> {
