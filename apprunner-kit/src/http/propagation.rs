@@ -3,58 +3,38 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context,
-    propagation::{Extractor, Injector},
+    propagation::Extractor,
     trace::{SpanContext, TraceFlags, TraceState},
 };
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 
 /// The `X-Amzn-Trace-Id` header: AWS X-Ray's trace header, added by App Runner's front end and
 /// returned by this kit on every traced response.
 pub const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
-/// Reads a header map for a propagator.
-struct HeaderExtractor<'a>(&'a HeaderMap);
+/// Reads a header map for a propagator: `opentelemetry-http`'s extractor, except that more than
+/// one `traceparent` reads as none (W3C Trace Context: none of them can be trusted, and combined
+/// they would break the grammar too), which the upstream extractor does not check.
+struct RequestHeaders<'a>(HeaderExtractor<'a>);
 
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
-
-impl Extractor for HeaderExtractor<'_> {
+impl Extractor for RequestHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        // The default propagators' headers are looked up without parsing their names.
-        let value = match key {
-            "x-amzn-trace-id" => self.0.get(X_AMZN_TRACE_ID),
-            // W3C Trace Context: a request with more than one `traceparent` has none that can
-            // be trusted (combined, they would break the grammar too).
-            "traceparent" => {
-                let mut values = self.0.get_all(TRACEPARENT).iter();
-                values.next().filter(|_| values.next().is_none())
-            }
-            "tracestate" => self.0.get(TRACESTATE),
-            "baggage" => self.0.get(BAGGAGE),
-            _ => self.0.get(key),
-        };
-        value.and_then(|value| value.to_str().ok())
+        if key == "traceparent" {
+            let mut values = self.0.0.get_all(TRACEPARENT).iter();
+            return values
+                .next()
+                .filter(|_| values.next().is_none())
+                .and_then(|value| value.to_str().ok());
+        }
+        self.0.get(key)
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
+        self.0.keys()
     }
 }
 
-/// Writes into a header map for a propagator; silently skips names or values that are not valid
-/// HTTP (a propagator never produces those).
-struct HeaderInjector<'a>(&'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::try_from(value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Extracts the remote trace context (and baggage) of an incoming request with the global
 /// text-map propagator.
@@ -86,7 +66,7 @@ impl Injector for HeaderInjector<'_> {
 /// ```
 pub fn extract_context(headers: &HeaderMap) -> Context {
     opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+        propagator.extract_with_context(&Context::new(), &RequestHeaders(HeaderExtractor(headers)))
     })
 }
 
@@ -148,6 +128,7 @@ pub fn xray_header_value(span_context: &SpanContext) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::propagation::Injector as _;
     use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
 
     #[test]
@@ -209,9 +190,15 @@ mod tests {
         let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut headers = HeaderMap::new();
         headers.append("traceparent", HeaderValue::from_static(value));
-        assert_eq!(HeaderExtractor(&headers).get("traceparent"), Some(value));
+        assert_eq!(
+            RequestHeaders(HeaderExtractor(&headers)).get("traceparent"),
+            Some(value)
+        );
         headers.append("traceparent", HeaderValue::from_static(value));
-        assert_eq!(HeaderExtractor(&headers).get("traceparent"), None);
+        assert_eq!(
+            RequestHeaders(HeaderExtractor(&headers)).get("traceparent"),
+            None
+        );
     }
 
     #[test]
@@ -230,7 +217,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-amzn-trace-id", HeaderValue::from_static("Root=1"));
         headers.insert("baggage", HeaderValue::from_static("k=v"));
-        let extractor = HeaderExtractor(&headers);
+        let extractor = RequestHeaders(HeaderExtractor(&headers));
         let mut keys = extractor.keys();
         keys.sort_unstable();
         assert_eq!(keys, ["baggage", "x-amzn-trace-id"]);
