@@ -1,5 +1,6 @@
 //! The server's request timeout (504) and body size limit (413), as one tower layer applied
 //! inside the [`TraceLayer`](super::TraceLayer) so the span records them.
+//! Not tower-http's timeout/limit: its bare 504/413 carry no JSON, `StatusMessage` or log line.
 
 use std::{
     pin::Pin,
