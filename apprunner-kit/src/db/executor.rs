@@ -85,10 +85,60 @@ fn start<'q, DB: Driver, E: Execute<'q, DB>>(
     (Query::Prepared(prepared), Some(span))
 }
 
-fn record_wait(span: Option<&mut StatementSpan>, started: Instant) {
+/// A connection from the pool, the wait recorded on the statement's span.
+async fn acquire<DB: Driver>(
+    shared: &Shared<DB>,
+    span: Option<&mut StatementSpan>,
+) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+    let started = Instant::now();
+    let conn = shared.acquire().await?;
     if let Some(span) = span {
         span.waited(started.elapsed());
     }
+    Ok(conn)
+}
+
+/// A statement's steps, counting rows and recording the error on its span when it has one.
+fn traced_steps<DB: Driver>(inner: Steps<'_, DB>, span: Option<StatementSpan>) -> Steps<'_, DB> {
+    match span {
+        None => inner,
+        Some(span) => Box::pin(TracedStream::<DB> { inner, span }),
+    }
+}
+
+/// Records on `span` what a `fetch_optional` returned.
+fn record_optional<DB: Driver>(
+    span: &mut StatementSpan,
+    result: &Result<Option<DB::Row>, sqlx::Error>,
+) {
+    match result {
+        Ok(row) => span.rows(usize::from(row.is_some())),
+        Err(e) => span.fail::<DB>(e),
+    }
+}
+
+/// Records on `span` the outcome of a `prepare_with`.
+fn record_prepare<DB: Driver>(
+    span: &mut StatementSpan,
+    result: &Result<DB::Statement, sqlx::Error>,
+) {
+    span.finish::<DB, _>(result);
+}
+
+/// A connection's statement future, its outcome recorded with `record` when it has a span.
+fn traced_future<'e, T: Send + 'e>(
+    inner: BoxFuture<'e, Result<T, sqlx::Error>>,
+    span: Option<StatementSpan>,
+    record: fn(&mut StatementSpan, &Result<T, sqlx::Error>),
+) -> BoxFuture<'e, Result<T, sqlx::Error>> {
+    let Some(mut span) = span else {
+        return inner;
+    };
+    Box::pin(async move {
+        let result = inner.await;
+        record(&mut span, &result);
+        result
+    })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -218,24 +268,20 @@ impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
         let shared = self.shared();
         let (query, mut span) = start(&shared.tracer, query);
         Box::pin(Generator::new(move |yielder| async move {
-            let result = async {
-                let started = Instant::now();
-                let mut conn = shared.acquire().await?;
-                record_wait(span.as_mut(), started);
-                let mut stream = DB::fetch_many(&mut *conn, query);
-                while let Some(item) = stream.try_next().await? {
-                    if let (Some(span), Either::Right(_)) = (&mut span, &item) {
-                        span.row();
+            let mut conn = match acquire(&shared, span.as_mut()).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    if let Some(span) = &mut span {
+                        span.fail::<DB>(&e);
                     }
-                    yielder.send(item).await;
+                    return Err(e);
                 }
-                Ok(())
+            };
+            let mut stream = traced_steps::<DB>(DB::fetch_many(&mut *conn, query), span);
+            while let Some(item) = stream.try_next().await? {
+                yielder.send(item).await;
             }
-            .await;
-            if let (Some(span), Err(e)) = (&mut span, &result) {
-                span.fail::<DB>(e);
-            }
-            result
+            Ok(())
         }))
     }
 
@@ -251,17 +297,12 @@ impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
         let (query, mut span) = start(&shared.tracer, query);
         Box::pin(async move {
             let result = async {
-                let started = Instant::now();
-                let mut conn = shared.acquire().await?;
-                record_wait(span.as_mut(), started);
+                let mut conn = acquire(&shared, span.as_mut()).await?;
                 DB::fetch_optional(&mut *conn, query).await
             }
             .await;
             if let Some(span) = &mut span {
-                match &result {
-                    Ok(row) => span.rows(usize::from(row.is_some())),
-                    Err(e) => span.fail::<DB>(e),
-                }
+                record_optional::<DB>(span, &result);
             }
             result
         })
@@ -279,14 +320,12 @@ impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
         let mut span = shared.tracer.statement_span(sql.as_str());
         Box::pin(async move {
             let result = async {
-                let started = Instant::now();
-                let mut conn = shared.acquire().await?;
-                record_wait(span.as_mut(), started);
+                let mut conn = acquire(&shared, span.as_mut()).await?;
                 DB::prepare_with(&mut *conn, sql, parameters).await
             }
             .await;
             if let Some(span) = &mut span {
-                span.finish::<DB, _>(&result);
+                record_prepare::<DB>(span, &result);
             }
             result
         })
@@ -320,11 +359,7 @@ impl<'t, 'c, DB: Driver> Executor<'t> for &'t mut Connection<'c, DB> {
         E: 'q + Execute<'q, DB>,
     {
         let (query, span) = start(&self.shared.tracer, query);
-        let inner = DB::fetch_many(self.raw(), query);
-        match span {
-            None => inner,
-            Some(span) => Box::pin(TracedStream::<DB> { inner, span }),
-        }
+        traced_steps::<DB>(DB::fetch_many(self.raw(), query), span)
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -337,17 +372,7 @@ impl<'t, 'c, DB: Driver> Executor<'t> for &'t mut Connection<'c, DB> {
     {
         let (query, span) = start(&self.shared.tracer, query);
         let inner = DB::fetch_optional(self.raw(), query);
-        let Some(mut span) = span else {
-            return inner;
-        };
-        Box::pin(async move {
-            let result = inner.await;
-            match &result {
-                Ok(row) => span.rows(usize::from(row.is_some())),
-                Err(e) => span.fail::<DB>(e),
-            }
-            result
-        })
+        traced_future(inner, span, record_optional::<DB>)
     }
 
     fn prepare_with<'e>(
@@ -360,14 +385,7 @@ impl<'t, 'c, DB: Driver> Executor<'t> for &'t mut Connection<'c, DB> {
     {
         let span = self.shared.tracer.statement_span(sql.as_str());
         let inner = DB::prepare_with(self.raw(), sql, parameters);
-        let Some(mut span) = span else {
-            return inner;
-        };
-        Box::pin(async move {
-            let result = inner.await;
-            span.finish::<DB, _>(&result);
-            result
-        })
+        traced_future(inner, span, record_prepare::<DB>)
     }
 
     fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
