@@ -195,6 +195,37 @@ fn mismatch(target: &Target, expected: DbEngine) -> Result<(), DbError> {
     }
 }
 
+/// A server engine's connect options from the `DB_*` parts. PostgreSQL's and MySQL's options
+/// have the same builder methods but no trait in common, hence a macro.
+macro_rules! server_options {
+    ($options:ty, $host:expr, $port:expr, $user:expr, $password:expr, $database:expr) => {{
+        let mut options = <$options>::new().host($host);
+        if let Some(port) = $port {
+            options = options.port(*port);
+        }
+        if let Some(user) = $user {
+            options = options.username(user);
+        }
+        if let Some(password) = $password {
+            options = options.password(password);
+        }
+        if let Some(database) = $database {
+            options = options.database(database);
+        }
+        options
+    }};
+}
+
+/// A server engine's address for spans: the Unix socket, else the host.
+macro_rules! server_address {
+    ($options:expr) => {
+        match $options.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => $options.get_host().to_owned(),
+        }
+    };
+}
+
 fn invalid_url(error: &sqlx::Error, password: Option<&str>) -> DbError {
     DbError::InvalidConfig {
         var: "DATABASE_URL",
@@ -219,22 +250,7 @@ impl private::Backend for Postgres {
                 password,
                 database,
                 ..
-            } => {
-                let mut options = PgConnectOptions::new().host(host);
-                if let Some(port) = port {
-                    options = options.port(*port);
-                }
-                if let Some(user) = user {
-                    options = options.username(user);
-                }
-                if let Some(password) = password {
-                    options = options.password(password);
-                }
-                if let Some(database) = database {
-                    options = options.database(database);
-                }
-                options
-            }
+            } => server_options!(PgConnectOptions, host, port, user, password, database),
         };
         Ok(options.disable_statement_logging())
     }
@@ -244,10 +260,7 @@ impl private::Backend for Postgres {
         Endpoint {
             // The database defaults to the user name.
             namespace: Some(options.get_database().unwrap_or(user).to_owned()),
-            address: Some(match options.get_socket() {
-                Some(socket) => socket.display().to_string(),
-                None => options.get_host().to_owned(),
-            }),
+            address: Some(server_address!(options)),
             port: Some(options.get_port()),
             user: Some(user.to_owned()),
         }
@@ -307,22 +320,7 @@ impl private::Backend for MySql {
                 password,
                 database,
                 ..
-            } => {
-                let mut options = MySqlConnectOptions::new().host(host);
-                if let Some(port) = port {
-                    options = options.port(*port);
-                }
-                if let Some(user) = user {
-                    options = options.username(user);
-                }
-                if let Some(password) = password {
-                    options = options.password(password);
-                }
-                if let Some(database) = database {
-                    options = options.database(database);
-                }
-                options
-            }
+            } => server_options!(MySqlConnectOptions, host, port, user, password, database),
         };
         Ok(options.disable_statement_logging())
     }
@@ -330,10 +328,7 @@ impl private::Backend for MySql {
     fn endpoint(options: &MySqlConnectOptions) -> Endpoint {
         Endpoint {
             namespace: options.get_database().map(str::to_owned),
-            address: Some(match options.get_socket() {
-                Some(socket) => socket.display().to_string(),
-                None => options.get_host().to_owned(),
-            }),
+            address: Some(server_address!(options)),
             port: Some(options.get_port()),
             user: Some(options.get_username().to_owned()),
         }
