@@ -1,14 +1,14 @@
 //! Cost of `apprunner::db`: a primary-key `SELECT` through the traced pool against the same
 //! query on a raw `sqlx` pool, side by side in one run, on SQLite (in memory) and PostgreSQL (a
-//! throwaway cluster from the test harness); and the statement sanitizer alone.
+//! throwaway cluster from the test harness). (The statement sanitizer is crate-private: its
+//! cost shows in the first run of each distinct statement.)
 //!
 //! Telemetry is on for both pools (100% sampling, OTLP/gRPC export to a live receiver that
 //! decodes every export and counts its spans, as a collector forwarding them would), and
 //! each query runs inside its own request span, as in a service: the only difference is the
 //! CLIENT span the traced pool adds. Each iteration runs `CONCURRENCY` queries concurrently;
 //! criterion reports queries per second. A final interleaved pass (alternating rounds of both
-//! pools) prints the throughput ratio. Targets: traced ≥ 0.95 × raw; sanitizer < 2 µs for a
-//! typical 200-character statement.
+//! pools) prints the throughput ratio. Target: traced ≥ 0.95 × raw.
 //!
 //! Run with: `cargo bench -p apprunner-kit-benches --bench db`
 //! (`DB_BENCH_EXPORTER=reject`: the receiver rejects without decoding; `none`: spans are
@@ -20,7 +20,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use apprunner::db::{DbConfig, Pool, Sanitizer, SqlDialect};
+use apprunner::db::{DbConfig, Pool};
 use apprunner::telemetry::{TelemetryConfig, TelemetryGuard, TracesExporter};
 use apprunner_kit_tests::{OtlpReceiver, Postgres, ReceiverBehavior};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -36,27 +36,6 @@ const CONCURRENCY: usize = 8;
 const ROWS: i64 = 1000;
 const RATIO_ROUNDS: usize = 40;
 const RATIO_BATCHES: usize = 100;
-
-/// A typical statement of about 200 characters, with literals.
-const TYPICAL: &str = "SELECT u.id, u.email, u.display_name, u.created_at FROM users u \
-    JOIN teams t ON t.id = u.team_id WHERE u.email = 'someone@example.com' AND t.slug = 'platform' \
-    AND u.created_at > '2024-01-01' ORDER BY u.id LIMIT 50";
-
-fn sanitizer(c: &mut Criterion) {
-    let sanitizer = Sanitizer::new(SqlDialect::Postgres);
-    let mut group = c.benchmark_group("sanitizer");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function(format!("analyze_{}_chars", TYPICAL.len()), |b| {
-        b.iter(|| black_box(sanitizer.analyze(black_box(TYPICAL))));
-    });
-    group.bench_function(format!("sanitize_{}_chars", TYPICAL.len()), |b| {
-        b.iter(|| black_box(sanitizer.sanitize(black_box(TYPICAL))));
-    });
-    group.bench_function(format!("summarize_{}_chars", TYPICAL.len()), |b| {
-        b.iter(|| black_box(sanitizer.summarize(black_box(TYPICAL))));
-    });
-    group.finish();
-}
 
 /// The statement a service runs most: one row by primary key.
 trait PkSelect: Clone + Send + Sync + 'static {
@@ -296,5 +275,5 @@ fn pk_select(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, sanitizer, pk_select);
+criterion_group!(benches, pk_select);
 criterion_main!(benches);

@@ -50,7 +50,7 @@
 //! | span name | `db.query.summary`, else `db.system.name` |
 //! | `db.system.name` | `postgresql`, `mysql`, `mariadb` (detected at start-up), `sqlite` |
 //! | `db.namespace` | the database (PostgreSQL: the database the connection was opened with; SQLite: the file) |
-//! | `db.query.text` | the statement with every literal replaced by `?` ([`Sanitizer`]); raw or off with [`QueryText`] |
+//! | `db.query.text` | the statement with every literal replaced by `?`; raw or off with [`QueryText`] |
 //! | `db.query.summary` | operations and tables in order, e.g. `SELECT users`, `INSERT orders SELECT carts` |
 //! | `db.operation.name`, `db.collection.name` | when the statement has one operation on one table |
 //! | `db.stored_procedure.name` | for `CALL` |
@@ -124,7 +124,6 @@ pub use credentials::{CredentialSource, Credentials, CredentialsFuture};
 pub use driver::Driver;
 pub use error::DbError;
 pub use pool::Pool;
-pub use sanitize::{QueryInfo, Sanitizer, SqlDialect, sanitize};
 
 /// The sqlx this module is built on, for `sqlx::query` and friends without a second
 /// dependency. (The `query!` macros expand to `::sqlx::…` paths: they need `sqlx` as a direct

@@ -10,20 +10,9 @@ use std::ops::Range;
 /// The SQL dialect, which decides what is a literal: `"…"` is a string in MySQL but an
 /// identifier in PostgreSQL and SQLite; `$1` is a placeholder in PostgreSQL, `$tag$…$tag$` a
 /// string; backslashes escape in MySQL strings.
-///
-/// # Examples
-///
-/// ```
-/// use apprunner::db::{SqlDialect, sanitize};
-///
-/// assert_eq!(sanitize(r#"SELECT "name" FROM t WHERE a = "x""#, SqlDialect::Postgres),
-///            r#"SELECT "name" FROM t WHERE a = "x""#);
-/// assert_eq!(sanitize(r#"SELECT name FROM t WHERE a = "x""#, SqlDialect::MySql),
-///            "SELECT name FROM t WHERE a = ?");
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum SqlDialect {
+pub(crate) enum SqlDialect {
     /// PostgreSQL (and Aurora PostgreSQL).
     Postgres,
     /// MySQL and MariaDB (and Aurora MySQL), with the default `sql_mode` (no `ANSI_QUOTES`).
@@ -33,21 +22,8 @@ pub enum SqlDialect {
 }
 
 /// What [`Sanitizer::analyze`] found in a statement.
-///
-/// # Examples
-///
-/// ```
-/// use apprunner::db::{Sanitizer, SqlDialect};
-///
-/// let info = Sanitizer::new(SqlDialect::Postgres)
-///     .analyze("SELECT id, email FROM users WHERE email = 'bob@example.com' AND id IN (1, 2, 3)");
-/// assert_eq!(info.text(), "SELECT id, email FROM users WHERE email = ? AND id IN (?)");
-/// assert_eq!(info.summary(), "SELECT users");
-/// assert_eq!(info.operation(), Some("SELECT"));
-/// assert_eq!(info.collection(), Some("users"));
-/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct QueryInfo {
+pub(crate) struct QueryInfo {
     text: String,
     summary: String,
     operation: Option<Range<usize>>,
@@ -58,80 +34,31 @@ pub struct QueryInfo {
 impl QueryInfo {
     /// The statement with every literal replaced by `?`, comments removed and whitespace runs
     /// collapsed to one space (empty when the analysis was asked for the summary only).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let info = Sanitizer::new(SqlDialect::Sqlite).analyze("DELETE FROM s WHERE t < 1700000000 -- old");
-    /// assert_eq!(info.text(), "DELETE FROM s WHERE t < ?");
-    /// ```
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 
     /// The low-cardinality summary: operations and their targets in order of appearance, e.g.
     /// `INSERT shipping SELECT orders` (at most 255 characters; empty if nothing was
     /// recognised).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let info = Sanitizer::new(SqlDialect::Postgres)
-    ///     .analyze("INSERT INTO shipping (id) SELECT id FROM orders WHERE total > 100");
-    /// assert_eq!(info.summary(), "INSERT shipping SELECT orders");
-    /// assert_eq!(info.operation(), None); // two operations
-    /// ```
-    pub fn summary(&self) -> &str {
+    pub(crate) fn summary(&self) -> &str {
         &self.summary
     }
 
     /// The operation, when the statement has exactly one (`SELECT`, `CREATE TABLE`, …), as
     /// written in the statement.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let info = Sanitizer::new(SqlDialect::Postgres).analyze("update users set name = $1");
-    /// assert_eq!(info.operation(), Some("update"));
-    /// ```
-    pub fn operation(&self) -> Option<&str> {
+    pub(crate) fn operation(&self) -> Option<&str> {
         self.operation.clone().map(|r| &self.summary[r])
     }
 
     /// The table, when the statement has exactly one operation on exactly one table, as
     /// written (schema prefix and quotes included).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let info = Sanitizer::new(SqlDialect::Postgres)
-    ///     .analyze(r#"SELECT * FROM "public"."users" u WHERE u.id = $1"#);
-    /// assert_eq!(info.collection(), Some(r#""public"."users""#));
-    /// ```
-    pub fn collection(&self) -> Option<&str> {
+    pub(crate) fn collection(&self) -> Option<&str> {
         self.collection.clone().map(|r| &self.summary[r])
     }
 
     /// The stored procedure of a `CALL`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let info = Sanitizer::new(SqlDialect::MySql).analyze("CALL refresh_totals(42)");
-    /// assert_eq!(info.stored_procedure(), Some("refresh_totals"));
-    /// assert_eq!(info.summary(), "CALL refresh_totals");
-    /// ```
-    pub fn stored_procedure(&self) -> Option<&str> {
+    pub(crate) fn stored_procedure(&self) -> Option<&str> {
         self.procedure.clone().map(|r| &self.summary[r])
     }
 }
@@ -145,37 +72,15 @@ impl QueryInfo {
 /// identifiers (quoted or not), keywords, operators and `NULL` are kept. Comments are removed
 /// (they can carry anything). With [`collapse_in_lists`](Self::collapse_in_lists) (the
 /// default), `IN (?, ?, ?)` becomes `IN (?)`, keeping the text's cardinality low.
-///
-/// # Examples
-///
-/// ```
-/// use apprunner::db::{Sanitizer, SqlDialect};
-///
-/// let sanitizer = Sanitizer::new(SqlDialect::Postgres);
-/// assert_eq!(
-///     sanitizer.sanitize("SELECT * FROM t WHERE a = $1 AND b = E'it\\'s' AND c IN (1, 2)"),
-///     "SELECT * FROM t WHERE a = $1 AND b = ? AND c IN (?)"
-/// );
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sanitizer {
+pub(crate) struct Sanitizer {
     dialect: Dialect,
     collapse_in_lists: bool,
 }
 
 /// Replaces the literals of `sql` with `?` (with the default [`Sanitizer`] settings).
-///
-/// # Examples
-///
-/// ```
-/// use apprunner::db::{SqlDialect, sanitize};
-///
-/// assert_eq!(
-///     sanitize("INSERT INTO users (email, admin) VALUES ('bob@example.com', TRUE)", SqlDialect::Sqlite),
-///     "INSERT INTO users (email, admin) VALUES (?, ?)"
-/// );
-/// ```
-pub fn sanitize(sql: &str, dialect: SqlDialect) -> String {
+#[cfg(test)] // The kit analyzes (or summarizes); the text alone is for tests.
+pub(crate) fn sanitize(sql: &str, dialect: SqlDialect) -> String {
     Sanitizer::new(dialect).sanitize(sql)
 }
 
@@ -188,14 +93,7 @@ enum Dialect {
 
 impl Sanitizer {
     /// A sanitizer for `dialect`, collapsing `IN` lists.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let sanitizer = apprunner::db::Sanitizer::new(apprunner::db::SqlDialect::MySql);
-    /// assert_eq!(sanitizer.sanitize("SELECT 1"), "SELECT ?");
-    /// ```
-    pub fn new(dialect: SqlDialect) -> Self {
+    pub(crate) fn new(dialect: SqlDialect) -> Self {
         Self {
             dialect: Dialect::Sql(dialect),
             collapse_in_lists: true,
@@ -203,47 +101,21 @@ impl Sanitizer {
     }
 
     /// Whether `IN (?, ?, …)` is shortened to `IN (?)` (default `true`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let sanitizer = Sanitizer::new(SqlDialect::Postgres).collapse_in_lists(false);
-    /// assert_eq!(sanitizer.sanitize("SELECT 1 WHERE 2 IN (3, 4)"), "SELECT ? WHERE ? IN (?, ?)");
-    /// ```
-    pub fn collapse_in_lists(mut self, collapse: bool) -> Self {
+    pub(crate) fn collapse_in_lists(mut self, collapse: bool) -> Self {
         self.collapse_in_lists = collapse;
         self
     }
 
     /// The sanitized text only.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let text = Sanitizer::new(SqlDialect::Postgres).sanitize("SELECT $$secret$$, 0xFF");
-    /// assert_eq!(text, "SELECT ?, ?");
-    /// ```
-    pub fn sanitize(&self, sql: &str) -> String {
+    #[cfg(test)] // The kit analyzes (or summarizes); the text alone is for tests.
+    pub(crate) fn sanitize(&self, sql: &str) -> String {
         let mut run = Run::new(sql, *self, true, false);
         run.run();
         run.text
     }
 
     /// The sanitized text, the summary, and the operation and table when there is one of each.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let info = Sanitizer::new(SqlDialect::Postgres).analyze("DELETE FROM sessions WHERE expires < now()");
-    /// assert_eq!((info.summary(), info.collection()), ("DELETE sessions", Some("sessions")));
-    /// ```
-    pub fn analyze(&self, sql: &str) -> QueryInfo {
+    pub(crate) fn analyze(&self, sql: &str) -> QueryInfo {
         let mut run = Run::new(sql, *self, true, true);
         run.run();
         run.finish()
@@ -251,16 +123,7 @@ impl Sanitizer {
 
     /// The summary, operation and table only ([`QueryInfo::text`] is empty): for when the
     /// text is recorded raw or not at all.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use apprunner::db::{Sanitizer, SqlDialect};
-    ///
-    /// let info = Sanitizer::new(SqlDialect::Sqlite).summarize("SELECT * FROM a JOIN b ON a.id = b.a_id");
-    /// assert_eq!((info.text(), info.summary()), ("", "SELECT a b"));
-    /// ```
-    pub fn summarize(&self, sql: &str) -> QueryInfo {
+    pub(crate) fn summarize(&self, sql: &str) -> QueryInfo {
         let mut run = Run::new(sql, *self, false, true);
         run.run();
         run.finish()

@@ -359,3 +359,126 @@ proptest! {
         let _ = sanitize_message(&sql);
     }
 }
+
+// The examples the module's items showed when they were public.
+
+#[test]
+fn example_sqldialect() {
+    assert_eq!(
+        sanitize(
+            r#"SELECT "name" FROM t WHERE a = "x""#,
+            SqlDialect::Postgres
+        ),
+        r#"SELECT "name" FROM t WHERE a = "x""#
+    );
+    assert_eq!(
+        sanitize(r#"SELECT name FROM t WHERE a = "x""#, SqlDialect::MySql),
+        "SELECT name FROM t WHERE a = ?"
+    );
+}
+
+#[test]
+fn example_queryinfo() {
+    let info = Sanitizer::new(SqlDialect::Postgres)
+        .analyze("SELECT id, email FROM users WHERE email = 'bob@example.com' AND id IN (1, 2, 3)");
+    assert_eq!(
+        info.text(),
+        "SELECT id, email FROM users WHERE email = ? AND id IN (?)"
+    );
+    assert_eq!(info.summary(), "SELECT users");
+    assert_eq!(info.operation(), Some("SELECT"));
+    assert_eq!(info.collection(), Some("users"));
+}
+
+#[test]
+fn example_text() {
+    let info =
+        Sanitizer::new(SqlDialect::Sqlite).analyze("DELETE FROM s WHERE t < 1700000000 -- old");
+    assert_eq!(info.text(), "DELETE FROM s WHERE t < ?");
+}
+
+#[test]
+fn example_summary() {
+    let info = Sanitizer::new(SqlDialect::Postgres)
+        .analyze("INSERT INTO shipping (id) SELECT id FROM orders WHERE total > 100");
+    assert_eq!(info.summary(), "INSERT shipping SELECT orders");
+    assert_eq!(info.operation(), None); // two operations
+}
+
+#[test]
+fn example_operation() {
+    let info = Sanitizer::new(SqlDialect::Postgres).analyze("update users set name = $1");
+    assert_eq!(info.operation(), Some("update"));
+}
+
+#[test]
+fn example_collection() {
+    let info = Sanitizer::new(SqlDialect::Postgres)
+        .analyze(r#"SELECT * FROM "public"."users" u WHERE u.id = $1"#);
+    assert_eq!(info.collection(), Some(r#""public"."users""#));
+}
+
+#[test]
+fn example_stored_procedure() {
+    let info = Sanitizer::new(SqlDialect::MySql).analyze("CALL refresh_totals(42)");
+    assert_eq!(info.stored_procedure(), Some("refresh_totals"));
+    assert_eq!(info.summary(), "CALL refresh_totals");
+}
+
+#[test]
+fn example_sanitizer() {
+    let sanitizer = Sanitizer::new(SqlDialect::Postgres);
+    assert_eq!(
+        sanitizer.sanitize("SELECT * FROM t WHERE a = $1 AND b = E'it\\'s' AND c IN (1, 2)"),
+        "SELECT * FROM t WHERE a = $1 AND b = ? AND c IN (?)"
+    );
+}
+
+#[test]
+fn example_sanitize() {
+    assert_eq!(
+        sanitize(
+            "INSERT INTO users (email, admin) VALUES ('bob@example.com', TRUE)",
+            SqlDialect::Sqlite
+        ),
+        "INSERT INTO users (email, admin) VALUES (?, ?)"
+    );
+}
+
+#[test]
+fn example_new() {
+    let sanitizer = Sanitizer::new(SqlDialect::MySql);
+    assert_eq!(sanitizer.sanitize("SELECT 1"), "SELECT ?");
+}
+
+#[test]
+fn example_collapse_in_lists() {
+    let sanitizer = Sanitizer::new(SqlDialect::Postgres).collapse_in_lists(false);
+    assert_eq!(
+        sanitizer.sanitize("SELECT 1 WHERE 2 IN (3, 4)"),
+        "SELECT ? WHERE ? IN (?, ?)"
+    );
+}
+
+#[test]
+fn example_sanitize_2() {
+    let text = Sanitizer::new(SqlDialect::Postgres).sanitize("SELECT $$secret$$, 0xFF");
+    assert_eq!(text, "SELECT ?, ?");
+}
+
+#[test]
+fn example_analyze() {
+    let info =
+        Sanitizer::new(SqlDialect::Postgres).analyze("DELETE FROM sessions WHERE expires < now()");
+    assert_eq!(
+        (info.summary(), info.collection()),
+        ("DELETE sessions", Some("sessions"))
+    );
+}
+
+#[test]
+fn example_summarize() {
+    let info =
+        Sanitizer::new(SqlDialect::Sqlite).summarize("SELECT * FROM a JOIN b ON a.id = b.a_id");
+    assert_eq!((info.text(), info.summary()), ("", "SELECT a b"));
+}
