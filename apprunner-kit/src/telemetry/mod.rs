@@ -41,6 +41,7 @@
 //! ```
 
 mod config;
+mod diagnosis;
 mod ecs;
 mod error;
 mod export;
@@ -54,7 +55,7 @@ mod resource;
 mod sigv4;
 mod xray;
 
-pub use config::{LogFormat, OtlpProtocol, PropagatorKind, TelemetryConfig, TracesExporter};
+pub use config::{LogFormat, OtlpProtocol, TelemetryConfig, TracesExporter};
 pub use error::TelemetryError;
 pub use export::{ExportStats, export_soon};
 pub use guard::TelemetryGuard;
@@ -63,7 +64,8 @@ pub use logs::JsonFormat;
 #[cfg(feature = "http")]
 pub(crate) use xray::xray_header;
 pub use xray::{
-    TraceHeaderPrecedence, XrayIdGenerator, XrayPropagator, current_xray_trace_id, xray_trace_id,
+    PropagatorKind, TraceHeaderPrecedence, XrayIdGenerator, XrayPropagator, current_xray_trace_id,
+    xray_trace_id,
 };
 
 #[cfg(feature = "db")]
