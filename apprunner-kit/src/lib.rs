@@ -29,7 +29,7 @@ mod entry;
 mod error;
 pub mod telemetry;
 
-pub use entry::{App, Context, FromContext, IntoOutcome};
+pub use entry::{App, AppContext, FromContext, IntoOutcome};
 pub use error::{Error, Result};
 
 #[cfg(feature = "macros")]
@@ -40,13 +40,13 @@ pub use apprunner_kit_macros::main;
 /// What `#[apprunner::main]` expands to. Not public API: no stability guarantee.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::entry::{App, Context, FromContext, IntoOutcome};
+    pub use crate::entry::{App, AppContext, FromContext, IntoOutcome};
 
     /// Finishes the service with its return value. The returned future's type does not
     /// mention `T`, so an unsupported return type gets one error, not two.
     pub fn outcome<'a, T: IntoOutcome + 'a>(
         value: T,
-        cx: &'a Context,
+        cx: &'a AppContext,
     ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = crate::Result<()>> + 'a>> {
         Box::pin(value.into_outcome(cx))
     }
