@@ -10,7 +10,7 @@ use std::sync::Mutex;
 pub(crate) struct ExportDiagnosis(Mutex<Option<String>>);
 
 impl ExportDiagnosis {
-    #[cfg_attr(not(feature = "xray-otlp"), allow(dead_code))]
+    #[cfg(feature = "xray-otlp")]
     pub(crate) fn set(&self, line: String) {
         if let Ok(mut slot) = self.0.lock() {
             *slot = Some(line);
