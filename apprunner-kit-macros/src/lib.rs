@@ -48,7 +48,7 @@ use proc_macro::TokenStream;
 ///     }
 ///     apprunner::App::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
 ///         .service_name("hello")
-///         .run(|cx: apprunner::Context| async move {
+///         .run(|cx: apprunner::AppContext| async move {
 ///             apprunner::IntoOutcome::into_outcome(main().await, &cx).await
 ///         })
 /// }

@@ -55,21 +55,24 @@ impl std::fmt::Debug for TelemetryHook {
     }
 }
 
-/// What the runtime hands to [`FromContext`] implementations: the service's identity and
-/// configuration. Cheap to clone.
+/// What [`App::run`] hands the service and [`FromContext`] implementations: the app's identity
+/// (service name, version) and the start-up configuration resources are built from (the
+/// migrations for the first database pool). Cheap to clone.
+///
+/// Not to be confused with `opentelemetry::Context`, the trace context a span is started in.
 ///
 /// ```
-/// fn describe(cx: &apprunner::Context) -> String {
+/// fn describe(cx: &apprunner::AppContext) -> String {
 ///     format!("{} {}", cx.service_name(), cx.version())
 /// }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Context {
-    inner: Arc<ContextInner>,
+pub struct AppContext {
+    inner: Arc<AppContextInner>,
 }
 
 #[derive(Debug)]
-struct ContextInner {
+struct AppContextInner {
     service_name: String,
     version: String,
     /// Handed to the first database pool the service asks for.
@@ -77,11 +80,11 @@ struct ContextInner {
     migrations: std::sync::Mutex<Option<sqlx::migrate::Migrator>>,
 }
 
-impl Context {
+impl AppContext {
     /// The `service.name` telemetry reports.
     ///
     /// ```
-    /// # fn f(cx: &apprunner::Context) { let _ = cx.service_name(); }
+    /// # fn f(cx: &apprunner::AppContext) { let _ = cx.service_name(); }
     /// ```
     pub fn service_name(&self) -> &str {
         &self.inner.service_name
@@ -90,7 +93,7 @@ impl Context {
     /// The service's version (the package version).
     ///
     /// ```
-    /// # fn f(cx: &apprunner::Context) { let _ = cx.version(); }
+    /// # fn f(cx: &apprunner::AppContext) { let _ = cx.version(); }
     /// ```
     pub fn version(&self) -> &str {
         &self.inner.version
@@ -105,7 +108,7 @@ impl Context {
 /// struct Greeting(String);
 ///
 /// impl apprunner::FromContext for Greeting {
-///     async fn from_context(cx: &apprunner::Context) -> apprunner::Result<Self> {
+///     async fn from_context(cx: &apprunner::AppContext) -> apprunner::Result<Self> {
 ///         Ok(Greeting(format!("hello from {}", cx.service_name())))
 ///     }
 /// }
@@ -113,16 +116,16 @@ impl Context {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a parameter of `#[apprunner::main]`",
     label = "not provided by the runtime",
-    note = "supported parameter types: `apprunner::Context`, `apprunner::db::Pool<DB>` (feature `db`), \
+    note = "supported parameter types: `apprunner::AppContext`, `apprunner::db::Pool<DB>` (feature `db`), \
             `apprunner::secrets::SecretCache` (feature `secrets`), or your own type implementing `apprunner::FromContext`"
 )]
 pub trait FromContext: Sized {
     /// Builds the value, e.g. connects a database pool.
-    fn from_context(cx: &Context) -> impl Future<Output = Result<Self>>;
+    fn from_context(cx: &AppContext) -> impl Future<Output = Result<Self>>;
 }
 
-impl FromContext for Context {
-    async fn from_context(cx: &Context) -> Result<Self> {
+impl FromContext for AppContext {
+    async fn from_context(cx: &AppContext) -> Result<Self> {
         Ok(cx.clone())
     }
 }
@@ -132,7 +135,7 @@ impl FromContext for Context {
 /// runs the migrations given with `migrate = "…"` / [`App::migrations`].
 #[cfg(feature = "db")]
 impl<DB: crate::db::Driver> FromContext for crate::db::Pool<DB> {
-    async fn from_context(cx: &Context) -> Result<Self> {
+    async fn from_context(cx: &AppContext) -> Result<Self> {
         let mut config = crate::db::DbConfig::from_env()?;
         let migrations = cx
             .inner
@@ -152,7 +155,7 @@ impl<DB: crate::db::Driver> FromContext for crate::db::Pool<DB> {
 /// [`SecretCache::service_name`](crate::secrets::SecretCache::service_name)).
 #[cfg(feature = "secrets")]
 impl FromContext for crate::secrets::SecretCache {
-    async fn from_context(cx: &Context) -> Result<Self> {
+    async fn from_context(cx: &AppContext) -> Result<Self> {
         Ok(crate::secrets::SecretCache::from_env()
             .await?
             .service_name(cx.service_name()))
@@ -167,7 +170,7 @@ impl FromContext for crate::secrets::SecretCache {
 /// - `Result<T, E>`: `T` as above; an `Err` is logged on one line and the exit code is 1.
 ///
 /// ```
-/// # async fn f(cx: apprunner::Context) -> apprunner::Result<()> {
+/// # async fn f(cx: apprunner::AppContext) -> apprunner::Result<()> {
 /// use apprunner::IntoOutcome;
 /// ().into_outcome(&cx).await
 /// # }
@@ -180,18 +183,18 @@ impl FromContext for crate::secrets::SecretCache {
 )]
 pub trait IntoOutcome {
     /// Finishes the service with this value.
-    fn into_outcome(self, cx: &Context) -> impl Future<Output = Result<()>>;
+    fn into_outcome(self, cx: &AppContext) -> impl Future<Output = Result<()>>;
 }
 
 impl IntoOutcome for () {
-    async fn into_outcome(self, _cx: &Context) -> Result<()> {
+    async fn into_outcome(self, _cx: &AppContext) -> Result<()> {
         Ok(())
     }
 }
 
 #[cfg(feature = "http")]
 impl IntoOutcome for axum::Router {
-    async fn into_outcome(self, _cx: &Context) -> Result<()> {
+    async fn into_outcome(self, _cx: &AppContext) -> Result<()> {
         crate::http::Server::from_env()?.serve(self).await?;
         Ok(())
     }
@@ -202,7 +205,7 @@ where
     T: IntoOutcome,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    async fn into_outcome(self, cx: &Context) -> Result<()> {
+    async fn into_outcome(self, cx: &AppContext) -> Result<()> {
         match self {
             Ok(value) => value.into_outcome(cx).await,
             Err(e) => {
@@ -332,7 +335,7 @@ impl App {
     /// flush). An error at any step becomes one logged line and exit code 1.
     ///
     /// Call it from a synchronous `main`, before any thread or runtime exists. `service`
-    /// receives the [`Context`] and returns the service's future.
+    /// receives the [`AppContext`] and returns the service's future.
     ///
     /// ```no_run
     /// fn main() -> std::process::ExitCode {
@@ -341,7 +344,7 @@ impl App {
     /// ```
     pub fn run<F, Fut>(self, service: F) -> ExitCode
     where
-        F: FnOnce(Context) -> Fut,
+        F: FnOnce(AppContext) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
         // 1. Secrets, while this is the only thread.
@@ -382,8 +385,8 @@ impl App {
         if let Some(report) = &report {
             runtime.block_on(async { report.emit_spans(&service_name) });
         }
-        let cx = Context {
-            inner: Arc::new(ContextInner {
+        let cx = AppContext {
+            inner: Arc::new(AppContextInner {
                 service_name,
                 version: self.version.clone(),
                 #[cfg(feature = "db")]

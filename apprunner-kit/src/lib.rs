@@ -3,12 +3,35 @@
 //! Tracing, secrets and database access done right for Rust services on
 //! [AWS App Runner](https://aws.amazon.com/apprunner/), traced end to end in AWS X-Ray.
 //!
+//! ## Map
+//!
 //! | module | what it does |
 //! |---|---|
+//! | [`App`], [`main`](macro@main) | the entry point: secrets, then the runtime, then telemetry, then the service, then a flushing shutdown |
 //! | [`telemetry`] | OpenTelemetry with X-Ray trace ids, X-Ray + W3C propagation, OTLP export, JSON logs carrying the X-Ray trace id |
 //! | [`http`] | a tower layer turning each request into a SERVER span, and an App Runner server runner |
 //! | `secrets` | AWS Secrets Manager to environment at start-up, before any thread exists |
 //! | [`db`] | sqlx pools in which every statement is a CLIENT span, with start-up retry, credential rotation and migrations |
+//!
+//! A request's path through them:
+//!
+//! ```text
+//!  App Runner front end ── X-Amzn-Trace-Id ──▶ http: continues the trace, opens the SERVER span
+//!                                                │
+//!                                                ▼
+//!                                              your handler (tracing spans and logs carry the trace id)
+//!                                                │
+//!                                                ▼
+//!                                              db: one CLIENT span per statement, opened through
+//!                                                  the telemetry API, child of the request's span
+//!                                                │
+//!  X-Ray ◀── OTLP (collector or SigV4) ── telemetry: batches finished spans, exports them
+//!                                                   on its own thread
+//! ```
+//!
+//! `http`, `db` and `secrets` open their spans through `telemetry`; `telemetry` depends on none
+//! of them, so a service that brings its own server or database client still gets X-Ray-ready
+//! traces from [`telemetry::init`].
 //!
 //! ## Feature flags
 //!
@@ -29,7 +52,7 @@ mod entry;
 mod error;
 pub mod telemetry;
 
-pub use entry::{App, Context, FromContext, IntoOutcome};
+pub use entry::{App, AppContext, FromContext, IntoOutcome};
 pub use error::{Error, Result};
 
 #[cfg(feature = "macros")]
@@ -40,13 +63,13 @@ pub use apprunner_kit_macros::main;
 /// What `#[apprunner::main]` expands to. Not public API: no stability guarantee.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::entry::{App, Context, FromContext, IntoOutcome};
+    pub use crate::entry::{App, AppContext, FromContext, IntoOutcome};
 
     /// Finishes the service with its return value. The returned future's type does not
     /// mention `T`, so an unsupported return type gets one error, not two.
     pub fn outcome<'a, T: IntoOutcome + 'a>(
         value: T,
-        cx: &'a Context,
+        cx: &'a AppContext,
     ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = crate::Result<()>> + 'a>> {
         Box::pin(value.into_outcome(cx))
     }

@@ -61,7 +61,7 @@ pub(crate) fn generate(config: &Config, func: ItemFn) -> TokenStream {
                 #(#secrets)*
                 #(#migrate)*
                 #(#telemetry)*
-                .run(|__apprunner_cx: #private::Context| async move {
+                .run(|__apprunner_cx: #private::AppContext| async move {
                     #(#provide)*
                     #finish
                 })

@@ -34,7 +34,7 @@ fn expands_to_app_run_with_trait_dispatch() {
             ::apprunner::__private::App::new(::core::env!("CARGO_PKG_NAME"), ::core::env!("CARGO_PKG_VERSION"))
                 .service_name("users-api")
                 .migrations(::apprunner::__private::migrate!("migrations"))
-                .run(|__apprunner_cx: ::apprunner::__private::Context| async move {
+                .run(|__apprunner_cx: ::apprunner::__private::AppContext| async move {
                     let __apprunner_arg0 = <apprunner::db::Pool<sqlx::Postgres> as ::apprunner::__private::FromContext>::from_context(&__apprunner_cx).await?;
                     ::apprunner::__private::outcome(__apprunner_main(__apprunner_arg0).await, &__apprunner_cx).await
                 })
@@ -60,7 +60,7 @@ fn crate_override_is_used_everywhere() {
         ),
     );
     assert!(
-        out.contains("renamed :: inner :: __private :: Context"),
+        out.contains("renamed :: inner :: __private :: AppContext"),
         "{out}"
     );
 }

@@ -85,8 +85,7 @@ pub use bootstrap::{Report, bootstrap, bootstrap_from_env};
 pub use cache::{SecretCache, VersionStage};
 pub use error::SecretsError;
 pub use plan::{
-    APPRUNNER_SECRETS, DB_SECRET, DB_SECRET_NAME, DEFAULT_TIMEOUT, Declaration, Plan, SecretSource,
-    Target,
+    APPRUNNER_SECRETS, DB_SECRET, DB_SECRET_NAME, Declaration, Plan, SecretSource, Target,
 };
 pub use rds::{Engine, RdsCredentials};
 pub use secret::Secret;

@@ -20,9 +20,6 @@ pub const DB_SECRET: &str = "DB_SECRET";
 /// (see [`Plan::mappings`]).
 pub const APPRUNNER_SECRETS: &str = "APPRUNNER_SECRETS";
 
-/// The default time allowed for all Secrets Manager calls of one [`bootstrap`](super::bootstrap).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Where a secret's text comes from. Both kinds are declared, expanded and reported the same way.
 ///
 /// # Examples
@@ -205,6 +202,18 @@ impl Default for Plan {
 }
 
 impl Plan {
+    /// The default time allowed for all Secrets Manager calls of one
+    /// [`bootstrap`](super::bootstrap): 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::secrets::Plan;
+    ///
+    /// assert_eq!(Plan::new().timeout_duration(), Plan::DEFAULT_TIMEOUT);
+    /// ```
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// An empty plan: nothing is fetched, nothing is set.
     ///
     /// # Examples
@@ -216,7 +225,7 @@ impl Plan {
         Self {
             declarations: Vec::new(),
             overwrite: false,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: Self::DEFAULT_TIMEOUT,
         }
     }
 
@@ -453,7 +462,7 @@ impl Plan {
     }
 
     /// The time allowed for all Secrets Manager calls of one bootstrap
-    /// (default [`DEFAULT_TIMEOUT`], 30 s).
+    /// (default [`Plan::DEFAULT_TIMEOUT`], 30 s).
     ///
     /// # Examples
     ///
@@ -474,9 +483,10 @@ impl Plan {
     /// # Examples
     ///
     /// ```
-    /// use apprunner::secrets::{Plan, DEFAULT_TIMEOUT};
+    /// use std::time::Duration;
+    /// use apprunner::secrets::Plan;
     ///
-    /// assert_eq!(Plan::new().timeout_duration(), DEFAULT_TIMEOUT);
+    /// assert_eq!(Plan::new().timeout_duration(), Duration::from_secs(30));
     /// ```
     pub fn timeout_duration(&self) -> Duration {
         self.timeout

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use opentelemetry_sdk::trace::Sampler;
 
-use super::TelemetryError;
+use super::error::TelemetryError;
+use super::xray::{PropagatorKind, TraceHeaderPrecedence};
 
 mod otlp;
 mod sigv4;
@@ -69,18 +70,6 @@ pub enum OtlpProtocol {
     Grpc,
     /// `http/protobuf` (port 4318, path `/v1/traces`).
     HttpProtobuf,
-}
-
-/// One entry of `OTEL_PROPAGATORS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PropagatorKind {
-    /// AWS X-Ray `X-Amzn-Trace-Id`.
-    Xray,
-    /// W3C `traceparent` / `tracestate`.
-    TraceContext,
-    /// W3C `baggage`.
-    Baggage,
 }
 
 /// How log lines are written to standard output (`APPRUNNER_LOG_FORMAT`).
@@ -161,7 +150,7 @@ pub struct TelemetryConfig {
     pub(crate) otlp_env: OtlpEnv,
     pub(crate) sampler: SamplerSetting,
     pub(crate) propagators: Vec<PropagatorKind>,
-    pub(crate) trace_header_precedence: super::TraceHeaderPrecedence,
+    pub(crate) trace_header_precedence: TraceHeaderPrecedence,
     pub(crate) log_format: LogFormat,
     pub(crate) log_filter: String,
     pub(crate) span_filter: String,
@@ -447,7 +436,7 @@ impl TelemetryConfig {
                 lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
             )?,
             propagators: parse_propagators(lookup("OTEL_PROPAGATORS"))?,
-            trace_header_precedence: super::TraceHeaderPrecedence::from_env_value(
+            trace_header_precedence: TraceHeaderPrecedence::from_env_value(
                 lookup("APPRUNNER_TRACE_HEADER_PRECEDENCE").as_deref(),
             )?,
             log_format,
@@ -645,7 +634,7 @@ impl TelemetryConfig {
     /// );
     /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
     /// ```
-    pub fn trace_header_precedence(mut self, precedence: super::TraceHeaderPrecedence) -> Self {
+    pub fn trace_header_precedence(mut self, precedence: TraceHeaderPrecedence) -> Self {
         self.trace_header_precedence = precedence;
         self
     }

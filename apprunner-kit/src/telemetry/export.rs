@@ -25,7 +25,10 @@ use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tokio::sync::{Notify, oneshot};
 
 use super::config::{TelemetryConfig, TracesExporter};
-use super::{TelemetryError, otlp, xray_trace_id};
+use super::diagnosis::ExportDiagnosis;
+use super::error::TelemetryError;
+use super::otlp;
+use super::xray::xray_trace_id;
 
 /// Counters of the export pipeline, shared between the processor, the exporter and the guard.
 #[derive(Debug, Default)]
@@ -75,25 +78,6 @@ impl Counters {
             spans_exported: self.exported.load(Ordering::Relaxed),
             spans_failed: self.failed.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// The cause and fix of the last refused export, as the exporter's HTTP client understood it
-/// from the response (the SDK's error only has the status): reported instead of the SDK's
-/// error.
-#[derive(Debug, Default)]
-pub(crate) struct ExportDiagnosis(Mutex<Option<String>>);
-
-impl ExportDiagnosis {
-    #[cfg_attr(not(feature = "xray-otlp"), allow(dead_code))]
-    pub(crate) fn set(&self, line: String) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(line);
-        }
-    }
-
-    fn take(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
     }
 }
 

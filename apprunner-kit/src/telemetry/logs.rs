@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::xray_trace_id;
+use super::xray::xray_trace_id;
 
 /// Formats each event as one JSON object: `timestamp`, `level`, `target`, `message`, the
 /// event's fields, the current span's name, `service.name` (when [set](Self::service_name), as

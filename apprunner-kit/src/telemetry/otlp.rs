@@ -14,9 +14,9 @@ use opentelemetry_otlp::{
     Compression, RetryPolicy, WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _,
 };
 
-use super::TelemetryError;
 use super::config::{EndpointSource, FileSetting, OtlpProtocol, Signing, TelemetryConfig};
-use super::export::ExportDiagnosis;
+use super::diagnosis::ExportDiagnosis;
+use super::error::TelemetryError;
 
 /// The default of `OTEL_EXPORTER_OTLP_TIMEOUT`.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

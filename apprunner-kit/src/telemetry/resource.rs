@@ -14,7 +14,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
-use super::TelemetryConfig;
+use super::config::TelemetryConfig;
 
 /// A random UUID (version 4) for `service.instance.id`.
 fn instance_id() -> String {

@@ -20,7 +20,7 @@ pub(crate) struct AppState {
 /// a local SQLite file), applies the migrations and loads the JWT key (made up for the run in
 /// local mode when `JWT_SECRET` is unset).
 impl apprunner::FromContext for AppState {
-    async fn from_context(_cx: &apprunner::Context) -> apprunner::Result<Self> {
+    async fn from_context(_cx: &apprunner::AppContext) -> apprunner::Result<Self> {
         let store = Store::open().await.map_err(apprunner::Error::service)?;
         let local = matches!(store, Store::Sqlite(_));
         if local {

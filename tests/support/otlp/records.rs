@@ -16,7 +16,7 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
-/// One export call as the receiver saw it (recorded whatever the [`ReceiverBehavior`]).
+/// One export call as the receiver saw it (recorded whatever the [`ReceiverBehavior`](super::ReceiverBehavior)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportRequestInfo {
     /// Transport the call used.

@@ -1,4 +1,4 @@
 #[apprunner::main]
-async fn main((a, b): (apprunner::Context, apprunner::Context)) {
+async fn main((a, b): (apprunner::AppContext, apprunner::AppContext)) {
     let _ = (a, b);
 }

@@ -1,7 +1,7 @@
 struct Greeting(String);
 
 impl apprunner::FromContext for Greeting {
-    async fn from_context(cx: &apprunner::Context) -> apprunner::Result<Self> {
+    async fn from_context(cx: &apprunner::AppContext) -> apprunner::Result<Self> {
         Ok(Greeting(format!("hello from {}", cx.service_name())))
     }
 }

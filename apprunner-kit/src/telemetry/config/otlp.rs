@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Warnings, percent_decode};
-use crate::telemetry::TelemetryError;
+use crate::telemetry::error::TelemetryError;
 
 /// Where the endpoint came from: it decides whether `/v1/traces` is appended for OTLP/HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

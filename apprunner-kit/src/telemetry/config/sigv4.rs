@@ -2,7 +2,7 @@
 //! endpoint (`https://xray.<region>.amazonaws.com/v1/traces`), and for which region.
 
 use super::{OtlpProtocol, TelemetryConfig};
-use crate::telemetry::TelemetryError;
+use crate::telemetry::error::TelemetryError;
 
 /// The variable of the explicit switch.
 pub(crate) const SIGV4_VAR: &str = "APPRUNNER_OTLP_SIGV4";

@@ -19,7 +19,7 @@ use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 
 pub(crate) use credentials::{CredentialsCache, spawn_refresh};
 
-use super::export::ExportDiagnosis;
+use super::diagnosis::ExportDiagnosis;
 
 /// The signing name of X-Ray.
 pub(crate) const SERVICE: &str = "xray";

@@ -17,8 +17,7 @@ use opentelemetry_sdk::trace::{Sampler, SamplingResult, ShouldSample};
 
 pub use opentelemetry_aws::trace::XrayIdGenerator;
 
-use super::TelemetryError;
-use super::config::PropagatorKind;
+use super::error::TelemetryError;
 
 /// The trace flag `opentelemetry-aws`'s propagator sets for `Sampled=?` (the decision is
 /// deferred to this service); its own constant is private (checked in the tests).
@@ -302,6 +301,18 @@ impl TextMapPropagator for W3cTraceContextPropagator {
     fn fields(&self) -> FieldIter<'_> {
         self.sdk.fields()
     }
+}
+
+/// One entry of `OTEL_PROPAGATORS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PropagatorKind {
+    /// AWS X-Ray `X-Amzn-Trace-Id`.
+    Xray,
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
 }
 
 /// The composite propagator for the configured list (`OTEL_PROPAGATORS`) and precedence.
