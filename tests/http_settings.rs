@@ -4,9 +4,8 @@
 //! The log subscriber is process-global, so this binary sets it up once ([`logs`]); tests run
 //! in parallel and tell their lines apart by the routes they call.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use apprunner::http::{AccessLog, AccessLogMode, HttpError, Server};
@@ -23,18 +22,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Every log line of this process, as written (JSON).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+type Captured = apprunner_kit_tests::LogCapture;
 
 /// Sets up telemetry (spans recorded, not exported) and the JSON log subscriber once.
 fn logs() -> &'static Captured {
@@ -66,7 +54,7 @@ fn logs() -> &'static Captured {
 
 /// The access log lines written so far for routes starting with `prefix`.
 fn access_lines(prefix: &str) -> Vec<Value> {
-    let text = String::from_utf8(logs().0.lock().unwrap().clone()).unwrap();
+    let text = logs().text();
     text.lines()
         .map(|line| serde_json::from_str::<Value>(line).expect("a JSON log line"))
         .filter(|line| line["target"] == "apprunner::http::access")

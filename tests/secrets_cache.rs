@@ -5,8 +5,7 @@
 //! "served from the cache" means no request reached Secrets Manager. Spans and logs of the whole
 //! binary are captured by one global subscriber (this binary's own global state).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use apprunner::secrets::{SecretCache, SecretsError, VersionStage};
@@ -19,18 +18,7 @@ use serde_json::Value;
 /// enabled, and with thread-scoped subscribers that cache goes wrong across threads (a call site
 /// first hit on a thread without a subscriber stays disabled for everyone). Tests therefore
 /// tell their spans apart by their (unique) secret ids.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+type Capture = apprunner_kit_tests::LogCapture;
 
 /// The binary's capture, installed as the global subscriber on first use.
 fn capture() -> &'static Capture {
@@ -50,11 +38,15 @@ fn capture() -> &'static Capture {
     })
 }
 
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
+/// What the tests read from the capture.
+trait CaptureExt {
+    /// The fields of each closed `SecretsManager.GetSecretValue` span for `secret_id`, in order.
+    fn fetch_spans(&self, secret_id: &str) -> Vec<Value>;
+    /// None of `values` appears in any log line or span.
+    fn assert_no_leak(&self, values: &[&str]);
+}
 
+impl CaptureExt for Capture {
     /// The fields of each closed `SecretsManager.GetSecretValue` span for `secret_id`, in order.
     fn fetch_spans(&self, secret_id: &str) -> Vec<Value> {
         self.text()

@@ -8,10 +8,12 @@
 //! - [`SecretsEmulator`]: a moto Secrets Manager server.
 //! - [`XrayOtlpPeer`]: X-Ray's OTLP endpoint verifying SigV4 with botocore, plus ECS container
 //!   credentials and task metadata endpoints (Python, in the test virtualenv).
+//! - [`LogCapture`]: log output collected in memory.
 //! - [`xray`]: a replay of how the collector's X-Ray exporter names spans (the service map).
 //!
 //! Run everything with `./scripts/test` (it installs the peers these need).
 
+pub mod logs;
 pub mod mariadb;
 pub mod otlp;
 pub mod postgres;
@@ -20,6 +22,7 @@ pub mod secrets_emulator;
 pub mod sigv4;
 pub mod xray;
 
+pub use logs::LogCapture;
 pub use mariadb::MariaDb;
 pub use otlp::{
     AttrValue, CountingTraceService, ExportCounts, ExportRequestInfo, OtlpProtocol, OtlpReceiver,
