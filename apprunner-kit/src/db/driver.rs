@@ -75,7 +75,7 @@ pub(crate) mod private {
 
     /// The per-database operations behind [`Driver`]. Not part of the public API.
     #[allow(unreachable_pub, missing_docs)]
-    pub trait Backend: Database {
+    pub trait Backend: Database<Arguments: Clone> {
         const ENGINE: DbEngine;
         const DIALECT: SqlDialect;
 

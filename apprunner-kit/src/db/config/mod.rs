@@ -27,6 +27,7 @@ pub(crate) struct PoolSettings {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) connect_timeout: Duration,
     pub(crate) startup_timeout: Duration,
+    pub(crate) resume_budget: Duration,
 }
 
 /// How statements are traced.
@@ -67,6 +68,7 @@ impl Default for TraceSettings {
 /// | `DB_POOL_MAX_LIFETIME` | connections are replaced after this (`off` to keep them) | `30m` |
 /// | `DB_CONNECT_TIMEOUT` | one connection attempt at start-up | `5s` |
 /// | `DB_STARTUP_TIMEOUT` | how long start-up keeps retrying an unreachable database (Aurora Serverless v2 resumes in ~15–30 s) | `45s` |
+/// | `DB_RESUME_BUDGET` | at run time, how long requests wait for a database that stopped answering (restarting, failing over, resuming from zero capacity) before they fail as unavailable; counted from the first failure, so later requests fail at once past it | `30s` |
 /// | `DB_SECRET_NAME` | the RDS secret to re-read when the password is rejected (rotation; needs the `secrets` feature) | — |
 /// | `DB_TRACE_QUERY_TEXT` | `sanitized`, `raw`, `off` | `sanitized` |
 /// | `DB_TRACE_ROOT_SPANS` | `true`: trace statements that have no parent span | `false` |
@@ -125,6 +127,16 @@ impl fmt::Debug for DbConfig {
 }
 
 impl DbConfig {
+    /// The default [`resume_budget`](Self::resume_budget): 30 s, the time Aurora Serverless v2
+    /// takes at most to resume from zero capacity, well under App Runner's 120 s request limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(apprunner::db::DbConfig::DEFAULT_RESUME_BUDGET.as_secs(), 30);
+    /// ```
+    pub const DEFAULT_RESUME_BUDGET: Duration = Duration::from_secs(30);
+
     /// Reads the configuration from the process environment (see the table above).
     ///
     /// # Errors
@@ -244,6 +256,7 @@ impl DbConfig {
             max_lifetime: optional_duration("DB_POOL_MAX_LIFETIME", Duration::from_secs(1800))?,
             connect_timeout: duration("DB_CONNECT_TIMEOUT", Duration::from_secs(5))?,
             startup_timeout: duration("DB_STARTUP_TIMEOUT", Duration::from_secs(45))?,
+            resume_budget: duration("DB_RESUME_BUDGET", Self::DEFAULT_RESUME_BUDGET)?,
         };
 
         let stable_only = get("OTEL_SEMCONV_STABILITY_OPT_IN").is_some_and(|v| {
@@ -432,6 +445,30 @@ impl DbConfig {
     /// ```
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.pool.startup_timeout = timeout;
+        self
+    }
+
+    /// At run time, how long requests wait for a database that stopped answering before they
+    /// fail as unavailable (`DB_RESUME_BUDGET`, default [`DbConfig::DEFAULT_RESUME_BUDGET`]).
+    ///
+    /// The budget is counted from the first failure of the outage: requests that arrive later
+    /// wait for what is left of it, and once it is spent they fail at once (503 in a service)
+    /// until the database answers again. One connection attempt probes the database
+    /// meanwhile; the requests queue on it. Keep it under the platform's request limit (App
+    /// Runner: 120 s). A pool that is merely out of connections is not an outage: it still
+    /// fails after `DB_POOL_ACQUIRE_TIMEOUT`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// // Aurora Serverless v2 at 0 ACU takes 15–30 s to resume.
+    /// let config = config.resume_budget(std::time::Duration::from_secs(45));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn resume_budget(mut self, budget: Duration) -> Self {
+        self.pool.resume_budget = budget;
         self
     }
 
