@@ -116,7 +116,7 @@ mod pool;
 mod sanitize;
 mod shared;
 
-pub use config::{DbConfig, DbEngine, QueryText};
+pub use config::{DbConfig, DbEngine, QueryText, SslMode};
 pub use conn::{Connection, PoolConnection, Transaction};
 #[cfg(feature = "secrets")]
 pub use credentials::RdsSecretSource;
