@@ -155,7 +155,7 @@ mod resilience;
 mod sanitize;
 mod shared;
 
-pub use config::{DbConfig, DbEngine, QueryText};
+pub use config::{DbConfig, DbEngine, QueryText, SslMode};
 pub use conn::{Connection, PoolConnection, Transaction};
 #[cfg(feature = "secrets")]
 pub use credentials::RdsSecretSource;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::ConnectOptions as _;
 use tokio::sync::watch;
 
+use super::config::is_tls_failure;
 use super::driver::Driver;
 use super::instrument::TARGET;
 use super::shared::Shared;
@@ -144,6 +145,8 @@ async fn probe<DB: Driver>(shared: Arc<Shared<DB>>) {
             }
             // The server answered: what it said is for the requests to meet.
             Ok(Err(sqlx::Error::Database(e))) if !DB::is_transient(e.as_ref()) => None,
+            // A certificate that does not verify will not verify later either.
+            Ok(Err(e)) if is_tls_failure(&e) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some(format!("no answer within {limit:?}")),
         };

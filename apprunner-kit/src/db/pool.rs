@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sqlx::ConnectOptions as _;
 use sqlx::migrate::Migrator;
 
-use super::config::{DbConfig, DbEngine, PoolSettings, TraceSettings};
+use super::config::{DbConfig, DbEngine, PoolSettings, TlsSettings, TraceSettings, is_tls_failure};
 use super::conn::{PoolConnection, Transaction};
 use super::credentials::{CredentialSource, Credentials};
 use super::driver::Driver;
@@ -151,8 +151,10 @@ impl<DB: Driver> Pool<DB> {
     /// # Errors
     ///
     /// [`DbError::Unreachable`] after the deadline, [`DbError::Authentication`],
-    /// [`DbError::Connect`] for errors retrying cannot fix, [`DbError::EngineMismatch`],
-    /// [`DbError::InvalidConfig`], [`DbError::Migrate`]. None of them contains the password.
+    /// [`DbError::Tls`] when the server's certificate does not verify (see
+    /// [TLS](DbConfig#tls)), [`DbError::Connect`] for other errors retrying cannot fix,
+    /// [`DbError::EngineMismatch`], [`DbError::InvalidConfig`] (a missing CA file among them),
+    /// [`DbError::Migrate`]. None of them contains the password.
     ///
     /// # Examples
     ///
@@ -172,7 +174,7 @@ impl<DB: Driver> Pool<DB> {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(config: DbConfig) -> Result<Self, DbError> {
-        let options = DB::options(&config.target)?;
+        let options = DB::options(&config.target, &config.tls)?;
         let endpoint = DB::endpoint(&options);
         let installed = endpoint
             .user
@@ -192,8 +194,12 @@ impl<DB: Driver> Pool<DB> {
         let source = source.map(|s| (s, installed, config.pool.connect_timeout));
         let outage = Outage::new(config.pool.resume_budget);
         let this = Self::assemble(pool, config.tracing.clone(), meta, outage, source);
-        this.wait_until_reachable(&config.pool, config.target.password().as_deref())
-            .await?;
+        this.wait_until_reachable(
+            &config.pool,
+            &config.tls,
+            config.target.password().as_deref(),
+        )
+        .await?;
         if let Some(migrator) = &config.migrator {
             this.migrate(migrator).await?;
         }
@@ -420,6 +426,7 @@ impl<DB: Driver> Pool<DB> {
     async fn wait_until_reachable(
         &self,
         settings: &PoolSettings,
+        tls: &TlsSettings,
         password: Option<&str>,
     ) -> Result<(), DbError> {
         let started = Instant::now();
@@ -477,6 +484,14 @@ impl<DB: Driver> Pool<DB> {
                     return Err(DbError::Authentication {
                         endpoint,
                         user: meta.endpoint.user.clone().unwrap_or_default(),
+                        cause,
+                    });
+                }
+                e if is_tls_failure(e) => {
+                    return Err(DbError::Tls {
+                        endpoint,
+                        mode: tls.describe_mode(DB::ENGINE),
+                        ca_file: tls.describe_ca(),
                         cause,
                     });
                 }

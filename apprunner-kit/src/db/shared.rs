@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::ConnectOptions as _;
 
+use super::config::is_tls_failure;
 use super::credentials::{CredentialSource, Credentials, CredentialsFuture};
 use super::driver::{Driver, Endpoint};
 use super::instrument::{Meta, TARGET, Tracer};
@@ -279,6 +280,9 @@ impl Rotation {
 /// Errors of `Pool::acquire` that say the database may be away (not a wrong password, not a
 /// bad configuration).
 fn unreachable<DB: Driver>(error: &sqlx::Error) -> bool {
+    if is_tls_failure(error) {
+        return false;
+    }
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Protocol(_)
