@@ -360,7 +360,7 @@ fn pool_fetch_many<'e, 'q: 'e, DB: Driver, E>(
     shared: Arc<Shared<DB>>,
     query: E,
     marked: bool,
-) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+) -> Steps<'e, DB>
 where
     E: 'q + Execute<'q, DB>,
 {

@@ -3,7 +3,6 @@
 //! connect, up to the resume budget.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,8 +29,6 @@ pub(crate) struct Outage {
     /// When the current outage began; `None` while the database answers.
     down_since: Mutex<Option<Instant>>,
     ended: watch::Sender<Ended>,
-    /// Connection attempts made by probes, for logs and tests.
-    attempts: AtomicU64,
 }
 
 impl Outage {
@@ -40,7 +37,6 @@ impl Outage {
             budget,
             down_since: Mutex::new(None),
             ended: watch::Sender::new(Ended::default()),
-            attempts: AtomicU64::new(0),
         }
     }
 
@@ -103,11 +99,6 @@ impl Outage {
             e.false_alarm = false_alarm;
         });
     }
-
-    #[cfg(test)]
-    pub(crate) fn attempts(&self) -> u64 {
-        self.attempts.load(Ordering::Relaxed)
-    }
 }
 
 impl<DB: Driver> Shared<DB> {
@@ -133,7 +124,6 @@ async fn probe<DB: Driver>(shared: Arc<Shared<DB>>) {
             return;
         }
         attempts += 1;
-        outage.attempts.fetch_add(1, Ordering::Relaxed);
         let options = shared.pool.connect_options();
         // One attempt may take long: a resuming Aurora cluster accepts the connection and
         // answers once it runs.
@@ -174,5 +164,45 @@ async fn probe<DB: Driver>(shared: Arc<Shared<DB>>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_outage_no_wait() {
+        let outage = Outage::new(Duration::from_secs(30));
+        assert_eq!(outage.wait().await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiters_wake_when_the_outage_ends_and_learn_how() {
+        let outage = Arc::new(Outage::new(Duration::from_secs(30)));
+        assert!(outage.begin());
+        assert!(!outage.begin(), "one outage at a time");
+        let waiter = tokio::spawn({
+            let outage = Arc::clone(&outage);
+            async move { outage.wait().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        outage.end(false);
+        let ended = waiter.await.unwrap().unwrap().expect("ended");
+        assert!(!ended.false_alarm);
+        assert_eq!(outage.wait().await.unwrap(), None, "back to normal");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn past_the_budget_requests_fail_at_once() {
+        let outage = Outage::new(Duration::from_millis(50));
+        assert!(outage.begin());
+        let error = outage.wait().await.unwrap_err();
+        assert!(crate::db::is_unavailable(&error), "{error}");
+        assert!(error.to_string().contains("DB_RESUME_BUDGET"), "{error}");
+        // Spent: the next caller does not wait again.
+        let started = std::time::Instant::now();
+        outage.wait().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(50));
     }
 }

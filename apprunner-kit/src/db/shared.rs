@@ -92,12 +92,14 @@ impl<DB: Driver> Shared<DB> {
         match self.with_rotation(|| self.pool.acquire()).await {
             Err(e) if unreachable::<DB>(&e) => {
                 self.report_outage(&e);
-                match self.outage.wait().await? {
-                    Some(ended) if ended.false_alarm && matches!(e, sqlx::Error::PoolTimedOut) => {
-                        Err(e)
-                    }
-                    _ => self.with_rotation(|| self.pool.acquire()).await,
+                // `None`: the probe ended before this caller looked, so it found the database
+                // at once.
+                let ended = self.outage.wait().await?;
+                let false_alarm = ended.is_none_or(|ended| ended.false_alarm);
+                if false_alarm && matches!(e, sqlx::Error::PoolTimedOut) && self.exhausted() {
+                    return Err(e);
                 }
+                self.with_rotation(|| self.pool.acquire()).await
             }
             other => other,
         }
@@ -117,6 +119,12 @@ impl<DB: Driver> Shared<DB> {
             }
             other => other,
         }
+    }
+
+    /// Every connection is open and in use: a timed-out acquire was the application's
+    /// load, not the database's absence.
+    fn exhausted(&self) -> bool {
+        self.pool.size() >= self.pool.options().get_max_connections() && self.pool.num_idle() == 0
     }
 
     pub(crate) async fn with_rotation<T, F, Fut>(&self, op: F) -> Result<T, sqlx::Error>
