@@ -268,6 +268,43 @@ impl<DB: Driver> Stream for TracedStream<'_, DB> {
 // ------------------------------------------------------------------------------------------
 // &Pool and Retryable: statements that may run a second time
 
+/// The connection a pool statement runs on: from the pool the first time, a fresh one
+/// (outside the pool, closed after) the second.
+enum Lease<DB: Database> {
+    Pooled(sqlx::pool::PoolConnection<DB>),
+    Fresh(DB::Connection),
+}
+
+impl<DB: Database> Lease<DB> {
+    fn conn(&mut self) -> &mut DB::Connection {
+        match self {
+            Self::Pooled(conn) => conn,
+            Self::Fresh(conn) => conn,
+        }
+    }
+
+    /// The statement is over: a pooled connection goes back to the pool (or is closed, if it
+    /// died), a fresh one is closed.
+    async fn release(self) {
+        if let Self::Fresh(conn) = self {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+}
+
+/// The connection for attempt `attempt` (0: the pool's; then a fresh one).
+async fn lease<DB: Driver>(
+    shared: &Arc<Shared<DB>>,
+    span: Option<&mut StatementSpan>,
+    attempt: u8,
+) -> Result<Lease<DB>, sqlx::Error> {
+    if attempt == 0 {
+        acquire(shared, span).await.map(Lease::Pooled)
+    } else {
+        shared.fresh().await.map(Lease::Fresh)
+    }
+}
+
 /// What a pool statement needs to run a second time: kept for statements that may be retried
 /// (read-only ones, and all of a [`Retryable`]).
 struct Replay<DB: Database> {
@@ -332,22 +369,24 @@ fn start_pool<'q, DB: Driver, E: Execute<'q, DB>>(
     (first, replay, span)
 }
 
-/// Whether to run the statement again after `error`; if so, retires the failed connection
-/// and notes the retry on the span.
+/// Whether to run the statement again after `error`; if so, notes the retry on the span. A
+/// connection that died is closed rather than given back, and the outage gate is told.
 fn retry<DB: Driver>(
     shared: &Arc<Shared<DB>>,
     replay: &mut Option<Replay<DB>>,
-    conn: &mut sqlx::pool::PoolConnection<DB>,
+    lease: &mut Lease<DB>,
     span: Option<&mut StatementSpan>,
     error: &sqlx::Error,
     yielded: bool,
 ) -> Option<Prepared<DB>> {
+    if connection_lost(error) {
+        if let Lease::Pooled(conn) = lease {
+            conn.close_on_drop();
+        }
+        shared.report_outage(error, Instant::now());
+    }
     if !replay.as_ref().is_some_and(|r| r.allows(error, yielded)) {
         return None;
-    }
-    if connection_lost(error) {
-        conn.close_on_drop();
-        shared.report_outage(error);
     }
     if let Some(span) = span {
         span.retried::<DB>(error);
@@ -367,8 +406,9 @@ where
     let (first, mut replay, mut span) = start_pool(&shared.tracer, query, marked);
     Box::pin(Generator::new(move |yielder| async move {
         let mut query = first;
+        let mut attempt = 0;
         loop {
-            let mut conn = match acquire(&shared, span.as_mut()).await {
+            let mut conn = match lease(&shared, span.as_mut(), attempt).await {
                 Ok(conn) => conn,
                 Err(e) => {
                     if let Some(span) = &mut span {
@@ -377,9 +417,10 @@ where
                     return Err(e);
                 }
             };
+            attempt += 1;
             let mut yielded = false;
-            let error = {
-                let mut stream = DB::fetch_many(&mut *conn, query);
+            let outcome = {
+                let mut stream = DB::fetch_many(conn.conn(), query);
                 loop {
                     match stream.try_next().await {
                         Ok(Some(item)) => {
@@ -389,19 +430,28 @@ where
                             yielded = true;
                             yielder.send(item).await;
                         }
-                        Ok(None) => return Ok(()),
-                        Err(e) => break e,
+                        Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
                 }
             };
-            match retry(
+            let error = match outcome {
+                Ok(()) => {
+                    conn.release().await;
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            let again = retry(
                 &shared,
                 &mut replay,
                 &mut conn,
                 span.as_mut(),
                 &error,
                 yielded,
-            ) {
+            );
+            conn.release().await;
+            match again {
                 Some(again) => query = again,
                 None => {
                     if let Some(span) = &mut span {
@@ -425,26 +475,22 @@ where
     let (first, mut replay, mut span) = start_pool(&shared.tracer, query, marked);
     Box::pin(async move {
         let mut query = first;
+        let mut attempt = 0;
         let result = loop {
-            let mut conn = match acquire(&shared, span.as_mut()).await {
+            let mut conn = match lease(&shared, span.as_mut(), attempt).await {
                 Ok(conn) => conn,
                 Err(e) => break Err(e),
             };
-            match DB::fetch_optional(&mut *conn, query).await {
-                Err(error) => {
-                    match retry(
-                        &shared,
-                        &mut replay,
-                        &mut conn,
-                        span.as_mut(),
-                        &error,
-                        false,
-                    ) {
-                        Some(again) => query = again,
-                        None => break Err(error),
-                    }
-                }
-                ok => break ok,
+            attempt += 1;
+            let result = DB::fetch_optional(conn.conn(), query).await;
+            let again = match &result {
+                Err(error) => retry(&shared, &mut replay, &mut conn, span.as_mut(), error, false),
+                Ok(_) => None,
+            };
+            conn.release().await;
+            match again {
+                Some(again) => query = again,
+                None => break result,
             }
         };
         if let Some(span) = &mut span {

@@ -14,6 +14,10 @@ use super::driver::Driver;
 use super::instrument::TARGET;
 use super::shared::Shared;
 
+/// A probe whose first attempt connects within this found the database answering: the
+/// caller's timeout was the pool's load, not an outage.
+const FALSE_ALARM: Duration = Duration::from_secs(1);
+
 /// How an outage ended, as seen by the requests that waited on it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Ended {
@@ -75,17 +79,17 @@ impl Outage {
         ))
     }
 
-    /// Marks the start of an outage; true when this call started it (and must start the
-    /// probe).
-    fn begin(&self) -> bool {
-        let mut since = self
+    /// Marks the start of an outage, first seen by a caller that began waiting at `since`;
+    /// true when this call started it (and must start the probe).
+    fn begin(&self, since: Instant) -> bool {
+        let mut down_since = self
             .down_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if since.is_some() {
+        if down_since.is_some() {
             return false;
         }
-        *since = Some(Instant::now());
+        *down_since = Some(since);
         true
     }
 
@@ -102,9 +106,10 @@ impl Outage {
 }
 
 impl<DB: Driver> Shared<DB> {
-    /// Reports that the database may be away (`cause`); starts the probe unless one runs.
-    pub(crate) fn report_outage(self: &Arc<Self>, cause: &sqlx::Error) {
-        if self.outage.begin() {
+    /// Reports that the database may be away (`cause`, met by a caller that began waiting at
+    /// `since`: the budget counts from there); starts the probe unless one runs.
+    pub(crate) fn report_outage(self: &Arc<Self>, cause: &sqlx::Error, since: Instant) {
+        if self.outage.begin(since) {
             tracing::debug!(target: TARGET, error = %cause, "database may be away: probing it");
             tokio::spawn(probe(Arc::clone(self)));
         }
@@ -150,7 +155,9 @@ async fn probe<DB: Driver>(shared: Arc<Shared<DB>>) {
                     "database answers again"
                 );
             }
-            outage.end(attempts == 1);
+            // A database that answered the first attempt at once was never away; one that
+            // held it (Aurora resuming) was.
+            outage.end(attempts == 1 && started.elapsed() < FALSE_ALARM);
             return;
         };
         if attempts == 1 {
@@ -180,8 +187,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn waiters_wake_when_the_outage_ends_and_learn_how() {
         let outage = Arc::new(Outage::new(Duration::from_secs(30)));
-        assert!(outage.begin());
-        assert!(!outage.begin(), "one outage at a time");
+        assert!(outage.begin(Instant::now()));
+        assert!(!outage.begin(Instant::now()), "one outage at a time");
         let waiter = tokio::spawn({
             let outage = Arc::clone(&outage);
             async move { outage.wait().await }
@@ -196,7 +203,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn past_the_budget_requests_fail_at_once() {
         let outage = Outage::new(Duration::from_millis(50));
-        assert!(outage.begin());
+        assert!(outage.begin(Instant::now()));
         let error = outage.wait().await.unwrap_err();
         assert!(crate::db::is_unavailable(&error), "{error}");
         assert!(error.to_string().contains("DB_RESUME_BUDGET"), "{error}");

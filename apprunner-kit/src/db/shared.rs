@@ -89,9 +89,10 @@ impl<DB: Driver> Shared<DB> {
         self: &Arc<Self>,
     ) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
         self.outage.wait().await?;
+        let started = Instant::now();
         match self.with_rotation(|| self.pool.acquire()).await {
             Err(e) if unreachable::<DB>(&e) => {
-                self.report_outage(&e);
+                self.report_outage(&e, started);
                 // `None`: the probe ended before this caller looked, so it found the database
                 // at once.
                 let ended = self.outage.wait().await?;
@@ -113,12 +114,27 @@ impl<DB: Driver> Shared<DB> {
         let conn = self.acquire().await?;
         match sqlx::Transaction::begin(conn, None).await {
             Err(e) if connection_lost(&e) => {
-                self.report_outage(&e);
+                self.report_outage(&e, Instant::now());
                 let conn = self.acquire().await?;
                 sqlx::Transaction::begin(conn, None).await
             }
             other => other,
         }
+    }
+
+    /// A new connection outside the pool, for a statement's second attempt: an idle pooled
+    /// connection passed its ping, but after one connection died under a statement, others
+    /// may be dying too. Waits out an outage first, as [`acquire`](Self::acquire) does.
+    pub(crate) async fn fresh(self: &Arc<Self>) -> Result<DB::Connection, sqlx::Error> {
+        self.outage.wait().await?;
+        let limit = self.pool.options().get_acquire_timeout();
+        self.with_rotation(|| async {
+            let options = self.pool.connect_options();
+            tokio::time::timeout(limit, options.connect())
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        })
+        .await
     }
 
     /// Every connection is open and in use: a timed-out acquire was the application's
