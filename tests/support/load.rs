@@ -203,8 +203,15 @@ impl Load {
     }
 
     /// Waits until `n` requests of `kind` (any kind: `None`) that started at or after `since`
-    /// succeeded; panics after `timeout` with what the load saw.
-    pub async fn wait_for_ok(&self, kind: Option<&str>, since: Instant, n: usize, timeout: Duration) {
+    /// succeeded; false if that did not happen within `timeout` (the caller's assertions on
+    /// the report then say what failed).
+    pub async fn wait_for_ok(
+        &self,
+        kind: Option<&str>,
+        since: Instant,
+        n: usize,
+        timeout: Duration,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             let ok = lock(&self.shared.samples)
@@ -213,14 +220,11 @@ impl Load {
                 .filter(|s| kind.is_none_or(|k| s.kind == k))
                 .count();
             if ok >= n {
-                return;
+                return true;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {n} successful {} requests within {timeout:?}: {}",
-                kind.unwrap_or("any"),
-                self.report().summary()
-            );
+            if Instant::now() >= deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -310,14 +314,14 @@ impl Report {
         }
     }
 
-    /// The requests that were in flight at some point in `[from, to]` (started before `to`,
-    /// ended after `from`).
-    pub fn overlapping(&self, from: Instant, to: Instant) -> Report {
+    /// The requests that ended in `[from, to)`: a phase of a scenario (a request in flight
+    /// when an event happened belongs to the phase in which it ended).
+    pub fn ended_between(&self, from: Instant, to: Instant) -> Report {
         Report {
             samples: self
                 .samples
                 .iter()
-                .filter(|s| s.start <= to && s.end >= from)
+                .filter(|s| s.end >= from && s.end < to)
                 .cloned()
                 .collect(),
             started: from,
@@ -383,10 +387,16 @@ impl Report {
                 .min()
         };
         Recovery {
-            last_failure_to_success: last_failure
-                .and_then(|f| first_ok_ending_after(f, self.started).map(|ok| ok - f)),
-            back_to_success: back
-                .and_then(|b| first_ok_ending_after(b, event).map(|ok| ok.saturating_duration_since(b))),
+            last_failure_to_success: last_failure.and_then(|f| {
+                self.samples
+                    .iter()
+                    .filter(|s| s.class == Class::Ok && s.end >= f)
+                    .map(|s| s.end - f)
+                    .min()
+            }),
+            back_to_success: back.and_then(|b| {
+                first_ok_ending_after(b, event).map(|ok| ok.saturating_duration_since(b))
+            }),
             event_to_success: first_ok_ending_after(event, event).map(|ok| ok - event),
             max_latency: self
                 .samples
@@ -401,7 +411,11 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut per_kind: BTreeMap<&str, BTreeMap<Class, usize>> = BTreeMap::new();
         for s in &self.samples {
-            *per_kind.entry(s.kind).or_default().entry(s.class).or_default() += 1;
+            *per_kind
+                .entry(s.kind)
+                .or_default()
+                .entry(s.class)
+                .or_default() += 1;
         }
         per_kind
             .iter()

@@ -288,7 +288,9 @@ impl MariaDb {
         let Inner::Own { child, .. } = &self.inner else {
             panic!("MariaDb::stop needs an own server; unset {MYSQL_URL_ENV}");
         };
-        let mut child = child.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut child = child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(mut running) = child.take() else {
             return;
         };
@@ -323,7 +325,9 @@ impl MariaDb {
         else {
             panic!("MariaDb::start_again needs an own server; unset {MYSQL_URL_ENV}");
         };
-        let mut slot = child.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_some() {
             return;
         }

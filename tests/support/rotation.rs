@@ -216,7 +216,11 @@ async fn forward(
     calls: Arc<Mutex<Vec<Call>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let target = parts
         .headers
         .get("x-amz-target")
@@ -255,7 +259,11 @@ async fn forward(
         }
     };
     let (mut parts, body) = response.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     // The body is whole now: hyper sets its length.
     parts.headers.remove("transfer-encoding");
     parts.headers.remove("content-length");

@@ -96,7 +96,11 @@ impl Deployment {
             "DATABASE_URL".to_owned(),
             format!("postgres://{ROLE}:{password}@127.0.0.1:{db_port}/{DATABASE}"),
         )];
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         Self::start_with_env(base_env(env)).await
     }
 
@@ -140,7 +144,10 @@ impl Deployment {
                         "email": format!("w{worker}-{seq}-{nonce}@example.com"),
                         "password": "load-password",
                     });
-                    ("write", send(&client, "POST", &signup_url, Some(body), 201).await.0)
+                    (
+                        "write",
+                        send(&client, "POST", &signup_url, Some(body), 201).await.0,
+                    )
                 }
             }
         })
@@ -266,8 +273,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
-/// Terminates idle connections of the role until at least one was (the load keeps some busy);
-/// returns how many.
+/// Terminates idle connections of the role, trying for a second until at least one was (the
+/// load keeps some busy); returns how many.
 async fn terminate_idle(pg: &Arc<Postgres>) -> usize {
     for _ in 0..50 {
         let pg = Arc::clone(pg);
@@ -277,7 +284,7 @@ async fn terminate_idle(pg: &Arc<Postgres>) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the service kept no idle connection to terminate");
+    0
 }
 
 /// Scenario 1: `pg_ctl restart -m fast`, then a stop for 5 s and a start. Reads (outside a
@@ -300,9 +307,9 @@ async fn restart_and_stop_fail_no_read_and_answer_503_to_writes() {
     })
     .await;
     let restarted = Instant::now();
-    load.wait_for_ok(Some("read"), restarted, 5, Duration::from_secs(30))
+    load.wait_for_ok(Some("read"), restarted, 5, Duration::from_secs(20))
         .await;
-    load.wait_for_ok(Some("write"), restarted, 1, Duration::from_secs(30))
+    load.wait_for_ok(Some("write"), restarted, 1, Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -320,15 +327,15 @@ async fn restart_and_stop_fail_no_read_and_answer_503_to_writes() {
     })
     .await;
     let started = Instant::now();
-    load.wait_for_ok(Some("read"), started, 5, Duration::from_secs(30))
+    load.wait_for_ok(Some("read"), started, 5, Duration::from_secs(20))
         .await;
-    load.wait_for_ok(Some("write"), started, 1, Duration::from_secs(30))
+    load.wait_for_ok(Some("write"), started, 1, Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = load.stop().await;
 
-    let restart_phase = report.overlapping(restart, stop);
-    let stop_phase = report.overlapping(stop, report.stopped);
+    let restart_phase = report.ended_between(restart, stop);
+    let stop_phase = report.ended_between(stop, report.stopped);
     eprintln!(
         "[resilience] postgres restart -m fast took {}ms; stop+5s+start took {}ms",
         (restarted - restart).as_millis(),
@@ -365,12 +372,19 @@ async fn terminated_idle_connections_fail_no_request() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     let last = Instant::now();
-    load.wait_for_ok(None, last, 10, Duration::from_secs(30))
+    load.wait_for_ok(None, last, 10, Duration::from_secs(20))
         .await;
     let report = load.stop().await;
-    eprintln!("[resilience] postgres pg_terminate_backend: {terminated} idle connections terminated");
+    eprintln!(
+        "[resilience] postgres pg_terminate_backend: {terminated} idle connections terminated"
+    );
     figures("pg_terminate_backend idle", &report, first, Some(first));
-    assert_none_failed(&report, None, "requests while idle connections were terminated");
+    assert!(terminated > 0, "no idle connection was terminated");
+    assert_none_failed(
+        &report,
+        None,
+        "requests while idle connections were terminated",
+    );
     drop(d);
 }
 
@@ -393,7 +407,9 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
         })
         .to_string()
     };
-    let arn = moto.create_secret("users-api/db", &secret(passwords[0])).await;
+    let arn = moto
+        .create_secret("users-api/db", &secret(passwords[0]))
+        .await;
     let sm = moto.client();
     // The service reaches Secrets Manager through the counting proxy.
     let mut env: Vec<(String, String)> = moto
@@ -428,12 +444,12 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
     let mut terminated = terminate_idle(&pg).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     terminated += terminate_idle(&pg).await;
-    load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(30))
+    load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     rotation::finish_secret(&sm, &arn, &token1).await;
     terminated += terminate_idle(&pg).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(30))
+    load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     let calls1 = reads() - at_start;
     let changes1 = changes(&d);
@@ -453,7 +469,7 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
     terminated += terminate_idle(&pg).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     terminated += terminate_idle(&pg).await;
-    load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(30))
+    load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     let calls2 = reads() - at_start - calls1;
     let all_changes = changes(&d);
@@ -480,13 +496,13 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
     );
     figures(
         "rotation 1",
-        &report.overlapping(rotation1, rotation2),
+        &report.ended_between(rotation1, rotation2),
         set_secret,
         None,
     );
     figures(
         "rotation 2 (secret first)",
-        &report.overlapping(rotation2, report.stopped),
+        &report.ended_between(rotation2, report.stopped),
         rotation2,
         None,
     );
@@ -541,9 +557,8 @@ async fn aurora_resume_fails_no_request_with_few_connection_attempts() {
     let paused = Instant::now();
     let resumed = paused + AURORA_HOLD;
     load.release();
-    tokio::time::sleep_until((resumed + Duration::from_secs(2)).into())
-        .await;
-    load.wait_for_ok(None, resumed, 10, Duration::from_secs(30))
+    tokio::time::sleep_until((resumed + Duration::from_secs(2)).into()).await;
+    load.wait_for_ok(None, resumed, 10, Duration::from_secs(20))
         .await;
     let attempts = proxy.accepted_since_pause();
     let held = proxy.held();
@@ -575,12 +590,7 @@ async fn aurora_resume_past_the_budget_answers_503_fast() {
     let password = "app-Pa55-budget";
     let pg = cluster(password).await;
     let proxy = AuroraProxy::start(([127, 0, 0, 1], pg.port()).into()).await;
-    let d = Deployment::start(
-        password,
-        proxy.port(),
-        &[("DB_RESUME_BUDGET", "3s")],
-    )
-    .await;
+    let d = Deployment::start(password, proxy.port(), &[("DB_RESUME_BUDGET", "3s")]).await;
     let load = d.load();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -589,19 +599,21 @@ async fn aurora_resume_past_the_budget_answers_503_fast() {
     let paused = Instant::now();
     let resumed = paused + hold;
     load.release();
-    tokio::time::sleep_until((resumed + Duration::from_secs(2)).into())
-        .await;
-    load.wait_for_ok(None, resumed, 10, Duration::from_secs(30))
+    tokio::time::sleep_until((resumed + Duration::from_secs(2)).into()).await;
+    load.wait_for_ok(None, resumed, 10, Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = proxy.held();
     let report = load.stop().await;
 
-    // 503s of requests sent well past the budget, and how long they took.
+    // Requests sent well past the budget and well before the resume, and how long they took.
     let past_budget: Vec<_> = report
         .samples
         .iter()
-        .filter(|s| s.start >= paused + budget + Duration::from_secs(1) && s.end <= resumed)
+        .filter(|s| {
+            s.start >= paused + budget + Duration::from_secs(1)
+                && s.start + Duration::from_secs(1) <= resumed
+        })
         .collect();
     let slowest_past_budget = past_budget
         .iter()
@@ -618,7 +630,12 @@ async fn aurora_resume_past_the_budget_answers_503_fast() {
         past_budget.len(),
         slowest_past_budget.as_millis()
     );
-    figures("aurora resume past the budget", &report, paused, Some(resumed));
+    figures(
+        "aurora resume past the budget",
+        &report,
+        paused,
+        Some(resumed),
+    );
 
     assert_only_unavailable(&report, None, "requests past the resume budget");
     assert!(unavailable > 0, "no 503 although the budget was exceeded");
@@ -650,6 +667,9 @@ async fn aurora_resume_past_the_budget_answers_503_fast() {
         "requests fail after the cluster resumed: {}",
         report.summary()
     );
-    assert!(held <= MAX_ATTEMPTS_WHILE_PAUSED, "{held} connection attempts while paused");
+    assert!(
+        held <= MAX_ATTEMPTS_WHILE_PAUSED,
+        "{held} connection attempts while paused"
+    );
     drop(d);
 }
