@@ -11,6 +11,9 @@
 //! cargo test -p apprunner-kit-tests --test db_resilience_mysql -- --nocapture 2>&1 | grep '^\[resilience\]'
 //! ```
 
+// The figures are printed on standard error, for collection.
+#![allow(clippy::print_stderr)]
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 

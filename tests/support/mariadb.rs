@@ -44,7 +44,7 @@ enum Inner {
         socket: PathBuf,
         client: PathBuf,
         /// How to start `mariadbd` again on the same port and data ([`MariaDb::start_again`]).
-        server: Command,
+        server: Box<Command>,
         log: PathBuf,
     },
     External {
@@ -513,7 +513,7 @@ fn start_own() -> Inner {
                     port,
                     socket,
                     client,
-                    server: command,
+                    server: Box::new(command),
                     log,
                 };
             }

@@ -13,6 +13,9 @@
 //!
 //! The tests run one at a time (timings matter, and the machine may have 2 cores).
 
+// The figures are printed on standard error, for collection.
+#![allow(clippy::print_stderr)]
+
 mod support;
 
 use std::sync::Arc;
