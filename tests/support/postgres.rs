@@ -47,6 +47,13 @@ struct Cluster {
     port: u16,
     run_as: Option<(u32, u32)>,
     running: Mutex<bool>,
+    tls: bool,
+}
+
+/// A server certificate and its key, PEM.
+struct ServerTls<'a> {
+    cert_pem: &'a str,
+    key_pem: &'a str,
 }
 
 impl fmt::Debug for Postgres {
@@ -84,10 +91,36 @@ impl Postgres {
                     )
                 });
                 Self {
-                    inner: Inner::Own(Cluster::start(&bin)),
+                    inner: Inner::Own(Cluster::start(&bin, None)),
                     bin: Some(bin),
                 }
             }
+        }
+    }
+
+    /// Starts a throwaway cluster on 127.0.0.1 that speaks TLS with this certificate and key
+    /// (PEM): `ssl = on`, and TCP connections without TLS are rejected (`hostssl` lines only),
+    /// so a client that connects has used TLS. Always an own cluster, even when
+    /// `APPRUNNER_TEST_DATABASE_URL` is set. Panics with a hint when PostgreSQL is not
+    /// installed.
+    ///
+    /// ```no_run
+    /// let ca = apprunner_kit_tests::TestCa::generate();
+    /// let pg = apprunner_kit_tests::Postgres::start_with_tls(ca.server_cert_pem(), ca.server_key_pem());
+    /// // connect to localhost:{pg.port()} with sslmode=verify-full&sslrootcert={ca.ca_cert_path()}
+    /// # let _ = pg;
+    /// ```
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        let bin = find_bin_dir().unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL server binaries not found: set {PG_BIN_ENV} to the directory \
+                 holding initdb/pg_ctl, install `postgresql`, or run ./scripts/test"
+            )
+        });
+        let tls = ServerTls { cert_pem, key_pem };
+        Self {
+            inner: Inner::Own(Cluster::start(&bin, Some(&tls))),
+            bin: Some(bin),
         }
     }
 
@@ -353,7 +386,7 @@ impl Drop for Postgres {
 }
 
 impl Cluster {
-    fn start(bin: &Path) -> Self {
+    fn start(bin: &Path, tls: Option<&ServerTls<'_>>) -> Self {
         sweep_stale_clusters(bin);
         let run_as = if is_root() {
             Some(service_user())
@@ -382,8 +415,12 @@ impl Cluster {
             port: 0,
             run_as,
             running: Mutex::new(false),
+            tls: tls.is_some(),
         };
         cluster.initdb();
+        if let Some(tls) = tls {
+            cluster.write_tls(tls);
+        }
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             cluster.port = crate::free_port();
@@ -454,9 +491,14 @@ impl Cluster {
              synchronous_commit = off\n\
              full_page_writes = off\n\
              shared_buffers = 16MB\n\
-             max_connections = 100\n",
+             max_connections = 100\n{}",
             self.port,
-            self.dir().display()
+            self.dir().display(),
+            if self.tls {
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+            } else {
+                ""
+            }
         );
         let path = self.data_dir().join("postgresql.auto.conf");
         let mut existing = std::fs::read_to_string(&path).unwrap_or_default();
@@ -467,6 +509,33 @@ impl Cluster {
         if let Some((uid, gid)) = self.run_as {
             std::os::unix::fs::chown(&path, Some(uid), Some(gid))
                 .expect("chown postgresql.auto.conf");
+        }
+    }
+
+    /// Writes `server.crt` and `server.key` (0600, owned by the server user) into the data
+    /// directory, and a `pg_hba.conf` that accepts TCP connections over TLS only.
+    fn write_tls(&self, tls: &ServerTls<'_>) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let data = self.data_dir();
+        let hba = "# apprunner-kit test harness: TLS only over TCP\n\
+                   local all all trust\n\
+                   hostssl all all 127.0.0.1/32 trust\n\
+                   hostssl all all ::1/128 trust\n\
+                   hostnossl all all 0.0.0.0/0 reject\n\
+                   hostnossl all all ::/0 reject\n";
+        for (file, text, mode) in [
+            ("server.crt", tls.cert_pem, 0o600),
+            ("server.key", tls.key_pem, 0o600),
+            ("pg_hba.conf", hba, 0o600),
+        ] {
+            let path = data.join(file);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {file}: {e}"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {file}: {e}"));
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {file}: {e}"));
+            }
         }
     }
 

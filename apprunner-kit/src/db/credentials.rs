@@ -124,6 +124,38 @@ pub trait CredentialSource: Send + Sync + fmt::Debug + 'static {
 
     /// Fetches the current credentials, bypassing any cache.
     fn refresh(&self) -> CredentialsFuture<'_>;
+
+    /// Credentials about to become current, tried when the database rejects the refreshed
+    /// ones too: during a Secrets Manager rotation the database already holds the `AWSPENDING`
+    /// password between the rotation function's `setSecret` and `finishSecret` steps. `None`
+    /// (the default) when the source has no such notion.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{CredentialSource, Credentials, CredentialsFuture};
+    ///
+    /// #[derive(Debug)]
+    /// struct Static;
+    ///
+    /// impl CredentialSource for Static {
+    ///     fn name(&self) -> String {
+    ///         "static".into()
+    ///     }
+    ///
+    ///     fn refresh(&self) -> CredentialsFuture<'_> {
+    ///         Box::pin(async { Ok(Credentials::new("app", "old")) })
+    ///     }
+    ///
+    ///     fn pending(&self) -> Option<CredentialsFuture<'_>> {
+    ///         Some(Box::pin(async { Ok(Credentials::new("app", "new")) }))
+    ///     }
+    /// }
+    /// # let _ = Static;
+    /// ```
+    fn pending(&self) -> Option<CredentialsFuture<'_>> {
+        None
+    }
 }
 
 #[cfg(feature = "secrets")]
@@ -136,7 +168,7 @@ mod rds {
     use tokio::sync::OnceCell;
 
     use super::{CredentialSource, Credentials, CredentialsFuture};
-    use crate::secrets::SecretCache;
+    use crate::secrets::{SecretCache, VersionStage};
 
     /// Credentials from an RDS-style secret in AWS Secrets Manager (`username` and `password`
     /// keys, as RDS, Aurora and the CDK generate them), read through
@@ -208,17 +240,30 @@ mod rds {
         }
 
         fn refresh(&self) -> CredentialsFuture<'_> {
-            Box::pin(async move {
-                let cache = self
-                    .cache
-                    .get_or_try_init(|| async { SecretCache::from_env().await.map(Arc::new) })
-                    .await?;
-                let creds = cache.refresh_rds(&self.secret_id).await?;
-                Ok(Credentials::new(
-                    creds.username().expose().as_str(),
-                    creds.password().expose().as_str(),
-                ))
-            })
+            Box::pin(self.read(VersionStage::Current))
+        }
+
+        /// The `AWSPENDING` version, which a rotation function's `setSecret` step has
+        /// already set on the database.
+        fn pending(&self) -> Option<CredentialsFuture<'_>> {
+            Some(Box::pin(self.read(VersionStage::Pending)))
+        }
+    }
+
+    impl RdsSecretSource {
+        async fn read(
+            &self,
+            stage: VersionStage,
+        ) -> Result<Credentials, Box<dyn std::error::Error + Send + Sync>> {
+            let cache = self
+                .cache
+                .get_or_try_init(|| async { SecretCache::from_env().await.map(Arc::new) })
+                .await?;
+            let creds = cache.refresh_rds_stage(&self.secret_id, stage).await?;
+            Ok(Credentials::new(
+                creds.username().expose().as_str(),
+                creds.password().expose().as_str(),
+            ))
         }
     }
 }

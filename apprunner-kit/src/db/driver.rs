@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions};
 use sqlx::{ConnectOptions as _, Database, Either, Execute, Executor as _, SqlStr};
 
-use super::config::{DbEngine, Target};
+use super::config::{DbEngine, Target, TlsSettings};
 use super::credentials::Credentials;
 use super::error::DbError;
 use super::sanitize::SqlDialect;
@@ -75,11 +75,12 @@ pub(crate) mod private {
 
     /// The per-database operations behind [`Driver`]. Not part of the public API.
     #[allow(unreachable_pub, missing_docs)]
-    pub trait Backend: Database {
+    pub trait Backend: Database<Arguments: Clone> {
         const ENGINE: DbEngine;
         const DIALECT: SqlDialect;
 
-        fn options(target: &Target) -> Result<Options<Self>, DbError>;
+        /// The connect options of `target`, with the kit's TLS settings over the driver's.
+        fn options(target: &Target, tls: &TlsSettings) -> Result<Options<Self>, DbError>;
 
         fn endpoint(options: &Options<Self>) -> Endpoint;
 
@@ -238,8 +239,9 @@ impl private::Backend for Postgres {
     const ENGINE: DbEngine = DbEngine::Postgres;
     const DIALECT: SqlDialect = SqlDialect::Postgres;
 
-    fn options(target: &Target) -> Result<PgConnectOptions, DbError> {
+    fn options(target: &Target, tls: &TlsSettings) -> Result<PgConnectOptions, DbError> {
         mismatch(target, Self::ENGINE)?;
+        tls.check_files()?;
         let options = match target {
             Target::Url { url, .. } => PgConnectOptions::from_str(url)
                 .map_err(|e| invalid_url(&e, target.password().as_deref()))?,
@@ -252,7 +254,7 @@ impl private::Backend for Postgres {
                 ..
             } => server_options!(PgConnectOptions, host, port, user, password, database),
         };
-        Ok(options.disable_statement_logging())
+        Ok(tls.apply_pg(options).disable_statement_logging())
     }
 
     fn endpoint(options: &PgConnectOptions) -> Endpoint {
@@ -300,8 +302,9 @@ impl private::Backend for MySql {
     const ENGINE: DbEngine = DbEngine::MySql;
     const DIALECT: SqlDialect = SqlDialect::MySql;
 
-    fn options(target: &Target) -> Result<MySqlConnectOptions, DbError> {
+    fn options(target: &Target, tls: &TlsSettings) -> Result<MySqlConnectOptions, DbError> {
         mismatch(target, Self::ENGINE)?;
+        tls.check_files()?;
         let options = match target {
             Target::Url { url, .. } => {
                 // sqlx only knows `mysql://`.
@@ -322,7 +325,7 @@ impl private::Backend for MySql {
                 ..
             } => server_options!(MySqlConnectOptions, host, port, user, password, database),
         };
-        Ok(options.disable_statement_logging())
+        Ok(tls.apply_mysql(options).disable_statement_logging())
     }
 
     fn endpoint(options: &MySqlConnectOptions) -> Endpoint {
@@ -386,7 +389,7 @@ impl private::Backend for Sqlite {
     const ENGINE: DbEngine = DbEngine::Sqlite;
     const DIALECT: SqlDialect = SqlDialect::Sqlite;
 
-    fn options(target: &Target) -> Result<SqliteConnectOptions, DbError> {
+    fn options(target: &Target, _: &TlsSettings) -> Result<SqliteConnectOptions, DbError> {
         mismatch(target, Self::ENGINE)?;
         let options = match target {
             Target::Url { url, .. } => {

@@ -104,6 +104,29 @@ pub enum DbError {
         cause: String,
     },
 
+    /// The TLS handshake with the database failed: its certificate did not verify against the
+    /// CA file (wrong or missing bundle), did not name the host (`verify-full`), or the server
+    /// offered no TLS under `require` and above. Not retried: waiting cannot fix it.
+    #[error(
+        "TLS to the database at {endpoint} failed (mode {mode}, CA file {ca_file}): {cause}. \
+         Check that DB_SSL_ROOT_CERT (or sslrootcert/ssl-ca in DATABASE_URL, PGSSLROOTCERT) names \
+         the CA bundle that signed the server's certificate (RDS and Aurora: the global bundle, \
+         https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem), and that DB_HOST \
+         (or DATABASE_URL's host) is the name the certificate was issued for (verify-full checks \
+         it: use the RDS endpoint, not an IP address or a CNAME); DB_SSL_MODE sets the mode"
+    )]
+    Tls {
+        /// `host:port`.
+        endpoint: String,
+        /// The TLS mode and where it was set, e.g. `verify-full (DB_SSL_MODE)`.
+        mode: String,
+        /// The CA file and where it was set, e.g.
+        /// `/etc/ssl/certs/rds-global-bundle.pem (DB_SSL_ROOT_CERT)`.
+        ca_file: String,
+        /// The TLS error, scrubbed of the password.
+        cause: String,
+    },
+
     /// Refreshing the credentials from their source failed.
     #[error("could not refresh the database credentials from {source_name}: {cause}")]
     Credentials {
@@ -146,6 +169,27 @@ mod tests {
         );
         assert_eq!(scrub("nothing", None), "nothing");
         assert_eq!(scrub("nothing", Some("")), "nothing");
+    }
+
+    #[test]
+    fn tls_names_host_mode_ca_file_and_what_to_check() {
+        let err = DbError::Tls {
+            endpoint: "users.cluster-abc.eu-west-1.rds.amazonaws.com:5432".into(),
+            mode: "verify-full (DB_SSL_MODE)".into(),
+            ca_file: "/etc/ssl/certs/rds-global-bundle.pem (DB_SSL_ROOT_CERT)".into(),
+            cause: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        let text = err.to_string();
+        for part in [
+            "users.cluster-abc.eu-west-1.rds.amazonaws.com:5432",
+            "verify-full (DB_SSL_MODE)",
+            "/etc/ssl/certs/rds-global-bundle.pem (DB_SSL_ROOT_CERT)",
+            "UnknownIssuer",
+            "DB_SSL_ROOT_CERT",
+            "DB_HOST",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from {text}");
+        }
     }
 
     #[test]

@@ -15,8 +15,10 @@ use sqlx::{Database, Describe, Either, Execute, Executor, SqlStr};
 
 use super::conn::{Connection, PoolConnection, Transaction};
 use super::driver::{Driver, Steps};
+use super::instrument::TARGET;
 use super::instrument::{StatementSpan, Tracer};
-use super::pool::Pool;
+use super::pool::{Pool, Retryable};
+use super::resilience::{connection_lost, is_read_only, may_be_read_only, refused_write};
 use super::shared::Shared;
 
 /// A query taken apart so its SQL can be read before it runs.
@@ -25,6 +27,24 @@ struct Prepared<DB: Database> {
     statement: Option<DB::Statement>,
     arguments: Option<Result<Option<DB::Arguments>, BoxDynError>>,
     persistent: bool,
+}
+
+impl<'q, DB: Database> Execute<'q, DB> for Prepared<DB> {
+    fn sql(self) -> SqlStr {
+        self.sql
+    }
+
+    fn statement(&self) -> Option<&DB::Statement> {
+        self.statement.as_ref()
+    }
+
+    fn take_arguments(&mut self) -> Result<Option<DB::Arguments>, BoxDynError> {
+        self.arguments.take().unwrap_or(Ok(None))
+    }
+
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
 }
 
 /// The query as given (no span), or taken apart (span).
@@ -87,7 +107,7 @@ fn start<'q, DB: Driver, E: Execute<'q, DB>>(
 
 /// A connection from the pool, the wait recorded on the statement's span.
 async fn acquire<DB: Driver>(
-    shared: &Shared<DB>,
+    shared: &Arc<Shared<DB>>,
     span: Option<&mut StatementSpan>,
 ) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
     let started = Instant::now();
@@ -246,28 +266,108 @@ impl<DB: Driver> Stream for TracedStream<'_, DB> {
 }
 
 // ------------------------------------------------------------------------------------------
-// &Pool
+// &Pool and Retryable: statements that may run a second time
 
-impl<DB: Driver> Pool<DB> {
-    fn shared(&self) -> Arc<Shared<DB>> {
-        Arc::clone(&self.shared)
+/// What a pool statement needs to run a second time: kept for statements that may be retried
+/// (read-only ones, and all of a [`Retryable`]).
+struct Replay<DB: Database> {
+    sql: SqlStr,
+    statement: Option<DB::Statement>,
+    arguments: Option<DB::Arguments>,
+    persistent: bool,
+    /// The caller declared the statement safe to run twice.
+    marked: bool,
+}
+
+impl<DB: Driver> Replay<DB> {
+    /// Whether the first attempt's `error` may be answered by a second attempt: nothing
+    /// reached the caller yet, and either the connection died under a statement safe to run
+    /// twice, or the server refused a write for being read-only (so nothing ran).
+    fn allows(&self, error: &sqlx::Error, yielded: bool) -> bool {
+        !yielded
+            && ((connection_lost(error) && (self.marked || is_read_only(self.sql.as_str())))
+                || refused_write(error))
+    }
+
+    fn into_query(self) -> Prepared<DB> {
+        Prepared {
+            sql: self.sql,
+            statement: self.statement,
+            arguments: Some(Ok(self.arguments)),
+            persistent: self.persistent,
+        }
     }
 }
 
-impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
-    type Database = DB;
+/// Takes a pool statement apart: its span (when traced), the query for the first attempt,
+/// and what a second attempt needs (when one may be allowed).
+fn start_pool<'q, DB: Driver, E: Execute<'q, DB>>(
+    tracer: &Tracer,
+    mut query: E,
+    marked: bool,
+) -> (Prepared<DB>, Option<Replay<DB>>, Option<StatementSpan>) {
+    let arguments = query.take_arguments();
+    let statement = query.statement().cloned();
+    let persistent = query.persistent();
+    let sql = query.sql();
+    let span = tracer
+        .parent()
+        .map(|parent| tracer.statement(&parent, sql.as_str()));
+    let replay = match &arguments {
+        Ok(args) if marked || may_be_read_only(sql.as_str()) => Some(Replay {
+            sql: sql.clone(),
+            statement: statement.clone(),
+            arguments: args.clone(),
+            persistent,
+            marked,
+        }),
+        _ => None,
+    };
+    let first = Prepared {
+        sql,
+        statement,
+        arguments: Some(arguments),
+        persistent,
+    };
+    (first, replay, span)
+}
 
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        let shared = self.shared();
-        let (query, mut span) = start(&shared.tracer, query);
-        Box::pin(Generator::new(move |yielder| async move {
+/// Whether to run the statement again after `error`; if so, retires the failed connection
+/// and notes the retry on the span.
+fn retry<DB: Driver>(
+    shared: &Arc<Shared<DB>>,
+    replay: &mut Option<Replay<DB>>,
+    conn: &mut sqlx::pool::PoolConnection<DB>,
+    span: Option<&mut StatementSpan>,
+    error: &sqlx::Error,
+    yielded: bool,
+) -> Option<Prepared<DB>> {
+    if !replay.as_ref().is_some_and(|r| r.allows(error, yielded)) {
+        return None;
+    }
+    if connection_lost(error) {
+        conn.close_on_drop();
+        shared.report_outage(error);
+    }
+    if let Some(span) = span {
+        span.retried::<DB>(error);
+    }
+    tracing::debug!(target: TARGET, %error, "statement runs again on a fresh connection");
+    replay.take().map(Replay::into_query)
+}
+
+fn pool_fetch_many<'e, 'q: 'e, DB: Driver, E>(
+    shared: Arc<Shared<DB>>,
+    query: E,
+    marked: bool,
+) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+where
+    E: 'q + Execute<'q, DB>,
+{
+    let (first, mut replay, mut span) = start_pool(&shared.tracer, query, marked);
+    Box::pin(Generator::new(move |yielder| async move {
+        let mut query = first;
+        loop {
             let mut conn = match acquire(&shared, span.as_mut()).await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -277,72 +377,168 @@ impl<'p, DB: Driver> Executor<'p> for &'_ Pool<DB> {
                     return Err(e);
                 }
             };
-            let mut stream = traced_steps::<DB>(DB::fetch_many(&mut *conn, query), span);
-            while let Some(item) = stream.try_next().await? {
-                yielder.send(item).await;
+            let mut yielded = false;
+            let error = {
+                let mut stream = DB::fetch_many(&mut *conn, query);
+                loop {
+                    match stream.try_next().await {
+                        Ok(Some(item)) => {
+                            if let (Some(span), Either::Right(_)) = (&mut span, &item) {
+                                span.row();
+                            }
+                            yielded = true;
+                            yielder.send(item).await;
+                        }
+                        Ok(None) => return Ok(()),
+                        Err(e) => break e,
+                    }
+                }
+            };
+            match retry(
+                &shared,
+                &mut replay,
+                &mut conn,
+                span.as_mut(),
+                &error,
+                yielded,
+            ) {
+                Some(again) => query = again,
+                None => {
+                    if let Some(span) = &mut span {
+                        span.fail::<DB>(&error);
+                    }
+                    return Err(error);
+                }
             }
-            Ok(())
-        }))
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        let shared = self.shared();
-        let (query, mut span) = start(&shared.tracer, query);
-        Box::pin(async move {
-            let result = async {
-                let mut conn = acquire(&shared, span.as_mut()).await?;
-                DB::fetch_optional(&mut *conn, query).await
-            }
-            .await;
-            if let Some(span) = &mut span {
-                record_optional::<DB>(span, &result);
-            }
-            result
-        })
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [DB::TypeInfo],
-    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let shared = self.shared();
-        let mut span = shared.tracer.statement_span(sql.as_str());
-        Box::pin(async move {
-            let result = async {
-                let mut conn = acquire(&shared, span.as_mut()).await?;
-                DB::prepare_with(&mut *conn, sql, parameters).await
-            }
-            .await;
-            if let Some(span) = &mut span {
-                record_prepare::<DB>(span, &result);
-            }
-            result
-        })
-    }
-
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        // Used by the `query!` macros at compile time, not traced.
-        let shared = self.shared();
-        Box::pin(async move {
-            let mut conn = shared.acquire().await?;
-            DB::describe(&mut *conn, sql).await
-        })
-    }
+        }
+    }))
 }
+
+fn pool_fetch_optional<'e, 'q: 'e, DB: Driver, E>(
+    shared: Arc<Shared<DB>>,
+    query: E,
+    marked: bool,
+) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+where
+    E: 'q + Execute<'q, DB>,
+{
+    let (first, mut replay, mut span) = start_pool(&shared.tracer, query, marked);
+    Box::pin(async move {
+        let mut query = first;
+        let result = loop {
+            let mut conn = match acquire(&shared, span.as_mut()).await {
+                Ok(conn) => conn,
+                Err(e) => break Err(e),
+            };
+            match DB::fetch_optional(&mut *conn, query).await {
+                Err(error) => {
+                    match retry(
+                        &shared,
+                        &mut replay,
+                        &mut conn,
+                        span.as_mut(),
+                        &error,
+                        false,
+                    ) {
+                        Some(again) => query = again,
+                        None => break Err(error),
+                    }
+                }
+                ok => break ok,
+            }
+        };
+        if let Some(span) = &mut span {
+            record_optional::<DB>(span, &result);
+        }
+        result
+    })
+}
+
+fn pool_prepare_with<'e, DB: Driver>(
+    shared: Arc<Shared<DB>>,
+    sql: SqlStr,
+    parameters: &'e [DB::TypeInfo],
+) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>> {
+    let mut span = shared.tracer.statement_span(sql.as_str());
+    Box::pin(async move {
+        let result = async {
+            let mut conn = acquire(&shared, span.as_mut()).await?;
+            DB::prepare_with(&mut *conn, sql, parameters).await
+        }
+        .await;
+        if let Some(span) = &mut span {
+            record_prepare::<DB>(span, &result);
+        }
+        result
+    })
+}
+
+fn pool_describe<'e, DB: Driver>(
+    shared: Arc<Shared<DB>>,
+    sql: SqlStr,
+) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
+    // Used by the `query!` macros at compile time, not traced.
+    Box::pin(async move {
+        let mut conn = shared.acquire().await?;
+        DB::describe(&mut *conn, sql).await
+    })
+}
+
+/// The `Executor` of a pool handle: `$marked` says whether its writes may run twice.
+macro_rules! pool_executor {
+    ($ty:ty, $lt:lifetime, $marked:expr, $pool:ident => $shared:expr) => {
+        impl<$lt, DB: Driver> Executor<$lt> for $ty {
+            type Database = DB;
+
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+            where
+                $lt: 'e,
+                E: 'q + Execute<'q, DB>,
+            {
+                let $pool = self;
+                pool_fetch_many($shared, query, $marked)
+            }
+
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+            where
+                $lt: 'e,
+                E: 'q + Execute<'q, DB>,
+            {
+                let $pool = self;
+                pool_fetch_optional($shared, query, $marked)
+            }
+
+            fn prepare_with<'e>(
+                self,
+                sql: SqlStr,
+                parameters: &'e [DB::TypeInfo],
+            ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
+            where
+                $lt: 'e,
+            {
+                let $pool = self;
+                pool_prepare_with($shared, sql, parameters)
+            }
+
+            fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
+            where
+                $lt: 'e,
+            {
+                let $pool = self;
+                pool_describe($shared, sql)
+            }
+        }
+    };
+}
+
+pool_executor!(&'_ Pool<DB>, 'p, false, pool => Arc::clone(&pool.shared));
+pool_executor!(Retryable<'p, DB>, 'p, true, handle => Arc::clone(&handle.pool.shared));
 
 // ------------------------------------------------------------------------------------------
 // &mut Connection (what `&mut *tx` and `&mut *conn` give)

@@ -305,6 +305,19 @@ impl StatementSpan {
         ));
     }
 
+    /// Notes that the statement ran again on a fresh connection after `error` (a `retry`
+    /// event with its `error.type`); the rows counted so far are dropped with the first attempt.
+    pub(crate) fn retried<DB: Driver>(&mut self, error: &sqlx::Error) {
+        self.rows = 0;
+        let error_type = match error {
+            sqlx::Error::Database(e) => DB::status_code(e.as_ref())
+                .map_or_else(|| error_type(error).to_owned(), Cow::into_owned),
+            _ => error_type(error).to_owned(),
+        };
+        self.span
+            .add_event("retry", vec![KeyValue::new("error.type", error_type)]);
+    }
+
     /// Records a failure: `error.type`, `db.response.status_code` and the span status (with a
     /// message stripped of anything quoted and of numbers).
     pub(crate) fn fail<DB: Driver>(&mut self, error: &sqlx::Error) {

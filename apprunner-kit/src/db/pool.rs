@@ -7,12 +7,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sqlx::ConnectOptions as _;
 use sqlx::migrate::Migrator;
 
-use super::config::{DbConfig, DbEngine, PoolSettings, TraceSettings};
+use super::config::{DbConfig, DbEngine, PoolSettings, TlsSettings, TraceSettings, is_tls_failure};
 use super::conn::{PoolConnection, Transaction};
-use super::credentials::CredentialSource;
+use super::credentials::{CredentialSource, Credentials};
 use super::driver::Driver;
 use super::error::{DbError, scrub};
 use super::instrument::{Meta, TARGET, Tracer};
+use super::outage::Outage;
 use super::shared::Shared;
 
 /// A pool of database connections in which every statement is a CLIENT span: use it wherever
@@ -45,6 +46,37 @@ use super::shared::Shared;
 /// ```
 pub struct Pool<DB: Driver> {
     pub(crate) shared: Arc<Shared<DB>>,
+}
+
+/// A [`Pool`] whose statements the caller declared safe to run twice: see
+/// [`Pool::retryable`]. `Retryable` is a `sqlx::Executor`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+/// let retryable: apprunner::db::Retryable<'_, sqlx::Sqlite> = pool.retryable();
+/// sqlx::query("SELECT 1").execute(retryable).await?;
+/// # Ok(()) }
+/// ```
+pub struct Retryable<'p, DB: Driver> {
+    pub(crate) pool: &'p Pool<DB>,
+}
+
+impl<DB: Driver> Clone for Retryable<'_, DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: Driver> Copy for Retryable<'_, DB> {}
+
+impl<DB: Driver> fmt::Debug for Retryable<'_, DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Retryable").field(self.pool).finish()
+    }
 }
 
 impl<DB: Driver> Clone for Pool<DB> {
@@ -119,8 +151,10 @@ impl<DB: Driver> Pool<DB> {
     /// # Errors
     ///
     /// [`DbError::Unreachable`] after the deadline, [`DbError::Authentication`],
-    /// [`DbError::Connect`] for errors retrying cannot fix, [`DbError::EngineMismatch`],
-    /// [`DbError::InvalidConfig`], [`DbError::Migrate`]. None of them contains the password.
+    /// [`DbError::Tls`] when the server's certificate does not verify (see
+    /// [TLS](DbConfig#tls)), [`DbError::Connect`] for other errors retrying cannot fix,
+    /// [`DbError::EngineMismatch`], [`DbError::InvalidConfig`] (a missing CA file among them),
+    /// [`DbError::Migrate`]. None of them contains the password.
     ///
     /// # Examples
     ///
@@ -140,8 +174,13 @@ impl<DB: Driver> Pool<DB> {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(config: DbConfig) -> Result<Self, DbError> {
-        let options = DB::options(&config.target)?;
+        let options = DB::options(&config.target, &config.tls)?;
         let endpoint = DB::endpoint(&options);
+        let installed = endpoint
+            .user
+            .clone()
+            .zip(config.target.password())
+            .map(|(user, password)| Credentials::new(user, password));
         let engine = match config.engine() {
             DbEngine::MariaDb => DbEngine::MariaDb,
             _ => DB::ENGINE,
@@ -152,9 +191,15 @@ impl<DB: Driver> Pool<DB> {
             .credentials
             .clone()
             .or_else(|| default_source(&config));
-        let this = Self::assemble(pool, config.tracing.clone(), meta, source);
-        this.wait_until_reachable(&config.pool, config.target.password().as_deref())
-            .await?;
+        let source = source.map(|s| (s, installed, config.pool.connect_timeout));
+        let outage = Outage::new(config.pool.resume_budget);
+        let this = Self::assemble(pool, config.tracing.clone(), meta, outage, source);
+        this.wait_until_reachable(
+            &config.pool,
+            &config.tls,
+            config.target.password().as_deref(),
+        )
+        .await?;
         if let Some(migrator) = &config.migrator {
             this.migrate(migrator).await?;
         }
@@ -179,18 +224,45 @@ impl<DB: Driver> Pool<DB> {
     /// ```
     pub fn from_sqlx(pool: sqlx::Pool<DB>) -> Self {
         let meta = Meta::new(DB::ENGINE, DB::endpoint(&pool.connect_options()), None);
-        Self::assemble(pool, TraceSettings::default(), meta, None)
+        let outage = Outage::new(DbConfig::DEFAULT_RESUME_BUDGET);
+        Self::assemble(pool, TraceSettings::default(), meta, outage, None)
     }
 
     fn assemble(
         pool: sqlx::Pool<DB>,
         tracing: TraceSettings,
         meta: Meta,
-        source: Option<Arc<dyn CredentialSource>>,
+        outage: Outage,
+        source: Option<(Arc<dyn CredentialSource>, Option<Credentials>, Duration)>,
     ) -> Self {
+        let tracer = Tracer::new::<DB>(tracing, meta);
         Self {
-            shared: Arc::new(Shared::new(pool, Tracer::new::<DB>(tracing, meta), source)),
+            shared: Arc::new(Shared::new(pool, tracer, outage, source)),
         }
+    }
+
+    /// This pool as an executor whose statements the caller declares safe to run twice
+    /// (idempotent, e.g. an `UPDATE … SET x = $1 WHERE id = $2` or an upsert): like a
+    /// read-only statement, such a statement is run again once, on a fresh connection, when
+    /// its connection died under it before any row came back. Other writes are not, and fail
+    /// as unavailable ([`is_unavailable`](super::is_unavailable)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = apprunner::db::SqlitePool::connect("sqlite::memory:").await?;
+    /// sqlx::query("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)")
+    ///     .execute(&pool)
+    ///     .await?;
+    /// sqlx::query("INSERT INTO settings VALUES ('theme', 'dark') ON CONFLICT (key) DO UPDATE SET value = 'dark'")
+    ///     .execute(pool.retryable())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn retryable(&self) -> Retryable<'_, DB> {
+        Retryable { pool: self }
     }
 
     /// Checks out a connection (retrying once with refreshed credentials if the database
@@ -235,7 +307,7 @@ impl<DB: Driver> Pool<DB> {
     pub async fn begin(&self) -> Result<Transaction<'static, DB>, sqlx::Error> {
         let tracer = &self.shared.tracer;
         let mut span = tracer.command_span("BEGIN");
-        let result = self.shared.with_rotation(|| self.shared.pool.begin()).await;
+        let result = self.shared.begin().await;
         if let Some(span) = &mut span {
             span.finish::<DB, _>(&result);
         }
@@ -354,6 +426,7 @@ impl<DB: Driver> Pool<DB> {
     async fn wait_until_reachable(
         &self,
         settings: &PoolSettings,
+        tls: &TlsSettings,
         password: Option<&str>,
     ) -> Result<(), DbError> {
         let started = Instant::now();
@@ -363,7 +436,7 @@ impl<DB: Driver> Pool<DB> {
         let mut refreshed = false;
         loop {
             attempts += 1;
-            let generation = self.shared.generation();
+            let seen = self.shared.seen();
             let options = self.shared.pool.connect_options();
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = settings
@@ -404,13 +477,21 @@ impl<DB: Driver> Pool<DB> {
             let cause = scrub(&error.to_string(), password);
             match &error {
                 sqlx::Error::Database(e) if DB::is_auth_failure(e.as_ref()) => {
-                    if !refreshed && self.shared.rotate(generation).await {
+                    if !refreshed && self.shared.rotate(seen).await {
                         refreshed = true;
                         continue;
                     }
                     return Err(DbError::Authentication {
                         endpoint,
                         user: meta.endpoint.user.clone().unwrap_or_default(),
+                        cause,
+                    });
+                }
+                e if is_tls_failure(e) => {
+                    return Err(DbError::Tls {
+                        endpoint,
+                        mode: tls.describe_mode(DB::ENGINE),
+                        ca_file: tls.describe_ca(),
                         cause,
                     });
                 }

@@ -355,7 +355,36 @@ impl SecretCache {
     /// # }
     /// ```
     pub async fn refresh_rds(&self, secret_id: &str) -> Result<RdsCredentials, SecretsError> {
-        let text = self.refresh(secret_id).await?;
+        self.refresh_rds_stage(secret_id, VersionStage::Current)
+            .await
+    }
+
+    /// The credentials of a version stage of an RDS-style secret, fetched now: during a
+    /// rotation, [`VersionStage::Pending`] holds the password the database already takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`SecretCache::rds`]; [`SecretsError::NotFound`] also when no version has that
+    /// stage.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use apprunner::secrets::{SecretCache, VersionStage};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apprunner::secrets::SecretsError> {
+    /// let cache = SecretCache::from_env().await?;
+    /// let pending = cache.refresh_rds_stage("prod/users-db", VersionStage::Pending).await?;
+    /// # let _ = pending;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn refresh_rds_stage(
+        &self,
+        secret_id: &str,
+        stage: VersionStage,
+    ) -> Result<RdsCredentials, SecretsError> {
+        let text = self.refresh_stage(secret_id, stage).await?;
         RdsCredentials::parse(&fetch::describe(secret_id), text.expose())
     }
 

@@ -66,7 +66,9 @@ pub(crate) enum StoreError {
     /// Another user has this email (unique constraint).
     #[error("a user with this email already exists")]
     DuplicateEmail,
-    /// No connection could be had in time: the database is down or overloaded.
+    /// The database is unavailable for now: no connection in time, a connection that died,
+    /// a server shutting down or failing over, credentials being rotated
+    /// (`apprunner::db::is_unavailable`).
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     /// Anything else.
@@ -78,9 +80,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::DuplicateEmail,
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(error)
-            }
+            _ if apprunner::db::is_unavailable(&error) => StoreError::Unavailable(error),
             _ => StoreError::Database(error),
         }
     }

@@ -37,6 +37,7 @@ pub struct TestCa {
     server_key_der: Vec<u8>,
     client_cert_pem: String,
     client_key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl fmt::Debug for TestCa {
@@ -108,6 +109,7 @@ impl TestCa {
             client_cert_pem: client_cert.pem(),
             client_key_pem: client_key.serialize_pem(),
             dir,
+            issuer,
         };
         for (file, pem) in [
             (CA_FILE, &ca.ca_cert_pem),
@@ -155,6 +157,40 @@ impl TestCa {
     /// The client key, PEM (PKCS#8).
     pub fn client_key_pem(&self) -> &str {
         &self.client_key_pem
+    }
+
+    /// The server certificate (for `localhost` and `127.0.0.1`), PEM.
+    pub fn server_cert_pem(&self) -> &str {
+        &self.server_cert_pem
+    }
+
+    /// The server certificate's key, PEM (PKCS#8).
+    pub fn server_key_pem(&self) -> &str {
+        &self.server_key_pem
+    }
+
+    /// Issues another server certificate for exactly `names` (DNS names or IP addresses),
+    /// signed by this CA: `(certificate PEM, key PEM)`.
+    ///
+    /// ```
+    /// let ca = apprunner_kit_tests::TestCa::generate();
+    /// let (cert, key) = ca.issue_server_cert(&["db.internal"]);
+    /// assert!(cert.contains("BEGIN CERTIFICATE") && key.contains("PRIVATE KEY"));
+    /// ```
+    pub fn issue_server_cert(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("generate a test certificate key");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("certificate parameters");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map_or("server", String::as_str),
+        );
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign a test certificate");
+        (cert.pem(), key.serialize_pem())
     }
 
     /// The client certificate followed by its key, PEM: what `reqwest::Identity::from_pem`

@@ -12,10 +12,14 @@ use super::error::DbError;
 
 mod engine;
 mod target;
+mod tls;
 
 pub use engine::{DbEngine, QueryText};
 pub(crate) use target::Target;
 use target::{url_endpoint, url_engine};
+pub use tls::SslMode;
+use tls::{FROM_CODE_CA, FROM_CODE_MODE, RootCert, Sourced};
+pub(crate) use tls::{TlsSettings, is_tls_failure};
 
 /// Pool sizing and timeouts.
 #[derive(Clone, Debug)]
@@ -27,6 +31,7 @@ pub(crate) struct PoolSettings {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) connect_timeout: Duration,
     pub(crate) startup_timeout: Duration,
+    pub(crate) resume_budget: Duration,
 }
 
 /// How statements are traced.
@@ -60,6 +65,9 @@ impl Default for TraceSettings {
 /// | `DATABASE_URL` | `postgres://user:pass@host:5432/db`, `mysql://…`, `mariadb://…`, `sqlite:file.db` | — |
 /// | `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`, `DB_DATABASE` | used when `DATABASE_URL` is unset (the sample's variables, and what `apprunner::secrets` expands an RDS secret into) | port of the engine |
 /// | `DB_ENGINE` | `postgres`, `mysql`, `mariadb`, `sqlite` (with the `DB_*` parts) | `postgres` |
+/// | `DB_SSL_MODE` | TLS: `disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full` (MySQL: `DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`, which these map to, are accepted too); see [`SslMode`]. Applies to `DATABASE_URL` too | sqlx's: `prefer` |
+/// | `DB_SSL_ROOT_CERT` | PEM file of the CA certificates the server's must chain to (`verify-ca`, `verify-full`); for RDS and Aurora the [global bundle](https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem). Must exist at start-up | the built-in Mozilla roots |
+/// | `PGSSLMODE`, `PGSSLROOTCERT` | PostgreSQL only: as `DB_SSL_MODE` / `DB_SSL_ROOT_CERT`, below them and below the URL's query | — |
 /// | `DB_POOL_MAX_CONNECTIONS` | pool size | `10` |
 /// | `DB_POOL_MIN_CONNECTIONS` | connections kept open | `0` |
 /// | `DB_POOL_ACQUIRE_TIMEOUT` | longest wait for a connection before a statement fails (keep it short: requests fail fast while the database is down) | `5s` |
@@ -67,6 +75,7 @@ impl Default for TraceSettings {
 /// | `DB_POOL_MAX_LIFETIME` | connections are replaced after this (`off` to keep them) | `30m` |
 /// | `DB_CONNECT_TIMEOUT` | one connection attempt at start-up | `5s` |
 /// | `DB_STARTUP_TIMEOUT` | how long start-up keeps retrying an unreachable database (Aurora Serverless v2 resumes in ~15–30 s) | `45s` |
+/// | `DB_RESUME_BUDGET` | at run time, how long requests wait for a database that stopped answering (restarting, failing over, resuming from zero capacity) before they fail as unavailable; counted from the first failure, so later requests fail at once past it | `30s` |
 /// | `DB_SECRET_NAME` | the RDS secret to re-read when the password is rejected (rotation; needs the `secrets` feature) | — |
 /// | `DB_TRACE_QUERY_TEXT` | `sanitized`, `raw`, `off` | `sanitized` |
 /// | `DB_TRACE_ROOT_SPANS` | `true`: trace statements that have no parent span | `false` |
@@ -74,8 +83,28 @@ impl Default for TraceSettings {
 /// | `DB_PEER_SERVICE` | `peer.service`, the database's node name in X-Ray | `{db.namespace}@{server.address}` |
 ///
 /// Durations are `250ms`, `5s`, `2m`, `1h` or a plain number of seconds. With the `DB_*` parts,
-/// sqlx's own variables (`PGSSLMODE`, `PGAPPNAME`, …) still apply; with a URL, put such options
-/// in its query string (`?sslmode=require`).
+/// sqlx's own variables (`PGAPPNAME`, `PGOPTIONS`, …) still apply; with a URL, put such options
+/// in its query string.
+///
+/// # TLS
+///
+/// The TLS mode and the CA file are each taken from the first of, in this order:
+///
+/// 1. code: [`ssl_mode`](Self::ssl_mode), [`ssl_root_cert`](Self::ssl_root_cert);
+/// 2. `DB_SSL_MODE`, `DB_SSL_ROOT_CERT`, for the `DB_*` parts **and** for `DATABASE_URL` (the
+///    URL an RDS secret expands into carries no TLS options, so the deployment sets these);
+/// 3. the URL's query string: `sslmode`, `sslrootcert` (PostgreSQL); `ssl-mode`, `ssl-ca`
+///    (MySQL/MariaDB);
+/// 4. `PGSSLMODE`, `PGSSLROOTCERT` (PostgreSQL only; `PGSSLROOTCERT` may also hold the PEM text);
+/// 5. sqlx's defaults: `prefer` (`PREFERRED`), no CA file (the built-in Mozilla roots).
+///
+/// An unknown mode is [`DbError::InvalidConfig`] naming its variable (sqlx alone would quietly
+/// ignore a bad `PGSSLMODE`); a CA file that does not exist stops
+/// [`Pool::connect_with`](super::Pool::connect_with) before it connects, naming the variable and
+/// the path; a certificate the server presents that does not verify is [`DbError::Tls`],
+/// naming the host, the mode and the CA file. For RDS and Aurora use `verify-full` with the
+/// RDS global CA bundle and connect to the cluster's endpoint name (the name the certificate
+/// was issued for, not an IP address or a CNAME of yours).
 ///
 /// # Examples
 ///
@@ -105,6 +134,7 @@ pub struct DbConfig {
     pub(crate) credentials: Option<Arc<dyn CredentialSource>>,
     pub(crate) secret_name: Option<String>,
     pub(crate) migrator: Option<Arc<Migrator>>,
+    pub(crate) tls: TlsSettings,
 }
 
 impl fmt::Debug for DbConfig {
@@ -116,6 +146,8 @@ impl fmt::Debug for DbConfig {
             .field("tracing", &self.tracing)
             .field("credentials", &self.credentials)
             .field("secret_name", &self.secret_name)
+            .field("ssl_mode", &self.tls.describe_mode(self.target.engine()))
+            .field("ssl_root_cert", &self.tls.describe_ca())
             .field(
                 "migrations",
                 &self.migrator.as_ref().map(|m| m.iter().count()),
@@ -125,6 +157,16 @@ impl fmt::Debug for DbConfig {
 }
 
 impl DbConfig {
+    /// The default [`resume_budget`](Self::resume_budget): 30 s, the time Aurora Serverless v2
+    /// takes at most to resume from zero capacity, well under App Runner's 120 s request limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(apprunner::db::DbConfig::DEFAULT_RESUME_BUDGET.as_secs(), 30);
+    /// ```
+    pub const DEFAULT_RESUME_BUDGET: Duration = Duration::from_secs(30);
+
     /// Reads the configuration from the process environment (see the table above).
     ///
     /// # Errors
@@ -197,6 +239,14 @@ impl DbConfig {
                 }
             }
         };
+        let tls = TlsSettings::resolve(
+            get,
+            target.engine(),
+            match &target {
+                Target::Url { url, .. } => Some(url.as_str()),
+                Target::Parts { .. } => None,
+            },
+        )?;
         let count = |var: &'static str, default: u32| -> Result<u32, DbError> {
             get(var).map_or(Ok(default), |v| {
                 v.trim().parse().map_err(|_| DbError::InvalidConfig {
@@ -244,6 +294,7 @@ impl DbConfig {
             max_lifetime: optional_duration("DB_POOL_MAX_LIFETIME", Duration::from_secs(1800))?,
             connect_timeout: duration("DB_CONNECT_TIMEOUT", Duration::from_secs(5))?,
             startup_timeout: duration("DB_STARTUP_TIMEOUT", Duration::from_secs(45))?,
+            resume_budget: duration("DB_RESUME_BUDGET", Self::DEFAULT_RESUME_BUDGET)?,
         };
 
         let stable_only = get("OTEL_SEMCONV_STABILITY_OPT_IN").is_some_and(|v| {
@@ -271,6 +322,7 @@ impl DbConfig {
             credentials: None,
             secret_name: get("DB_SECRET_NAME"),
             migrator: None,
+            tls,
         })
     }
 
@@ -435,6 +487,30 @@ impl DbConfig {
         self
     }
 
+    /// At run time, how long requests wait for a database that stopped answering before they
+    /// fail as unavailable (`DB_RESUME_BUDGET`, default [`DbConfig::DEFAULT_RESUME_BUDGET`]).
+    ///
+    /// The budget is counted from the first failure of the outage: requests that arrive later
+    /// wait for what is left of it, and once it is spent they fail at once (503 in a service)
+    /// until the database answers again. One connection attempt probes the database
+    /// meanwhile; the requests queue on it. Keep it under the platform's request limit (App
+    /// Runner: 120 s). A pool that is merely out of connections is not an outage: it still
+    /// fails after `DB_POOL_ACQUIRE_TIMEOUT`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let config = apprunner::db::DbConfig::from_url("sqlite::memory:")?;
+    /// // Aurora Serverless v2 at 0 ACU takes 15–30 s to resume.
+    /// let config = config.resume_budget(std::time::Duration::from_secs(45));
+    /// # let _ = config;
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn resume_budget(mut self, budget: Duration) -> Self {
+        self.pool.resume_budget = budget;
+        self
+    }
+
     /// How `db.query.text` is recorded (`DB_TRACE_QUERY_TEXT`).
     ///
     /// # Examples
@@ -512,6 +588,54 @@ impl DbConfig {
     /// ```
     pub fn peer_service(mut self, name: impl Into<String>) -> Self {
         self.tracing.peer_service = Some(name.into());
+        self
+    }
+
+    /// The TLS mode (wins over `DB_SSL_MODE`, the URL's `sslmode` / `ssl-mode` and
+    /// `PGSSLMODE`; see [TLS](Self#tls)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::{DbConfig, SslMode};
+    ///
+    /// let config = DbConfig::from_url("postgres://app@users.cluster-abc.eu-west-1.rds.amazonaws.com/users")?
+    ///     .ssl_mode(SslMode::VerifyFull)
+    ///     .ssl_root_cert("/etc/ssl/certs/rds-global-bundle.pem");
+    /// assert!(format!("{config:?}").contains("verify-full (DbConfig::ssl_mode)"));
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.tls.mode = Some(Sourced {
+            value: mode,
+            source: FROM_CODE_MODE,
+        });
+        self
+    }
+
+    /// The PEM file of CA certificates the server's certificate must chain to under
+    /// `verify-ca` and `verify-full` (wins over `DB_SSL_ROOT_CERT`, the URL's `sslrootcert` /
+    /// `ssl-ca` and `PGSSLROOTCERT`). The file must exist when the pool connects.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use apprunner::db::DbConfig;
+    ///
+    /// let config = DbConfig::from_lookup(|key| match key {
+    ///     "DB_HOST" => Some("users.cluster-abc.eu-west-1.rds.amazonaws.com".into()),
+    ///     "DB_SSL_MODE" => Some("verify-full".into()),
+    ///     _ => None,
+    /// })?
+    /// .ssl_root_cert("/etc/ssl/certs/rds-global-bundle.pem");
+    /// assert!(format!("{config:?}").contains("rds-global-bundle.pem (DbConfig::ssl_root_cert)"));
+    /// # Ok::<(), apprunner::db::DbError>(())
+    /// ```
+    pub fn ssl_root_cert(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.root_cert = Some(Sourced {
+            value: RootCert::File(path.into()),
+            source: FROM_CODE_CA,
+        });
         self
     }
 

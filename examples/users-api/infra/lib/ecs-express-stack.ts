@@ -15,6 +15,7 @@ import {
   addNetwork,
   stackPrelude,
   DatabaseProps,
+  DB_TLS_ENVIRONMENT,
   EndpointService,
 } from './shared';
 import { CONTAINER_PORT, ECR_PULL_ACTIONS, HEALTH_CHECK_PATH, SECRETS_MODES, SecretsMode, SERVICE_NAME } from './users-api-stack';
@@ -308,6 +309,7 @@ export class UsersApiEcsStack extends Stack {
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
       AWS_REGION: Aws.REGION,
       PORT: String(CONTAINER_PORT),
+      ...DB_TLS_ENVIRONMENT,
     };
     const secrets: Record<string, string> = {};
     if (secretsMode === 'runtime') {

@@ -10,6 +10,22 @@ import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { DOCKERFILE, IMAGE_CONTEXT_EXCLUDES, repositoryRoot } from './paths';
 
+/**
+ * Where the image keeps the RDS CA bundle (examples/users-api/Dockerfile downloads it from
+ * https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem and checks its pinned hash).
+ */
+export const RDS_CA_BUNDLE_PATH = '/etc/ssl/certs/rds-global-bundle.pem';
+
+/**
+ * Verified TLS to Aurora, for both stacks: the kit's `DB_SSL_MODE` and `DB_SSL_ROOT_CERT` (they
+ * apply to the `DATABASE_URL` the RDS secret expands into as well). `verify-full` checks that
+ * the certificate chains to the RDS CAs and names the cluster endpoint the service connects to.
+ */
+export const DB_TLS_ENVIRONMENT: Readonly<Record<string, string>> = {
+  DB_SSL_MODE: 'verify-full',
+  DB_SSL_ROOT_CERT: RDS_CA_BUNDLE_PATH,
+};
+
 /** The subnet group the service's network interfaces live in (App Runner connector or ECS tasks). */
 export const APP_SUBNET_GROUP = 'app';
 /** The subnet group of the database. */

@@ -13,6 +13,7 @@ import {
   addNetwork,
   stackPrelude,
   DatabaseProps,
+  DB_TLS_ENVIRONMENT,
   EndpointService,
 } from './shared';
 
@@ -249,6 +250,7 @@ export class UsersApiStack extends Stack {
       OTEL_SERVICE_NAME: SERVICE_NAME,
       OTEL_RESOURCE_ATTRIBUTES: `service.name=${SERVICE_NAME},cloud.platform=aws_app_runner`,
       AWS_REGION: Aws.REGION,
+      ...DB_TLS_ENVIRONMENT,
     };
     const secrets: Record<string, string> = {};
     if (secretsMode === 'runtime') {

@@ -8,3 +8,4 @@ import './nag.test';
 import './image.test';
 import './ecs-express.test';
 import './vpc-endpoints.test';
+import './db-tls.test';

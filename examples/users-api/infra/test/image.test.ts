@@ -18,18 +18,19 @@ const instructions = dockerfile
 describe('Dockerfile', () => {
   it('builds the users-api package with the locked workspace in a rust:1-bookworm stage', () => {
     const from = instructions.filter((l) => /^FROM /i.test(l));
-    assert.equal(from.length, 2, 'two stages: build and runtime');
+    assert.equal(from.length, 3, 'three stages: build, the RDS CA bundle, runtime');
     assert.match(from[0], /^FROM rust:1-bookworm AS \S+$/i);
     assert.ok(instructions.some((l) => /cargo build --release -p users-api --locked/.test(l)));
   });
 
   it('runs as a non-root user in a small Debian image', () => {
     const from = instructions.filter((l) => /^FROM /i.test(l));
-    assert.match(from[1], /^FROM (debian:bookworm-slim|gcr\.io\/distroless\/cc\S*)( AS \S+)?$/i);
+    const runtime = from[from.length - 1];
+    assert.match(runtime, /^FROM (debian:bookworm-slim|gcr\.io\/distroless\/cc\S*)( AS \S+)?$/i);
     const users = instructions.filter((l) => /^USER /i.test(l));
     assert.equal(users.length, 1);
     assert.doesNotMatch(users[0], /^USER (root|0)(:|$)/i);
-    const last = instructions.slice(instructions.findIndex((l) => l === from[1]));
+    const last = instructions.slice(instructions.findIndex((l) => l === runtime));
     assert.ok(last.indexOf(users[0]) > 0, 'USER is set in the runtime stage');
   });
 
