@@ -266,7 +266,7 @@ impl Postgres {
             )
         });
         Self {
-            inner: Inner::Own(Cluster::start(&bin)),
+            inner: Inner::Own(Cluster::start(&bin, None)),
             bin: Some(bin),
         }
     }
