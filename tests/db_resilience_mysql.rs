@@ -27,6 +27,10 @@ const DATABASE: &str = "app";
 const PACE: Duration = Duration::from_millis(10);
 const READERS: usize = 3;
 
+/// How long the rotation scenario lets the pool replace its connections after a step (they
+/// live 1 s there: `DB_POOL_MAX_LIFETIME`).
+const RELOGIN: Duration = Duration::from_millis(2500);
+
 /// One scenario at a time in this binary (each runs its own server; timings matter).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -66,7 +70,11 @@ async fn server(password: &str) -> Arc<MariaDb> {
 
 /// The pool as a service would configure it (the `DB_*` variables), with the test table.
 async fn pool(server: &MariaDb, password: &str, source: Option<RdsSecretSource>) -> MySqlPool {
+    // With a credential source (the rotation scenario), connections are replaced every second,
+    // so new ones log in while the password changes.
+    let lifetime = if source.is_some() { "1s" } else { "30m" };
     let vars = [
+        ("DB_POOL_MAX_LIFETIME", lifetime.to_owned()),
         ("DB_ENGINE", "mysql".to_owned()),
         ("DB_HOST", server.host()),
         ("DB_PORT", server.port().to_string()),
@@ -362,16 +370,14 @@ async fn rotation_fails_no_statement_and_reads_the_secret_once_per_change() {
         move || s.alter_password(USER, password)
     })
     .await;
-    // Open connections stay logged in: replace them, so the pool must log in again.
+    // Open connections stay logged in; the pool replaces them (DB_POOL_MAX_LIFETIME=1s), and
+    // each new one logs in with the old password first.
     let set_secret = Instant::now();
-    let mut killed = kill_idle(&server).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    killed += kill_idle(&server).await;
+    tokio::time::sleep(RELOGIN).await;
     load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     rotation::finish_secret(&sm, secret_id, &token1).await;
-    killed += kill_idle(&server).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(RELOGIN).await;
     load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     let calls1 = reads() - at_start;
@@ -389,9 +395,7 @@ async fn rotation_fails_no_statement_and_reads_the_secret_once_per_change() {
         move || s.alter_password(USER, password)
     })
     .await;
-    killed += kill_idle(&server).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    killed += kill_idle(&server).await;
+    tokio::time::sleep(RELOGIN).await;
     load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     let calls2 = reads() - at_start - calls1;
@@ -399,8 +403,7 @@ async fn rotation_fails_no_statement_and_reads_the_secret_once_per_change() {
     let report = load.stop().await;
 
     eprintln!(
-        "[resilience] mariadb rotation: {killed} connections killed; GetSecretValue calls: \
-         start-up {at_start}, rotation 1 (createSecret, setSecret, finishSecret) {calls1}, \
+        "[resilience] mariadb rotation: GetSecretValue calls: start-up {at_start}, rotation 1 (createSecret, setSecret, finishSecret) {calls1}, \
          rotation 2 (secret first) {calls2}; `database credentials changed` stages: \
          {all_changes:?}"
     );

@@ -49,6 +49,12 @@ const AURORA_HOLD: Duration = Duration::from_secs(20);
 /// pool size, opens its own and retries it).
 const MAX_ATTEMPTS_WHILE_PAUSED: usize = 10;
 
+/// In the rotation scenario, connections live this long (`DB_POOL_MAX_LIFETIME`): the pool
+/// replaces them, and each new one logs in.
+const ROTATION_LIFETIME: &str = "1s";
+/// How long the rotation scenario lets the pool replace its connections after a step.
+const RELOGIN: Duration = Duration::from_millis(2500);
+
 /// One scenario at a time in this binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -464,6 +470,7 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
         .collect();
     env.push(("AWS_ENDPOINT_URL".into(), counting.endpoint()));
     env.push(("DB_SECRET_NAME".into(), arn.clone()));
+    env.push(("DB_POOL_MAX_LIFETIME".into(), ROTATION_LIFETIME.into()));
     let d = Deployment::start_with_env(base_env(env)).await;
     let reads = || counting.get_secret_value_calls(&arn);
     let at_start = reads();
@@ -483,17 +490,14 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
         move || pg.alter_password(ROLE, password)
     })
     .await;
-    // Open connections stay logged in; replace them (as idle timeouts and restarts do) so the
-    // pool must log in again, with the old password first.
+    // Open connections stay logged in; the pool replaces them (DB_POOL_MAX_LIFETIME=1s), and
+    // each new one logs in with the old password first.
     let set_secret = Instant::now();
-    let mut terminated = terminate_idle(&pg).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    terminated += terminate_idle(&pg).await;
+    tokio::time::sleep(RELOGIN).await;
     load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     rotation::finish_secret(&sm, &arn, &token1).await;
-    terminated += terminate_idle(&pg).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(RELOGIN).await;
     load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     let calls1 = reads() - at_start;
@@ -511,9 +515,7 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
         move || pg.alter_password(ROLE, password)
     })
     .await;
-    terminated += terminate_idle(&pg).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    terminated += terminate_idle(&pg).await;
+    tokio::time::sleep(RELOGIN).await;
     load.wait_for_ok(None, Instant::now(), 10, Duration::from_secs(20))
         .await;
     let calls2 = reads() - at_start - calls1;
@@ -534,8 +536,7 @@ async fn rotation_fails_no_request_and_reads_the_secret_once_per_change() {
             .collect()
     };
     eprintln!(
-        "[resilience] postgres rotation: {terminated} connections terminated; GetSecretValue \
-         calls: start-up {at_start}, rotation 1 (createSecret, setSecret, finishSecret) {calls1}, \
+        "[resilience] postgres rotation: GetSecretValue calls: start-up {at_start}, rotation 1 (createSecret, setSecret, finishSecret) {calls1}, \
          rotation 2 (secret first) {calls2}; `database credentials changed` stages: {:?}",
         stages(&all_changes)
     );
