@@ -433,7 +433,7 @@ async fn rotation_fails_no_statement_and_reads_the_secret_once_per_change() {
     );
     assert_eq!(
         changes1,
-        ["AWSPENDING"],
+        ["pending"],
         "rotation 1: one change, from AWSPENDING"
     );
     assert_eq!(
