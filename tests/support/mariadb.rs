@@ -38,11 +38,14 @@ pub struct MariaDb {
 
 enum Inner {
     Own {
-        child: Option<Child>,
+        child: Mutex<Option<Child>>,
         dir: Option<tempfile::TempDir>,
         port: u16,
         socket: PathBuf,
         client: PathBuf,
+        /// How to start `mariadbd` again on the same port and data ([`MariaDb::start_again`]).
+        server: Box<Command>,
+        log: PathBuf,
     },
     External {
         url: String,
@@ -187,6 +190,168 @@ impl MariaDb {
     }
 }
 
+/// Resilience scenarios: an own server, a user that logs in with a password, and the
+/// server-side events (restart, stop, start, killed connections, a new password).
+impl MariaDb {
+    /// Starts an own throwaway server even when `APPRUNNER_TEST_MYSQL_URL` is set (scenarios
+    /// that stop the server need one).
+    pub fn start_own() -> Self {
+        Self {
+            inner: start_own(),
+            created: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Creates database `database` and user `user`@`%` identified by `password`, with every
+    /// privilege on that database; returns `mysql://user:password@127.0.0.1:PORT/database`.
+    /// All three must be plain (`[A-Za-z0-9_-]`).
+    pub fn create_password_user(&self, user: &str, password: &str, database: &str) -> String {
+        for part in [user, password, database] {
+            assert!(
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{part:?} must match [A-Za-z0-9_-]+"
+            );
+        }
+        // Host '%': clients connect over TCP from 127.0.0.1 and the server resolves no names.
+        self.sql(&format!(
+            "CREATE DATABASE `{database}`; \
+             CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; \
+             GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'%'"
+        ));
+        self.created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(database.to_owned());
+        format!(
+            "mysql://{user}:{password}@{}:{}/{database}",
+            self.host(),
+            self.port()
+        )
+    }
+
+    /// `ALTER USER 'user'@'%' IDENTIFIED BY 'password'` (a rotation's `setSecret` step).
+    pub fn alter_password(&self, user: &str, password: &str) {
+        self.sql(&format!(
+            "ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'"
+        ));
+    }
+
+    /// Runs `sql` as the administrator; returns the rows it printed (tab-separated columns, no
+    /// header). Panics on failure.
+    pub fn query_rows(&self, sql: &str) -> Vec<String> {
+        let out = self
+            .client_command()
+            .args(["-N", "-B", "-e", sql])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("could not run the mariadb client ({e}): install mariadb-client")
+            });
+        assert!(
+            out.status.success(),
+            "mariadb `{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// `KILL` on every idle (`Sleep`) connection of `user`, all in one client session (as one
+    /// `pg_terminate_backend` query does on PostgreSQL); returns how many were listed.
+    pub fn kill_idle(&self, user: &str) -> usize {
+        let ids = self.query_rows(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST \
+             WHERE USER = '{user}' AND COMMAND = 'Sleep'"
+        ));
+        if ids.is_empty() {
+            return 0;
+        }
+        let kills: String = ids.iter().map(|id| format!("KILL {id};")).collect();
+        // --force: go on past ER_NO_SUCH_THREAD (a connection that ended meanwhile).
+        let _ = self
+            .client_command()
+            .args(["--force", "-e", &kills])
+            .output();
+        ids.len()
+    }
+
+    /// Shuts an own server down (SIGTERM, as `systemctl stop` does: connections are closed) and
+    /// waits for it to exit. Panics on an external server.
+    pub fn stop(&self) {
+        let Inner::Own { child, .. } = &self.inner else {
+            panic!("MariaDb::stop needs an own server; unset {MYSQL_URL_ENV}");
+        };
+        let mut child = child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(mut running) = child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &running.id().to_string()])
+            .output();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(_)) = running.try_wait() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = running.kill();
+                let _ = running.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts an own server stopped by [`Self::stop`] again, same port and data; returns when
+    /// it answers.
+    pub fn start_again(&self) {
+        let Inner::Own {
+            child,
+            server,
+            client,
+            socket,
+            log,
+            ..
+        } = &self.inner
+        else {
+            panic!("MariaDb::start_again needs an own server; unset {MYSQL_URL_ENV}");
+        };
+        let mut slot = child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_some() {
+            return;
+        }
+        // `Command` is not `Clone`: rebuild it from its parts.
+        let mut command = Command::new(server.get_program());
+        command
+            .args(server.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut started = command.spawn().expect("start mariadbd again");
+        if let Err(e) = wait_ready(&mut started, client, socket, log) {
+            let _ = started.kill();
+            let _ = started.wait();
+            panic!("MariaDB did not start again: {e}");
+        }
+        *slot = Some(started);
+    }
+
+    /// [`Self::stop`] then [`Self::start_again`].
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+}
+
 impl Drop for MariaDb {
     fn drop(&mut self) {
         if let Inner::External { .. } = self.inner {
@@ -204,7 +369,11 @@ impl Drop for MariaDb {
             }
         }
         if let Inner::Own { child, dir, .. } = &mut self.inner {
-            if let Some(mut child) = child.take() {
+            if let Some(mut child) = child
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+            {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -294,7 +463,8 @@ fn start_own() -> Inner {
     let mut last_error = String::new();
     for _ in 0..3 {
         let port = crate::free_port();
-        let mut child = Command::new(&server)
+        let mut command = Command::new(&server);
+        command
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--port={port}"))
@@ -313,7 +483,8 @@ fn start_own() -> Inner {
             .args(&user_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("could not run {}: {e}", server.display()));
         match wait_ready(&mut child, &client, &socket, &log) {
@@ -335,11 +506,13 @@ fn start_own() -> Inner {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 return Inner::Own {
-                    child: Some(child),
+                    child: Mutex::new(Some(child)),
                     dir: Some(dir),
                     port,
                     socket,
                     client,
+                    server: Box::new(command),
+                    log,
                 };
             }
             Err(e) => {

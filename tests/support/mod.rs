@@ -9,19 +9,27 @@
 //! - [`XrayOtlpPeer`]: X-Ray's OTLP endpoint verifying SigV4 with botocore, plus ECS container
 //!   credentials and task metadata endpoints (Python, in the test virtualenv).
 //! - [`LogCapture`]: log output collected in memory.
+//! - [`load::Load`]: steady load from concurrent workers, every result recorded and classed.
+//! - [`AuroraProxy`]: a TCP proxy playing Aurora Serverless v2's pause and resume.
+//! - [`rotation`]: the Secrets Manager rotation function's steps, and [`CountingProxy`]
+//!   counting the AWS calls a service makes.
 //! - [`xray`]: a replay of how the collector's X-Ray exporter names spans (the service map).
 //!
 //! Run everything with `./scripts/test` (it installs the peers these need).
 
+pub mod aurora_proxy;
+pub mod load;
 pub mod logs;
 pub mod mariadb;
 pub mod otlp;
 pub mod postgres;
 pub mod probe;
+pub mod rotation;
 pub mod secrets_emulator;
 pub mod sigv4;
 pub mod xray;
 
+pub use aurora_proxy::AuroraProxy;
 pub use logs::LogCapture;
 pub use mariadb::MariaDb;
 pub use otlp::{
@@ -31,6 +39,7 @@ pub use otlp::{
 };
 pub use postgres::Postgres;
 pub use probe::{Probe, ProbeStats, block_on, grpc_env, one};
+pub use rotation::CountingProxy;
 pub use secrets_emulator::{IamUser, RecordedRequest, SecretsEmulator};
 pub use sigv4::{PEER_REGION, XrayOtlpPeer};
 

@@ -253,6 +253,125 @@ impl Postgres {
     }
 }
 
+/// Resilience scenarios: an own cluster whose application role logs in with a password, and the
+/// server-side events (restart, stop, start, terminated connections, a new password).
+impl Postgres {
+    /// Starts an own throwaway cluster even when `APPRUNNER_TEST_DATABASE_URL` is set (scenarios
+    /// that restart the server or change `pg_hba.conf` need one).
+    pub fn start_own() -> Self {
+        let bin = find_bin_dir().unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL server binaries not found: set {PG_BIN_ENV} to the directory \
+                 holding initdb/pg_ctl, install `postgresql`, or run ./scripts/test"
+            )
+        });
+        Self {
+            inner: Inner::Own(Cluster::start(&bin, None)),
+            bin: Some(bin),
+        }
+    }
+
+    /// Creates login role `role` with `password` and a database `database` it owns, and requires
+    /// the password from that role over TCP (`scram-sha-256` in `pg_hba.conf`; the superuser the
+    /// harness uses stays trusted). Returns `postgres://role:password@127.0.0.1:PORT/database`.
+    /// Own clusters only; `role`, `password` and `database` must be plain (`[A-Za-z0-9_-]`).
+    pub fn create_password_role(&self, role: &str, password: &str, database: &str) -> String {
+        let c = self.own("create_password_role");
+        for part in [role, password, database] {
+            assert!(
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{part:?} must match [A-Za-z0-9_-]+"
+            );
+        }
+        self.sql(&format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"
+        ));
+        self.sql(&format!("CREATE DATABASE \"{database}\" OWNER \"{role}\""));
+        let hba = c.data_dir().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        // First match wins: this line before the cluster's `trust` lines.
+        std::fs::write(
+            &hba,
+            format!("host all {role} 127.0.0.1/32 scram-sha-256\n{rules}"),
+        )
+        .expect("write pg_hba.conf");
+        self.sql("SELECT pg_reload_conf()");
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/{database}",
+            c.port
+        )
+    }
+
+    /// Runs `sql` as the superuser on the `postgres` database and returns what it printed
+    /// (`psql -At`: unaligned rows, one per line). Panics on failure.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new(self.psql_path())
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url())
+            .args(["-c", sql])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("could not run psql ({e}): install postgresql-client or set {PG_BIN_ENV}")
+            });
+        assert!(
+            out.status.success(),
+            "psql `{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `ALTER ROLE role PASSWORD 'password'` (a rotation's `setSecret` step).
+    pub fn alter_password(&self, role: &str, password: &str) {
+        self.sql(&format!("ALTER ROLE \"{role}\" PASSWORD '{password}'"));
+    }
+
+    /// `pg_terminate_backend` on every idle connection of `role`; returns how many.
+    pub fn terminate_idle(&self, role: &str) -> usize {
+        self.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename = '{role}' AND state = 'idle'"
+        ))
+        .parse()
+        .expect("a count")
+    }
+
+    /// `pg_terminate_backend` on every connection of `role`, busy or idle; returns how many.
+    pub fn terminate_all(&self, role: &str) -> usize {
+        self.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{role}'"
+        ))
+        .parse()
+        .expect("a count")
+    }
+
+    /// `pg_ctl restart -m fast`: clients are disconnected, the server is back when it returns.
+    pub fn restart_fast(&self) {
+        let c = self.own("restart_fast");
+        let mut running = lock(&c.running);
+        let out = c
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(c.data_dir())
+            .arg("-l")
+            .arg(c.log_file())
+            .args(["-m", "fast", "-w", "-t", "60", "restart"])
+            .output()
+            .expect("run pg_ctl restart");
+        check("pg_ctl restart", &out);
+        *running = true;
+    }
+
+    /// Starts an own cluster stopped by [`Self::stop`] again, on the same port; returns when it
+    /// accepts connections.
+    pub fn start_again(&self) {
+        self.own("start_again").start_server();
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Inner::External { url, created } = &self.inner {
