@@ -243,44 +243,83 @@ async fn a_read_cut_off_by_a_shutdown_runs_again_on_a_fresh_connection() {
     assert_eq!(span.attr_i64("db.response.returned_rows"), Some(1));
 }
 
+/// A table `events` and a way to count its rows of one kind.
+async fn events_table(pool: &PgPool) {
+    sqlx::query("CREATE TABLE events (id serial PRIMARY KEY, what text NOT NULL)")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn count_events(pool: &PgPool, what: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE what = $1")
+        .bind(what)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn slow_insert(what: &str) -> String {
+    format!("INSERT INTO events (what) SELECT '{what}' FROM pg_sleep(0.4) /* cut-{what} */")
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_write_cut_off_is_unavailable_unless_the_caller_marked_it_retryable() {
+async fn a_write_the_server_ended_with_57p01_was_rolled_back_and_runs_again() {
     let pg = Arc::new(cluster().await);
     let url = pg.create_database("rewrite");
     let pool = PgPool::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE events (id serial PRIMARY KEY, what text NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let insert = |what: &'static str| {
-        format!("INSERT INTO events (what) SELECT '{what}' FROM pg_sleep(0.4) /* cut-{what} */")
-    };
-    let count = |what: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE what = $1")
-                .bind(what)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
+    events_table(&pool).await;
+    let write = request("write", async {
+        sqlx::query(sqlx::AssertSqlSafe(slow_insert("ended")))
+            .execute(&pool)
+            .await
+    });
+    let (write, ()) = tokio::join!(write, terminate_running(&pg, &url, "cut-ended"));
+    assert_eq!(write.output.as_ref().unwrap().rows_affected(), 1);
+    assert_eq!(count_events(&pool, "ended").await, 1, "once, not twice");
+    let spans = write.db_spans(1).await;
+    assert!(spans[0].event("retry").is_some(), "{}", spans[0].summary());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_whose_connection_drops_is_unavailable_unless_marked_retryable() {
+    let pg = cluster().await;
+    let url = pg.create_database("dropped");
+    let proxy = apprunner_kit_tests::AuroraProxy::start(([127, 0, 0, 1], pg.port()).into()).await;
+    let through_proxy = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port()));
+    let direct = PgPool::connect(&url).await.unwrap();
+    events_table(&direct).await;
+    let pool = PgPool::connect(&through_proxy).await.unwrap();
+    let cut = || async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Drops every open connection (and lets new ones through at once).
+        proxy.pause(Duration::ZERO);
     };
 
-    let sql = insert("plain");
-    let plain = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool);
-    let (plain, ()) = tokio::join!(plain, terminate_running(&pg, &url, "cut-plain"));
+    // The connection drops with no word from the server: the statement may have run (here it
+    // does, the backend finishes it), so an unmarked write is not run twice.
+    let plain = sqlx::query(sqlx::AssertSqlSafe(slow_insert("plain"))).execute(&pool);
+    let (plain, ()) = tokio::join!(plain, cut());
     let error = plain.expect_err("an unmarked write is not run twice");
     assert!(apprunner::db::is_unavailable(&error), "{error}");
-    assert_eq!(count("plain").await, 0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        count_events(&direct, "plain").await,
+        1,
+        "it ran once, on the server"
+    );
 
-    let sql = insert("marked");
-    let marked = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool.retryable());
-    let (marked, ()) = tokio::join!(marked, terminate_running(&pg, &url, "cut-marked"));
+    // The caller's word that the statement may run twice.
+    let marked = sqlx::query(sqlx::AssertSqlSafe(slow_insert("marked"))).execute(pool.retryable());
+    let (marked, ()) = tokio::join!(marked, cut());
     assert_eq!(
         marked.expect("a marked write runs again").rows_affected(),
         1
     );
-    assert_eq!(count("marked").await, 1);
+    // A read is run again too.
+    let read = sqlx::query_scalar::<_, i32>("SELECT 3 FROM pg_sleep(0.4)").fetch_one(&pool);
+    let (read, ()) = tokio::join!(read, cut());
+    assert_eq!(read.expect("a read runs again"), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -280,7 +280,10 @@ async fn restart_and_stop_fail_no_read() {
     pool.close().await;
 }
 
-/// Scenario 2: `KILL` of every idle connection, five times: no statement fails.
+/// Scenario 2: `KILL` of every idle connection, five times: no read and no retryable write
+/// fails. A plain write may fail, as unavailable only: a `KILL` can land between the pool's
+/// ping and the statement, and MySQL then closes the socket without saying whether the
+/// statement ran, so the kit does not run it twice (PostgreSQL says: its scenario asserts 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_idle_connections_fail_no_statement() {
     let _serial = SERIAL.lock().await;
@@ -302,10 +305,17 @@ async fn killed_idle_connections_fail_no_statement() {
     eprintln!("[resilience] mariadb KILL: {killed} idle connections killed");
     figures("KILL idle", &report, first, Some(first));
     assert!(killed > 0, "no idle connection was killed");
-    assert_none_failed(
+    for kind in ["read", "retryable write"] {
+        assert_none_failed(
+            &report,
+            Some(kind),
+            "statements while idle connections were killed",
+        );
+    }
+    assert_only_unavailable(
         &report,
-        None,
-        "statements while idle connections were killed",
+        Some("write"),
+        "plain writes while idle connections were killed",
     );
     pool.close().await;
 }

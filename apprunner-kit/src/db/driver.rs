@@ -90,6 +90,17 @@ pub(crate) mod private {
         /// extended result code (SQLite).
         fn status_code(error: &dyn DatabaseError) -> Option<Cow<'_, str>>;
 
+        /// Whether the server says when it ends a session under a statement, in a way that
+        /// proves the statement did not commit (see [`Self::rolled_back`]): then every pool
+        /// statement keeps what a second attempt needs.
+        const SAYS_ROLLED_BACK: bool = false;
+
+        /// Whether `error`, ending a statement run outside a transaction, proves it did not
+        /// commit, so running it again is safe whatever it does.
+        fn rolled_back(_error: &sqlx::Error) -> bool {
+            false
+        }
+
         /// Whether opening a connection failed on its credentials.
         fn is_auth_failure(error: &dyn DatabaseError) -> bool;
 
@@ -276,6 +287,19 @@ impl private::Backend for Postgres {
 
     fn status_code(error: &dyn DatabaseError) -> Option<Cow<'_, str>> {
         error.code()
+    }
+
+    // A backend ended by `pg_terminate_backend`, a fast or immediate shutdown or another
+    // backend's crash answers the statement it runs with 57P01/57P02 and aborts its
+    // transaction; once a statement has committed, its answer (CommandComplete) is sent before
+    // the backend looks at the signal again, so the error never stands for a committed one.
+    const SAYS_ROLLED_BACK: bool = true;
+
+    fn rolled_back(error: &sqlx::Error) -> bool {
+        matches!(
+            error.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("57P01" | "57P02")
+        )
     }
 
     fn is_auth_failure(error: &dyn DatabaseError) -> bool {

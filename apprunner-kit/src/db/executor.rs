@@ -323,7 +323,8 @@ impl<DB: Driver> Replay<DB> {
     fn allows(&self, error: &sqlx::Error, yielded: bool) -> bool {
         !yielded
             && ((connection_lost(error) && (self.marked || is_read_only(self.sql.as_str())))
-                || refused_write(error))
+                || refused_write(error)
+                || DB::rolled_back(error))
     }
 
     fn into_query(self) -> Prepared<DB> {
@@ -351,13 +352,15 @@ fn start_pool<'q, DB: Driver, E: Execute<'q, DB>>(
         .parent()
         .map(|parent| tracer.statement(&parent, sql.as_str()));
     let replay = match &arguments {
-        Ok(args) if marked || may_be_read_only(sql.as_str()) => Some(Replay {
-            sql: sql.clone(),
-            statement: statement.clone(),
-            arguments: args.clone(),
-            persistent,
-            marked,
-        }),
+        Ok(args) if marked || DB::SAYS_ROLLED_BACK || may_be_read_only(sql.as_str()) => {
+            Some(Replay {
+                sql: sql.clone(),
+                statement: statement.clone(),
+                arguments: args.clone(),
+                persistent,
+                marked,
+            })
+        }
         _ => None,
     };
     let first = Prepared {

@@ -696,15 +696,16 @@ async fn aurora_resume_past_the_budget_answers_503_fast() {
             .map(|s| format!("{} {}ms {}", s.class, s.latency().as_millis(), s.detail))
             .collect::<Vec<_>>()
     );
-    // Waiting starts at the request; the budget counts from the first failure, which for a
-    // held connection attempt is its connect timeout (DB_CONNECT_TIMEOUT, 5 s) later.
+    // The budget counts from the start of the first request that waited; before the pool
+    // knows of the outage, a request waits at most its acquire timeout
+    // (DB_POOL_ACQUIRE_TIMEOUT, 5 s) for the held connection attempts.
     let longest = report.recovery(paused, None).max_latency;
-    let allowed = budget + Duration::from_secs(5) + Duration::from_secs(1);
+    let allowed = budget.max(Duration::from_secs(5)) + Duration::from_secs(1);
     let mut slowest: Vec<_> = report.samples.iter().collect();
     slowest.sort_by_key(|s| std::cmp::Reverse(s.latency()));
     assert!(
         longest < allowed,
-        "a request waited {}ms, more than the {}s budget + 5 s connect timeout:\n{}\nthe \
+        "a request waited {}ms, more than the {}s budget or the 5 s acquire timeout:\n{}\nthe \
          service's warnings:\n{}",
         longest.as_millis(),
         budget.as_secs(),
