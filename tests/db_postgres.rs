@@ -430,7 +430,7 @@ async fn past_the_resume_budget_requests_fail_at_once_until_the_database_answers
     tokio::task::spawn_blocking(move || restarted.restart())
         .await
         .unwrap();
-    // The probe goes on meanwhile and notices the database within its backoff (≤ 2 s).
+    // The probe goes on meanwhile and notices the database within its backoff (≤ 0.5 s).
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if query(pool.clone()).await.1 {

@@ -14,6 +14,10 @@ use super::driver::Driver;
 use super::instrument::TARGET;
 use super::shared::Shared;
 
+/// The longest pause between two probe attempts: one connection attempt every half second
+/// costs the database nothing, and the requests waiting learn within it that it is back.
+const PROBE_BACKOFF_CAP: Duration = Duration::from_millis(500);
+
 /// A probe whose first attempt connects within this found the database answering: the
 /// caller's timeout was the pool's load, not an outage.
 const FALSE_ALARM: Duration = Duration::from_secs(1);
@@ -121,7 +125,7 @@ impl<DB: Driver> Shared<DB> {
 async fn probe<DB: Driver>(shared: Arc<Shared<DB>>) {
     let outage = &shared.outage;
     let started = Instant::now();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Duration::from_millis(50);
     let mut attempts = 0u32;
     loop {
         if shared.pool.is_closed() {
@@ -170,7 +174,7 @@ async fn probe<DB: Driver>(shared: Arc<Shared<DB>>) {
             );
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(PROBE_BACKOFF_CAP);
     }
 }
 

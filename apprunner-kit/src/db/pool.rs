@@ -14,7 +14,7 @@ use super::driver::Driver;
 use super::error::{DbError, scrub};
 use super::instrument::{Meta, TARGET, Tracer};
 use super::outage::Outage;
-use super::shared::Shared;
+use super::shared::{Shared, unreachable};
 
 /// A pool of database connections in which every statement is a CLIENT span: use it wherever
 /// you used `sqlx::Pool` (`&pool` is a `sqlx::Executor`), so switching from `sqlx::PgPool` to
@@ -495,7 +495,7 @@ impl<DB: Driver> Pool<DB> {
                         cause,
                     });
                 }
-                e if is_transient::<DB>(e) => {}
+                e if unreachable::<DB>(e) => {}
                 _ => return Err(DbError::Connect { endpoint, cause }),
             }
             let now = Instant::now();
@@ -544,19 +544,6 @@ fn default_source(config: &DbConfig) -> Option<Arc<dyn CredentialSource>> {
 #[cfg(not(feature = "secrets"))]
 fn default_source(_: &DbConfig) -> Option<Arc<dyn CredentialSource>> {
     None
-}
-
-/// Errors that may go away by waiting: the network, a server starting or resuming, a full
-/// server.
-fn is_transient<DB: Driver>(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(e) => DB::is_transient(e.as_ref()),
-        _ => false,
-    }
 }
 
 /// Half the backoff plus a pseudo-random part of the other half, so that instances starting

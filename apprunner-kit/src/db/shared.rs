@@ -301,9 +301,10 @@ impl Rotation {
     }
 }
 
-/// Errors of `Pool::acquire` that say the database may be away (not a wrong password, not a
-/// bad configuration).
-fn unreachable<DB: Driver>(error: &sqlx::Error) -> bool {
+/// Errors of connecting that say the database may be away and waiting may help (the network,
+/// a server starting, resuming or full), not a wrong password, a bad configuration or a
+/// certificate that does not verify.
+pub(crate) fn unreachable<DB: Driver>(error: &sqlx::Error) -> bool {
     if is_tls_failure(error) {
         return false;
     }
