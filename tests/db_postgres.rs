@@ -196,8 +196,14 @@ async fn start_up_waits_for_the_database_to_come_up() {
 /// Ends the backends running a statement that contains `marker`, from another session (as a
 /// server shutting down does: SQLSTATE 57P01 to the client), once they have started.
 async fn terminate_running(pg: &Arc<Postgres>, url: &str, marker: &str) {
+    when_running(pg, url, marker, "count(pg_terminate_backend(pid))").await;
+}
+
+/// Waits until a statement containing `marker` runs (`select` of its rows, e.g. `count(*)`,
+/// is not 0), polling from another session.
+async fn when_running(pg: &Arc<Postgres>, url: &str, marker: &str, select: &str) {
     let sql = format!(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+        "SELECT {select} FROM pg_stat_activity \
          WHERE query LIKE '%{marker}%' AND state = 'active' AND pid <> pg_backend_pid()"
     );
     for _ in 0..100 {
@@ -210,7 +216,7 @@ async fn terminate_running(pg: &Arc<Postgres>, url: &str, marker: &str) {
             return;
         }
     }
-    panic!("no running statement contains {marker}");
+    panic!("no statement containing {marker} ran");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,23 +289,27 @@ async fn a_write_the_server_ended_with_57p01_was_rolled_back_and_runs_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_whose_connection_drops_is_unavailable_unless_marked_retryable() {
-    let pg = cluster().await;
+    let pg = Arc::new(cluster().await);
     let url = pg.create_database("dropped");
     let proxy = apprunner_kit_tests::AuroraProxy::start(([127, 0, 0, 1], pg.port()).into()).await;
     let through_proxy = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port()));
     let direct = PgPool::connect(&url).await.unwrap();
     events_table(&direct).await;
     let pool = PgPool::connect(&through_proxy).await.unwrap();
-    let cut = || async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        // Drops every open connection (and lets new ones through at once).
-        proxy.pause(Duration::ZERO);
+    // Once the statement marked `marker` runs, drops every open connection (and lets new ones
+    // through at once).
+    let cut = |marker: &'static str| {
+        let (pg, url, proxy) = (&pg, &url, &proxy);
+        async move {
+            when_running(pg, url, marker, "count(*)").await;
+            proxy.pause(Duration::ZERO);
+        }
     };
 
     // The connection drops with no word from the server: the statement may have run (here it
     // does, the backend finishes it), so an unmarked write is not run twice.
     let plain = sqlx::query(sqlx::AssertSqlSafe(slow_insert("plain"))).execute(&pool);
-    let (plain, ()) = tokio::join!(plain, cut());
+    let (plain, ()) = tokio::join!(plain, cut("cut-plain"));
     let error = plain.expect_err("an unmarked write is not run twice");
     assert!(apprunner::db::is_unavailable(&error), "{error}");
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -311,14 +321,15 @@ async fn a_write_whose_connection_drops_is_unavailable_unless_marked_retryable()
 
     // The caller's word that the statement may run twice.
     let marked = sqlx::query(sqlx::AssertSqlSafe(slow_insert("marked"))).execute(pool.retryable());
-    let (marked, ()) = tokio::join!(marked, cut());
+    let (marked, ()) = tokio::join!(marked, cut("cut-marked"));
     assert_eq!(
         marked.expect("a marked write runs again").rows_affected(),
         1
     );
     // A read is run again too.
-    let read = sqlx::query_scalar::<_, i32>("SELECT 3 FROM pg_sleep(0.4)").fetch_one(&pool);
-    let (read, ()) = tokio::join!(read, cut());
+    let read =
+        sqlx::query_scalar::<_, i32>("SELECT 3 FROM pg_sleep(0.4) /* cut-read */").fetch_one(&pool);
+    let (read, ()) = tokio::join!(read, cut("cut-read"));
     assert_eq!(read.expect("a read runs again"), 3);
 }
 
