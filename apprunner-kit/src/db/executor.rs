@@ -316,22 +316,30 @@ struct Replay<DB: Database> {
     marked: bool,
 }
 
+/// Attempts a statement gets at most when each failure proves it did not run (a server
+/// ending the session under it, or refusing a write while failing over): a fresh connection
+/// can meet the same fate while the server is still going down.
+const PROVEN_ATTEMPTS: u8 = 3;
+
 impl<DB: Driver> Replay<DB> {
-    /// Whether the first attempt's `error` may be answered by a second attempt: nothing
-    /// reached the caller yet, and either the connection died under a statement safe to run
-    /// twice, or the server refused a write for being read-only (so nothing ran).
-    fn allows(&self, error: &sqlx::Error, yielded: bool) -> bool {
-        !yielded
-            && ((connection_lost(error) && (self.marked || is_read_only(self.sql.as_str())))
-                || refused_write(error)
-                || DB::rolled_back(error))
+    /// Whether attempt number `made` (1: the first) failing with `error` may be answered by
+    /// another: nothing reached the caller yet, and either the error proves the statement did
+    /// not run (up to [`PROVEN_ATTEMPTS`]), or, once, the connection died under a statement
+    /// safe to run twice.
+    fn allows(&self, error: &sqlx::Error, yielded: bool, made: u8) -> bool {
+        if yielded {
+            return false;
+        }
+        let proven = refused_write(error) || DB::rolled_back(error);
+        let safe_twice = connection_lost(error) && (self.marked || is_read_only(self.sql.as_str()));
+        (proven && made < PROVEN_ATTEMPTS) || (safe_twice && made == 1)
     }
 
-    fn into_query(self) -> Prepared<DB> {
+    fn query(&self) -> Prepared<DB> {
         Prepared {
-            sql: self.sql,
-            statement: self.statement,
-            arguments: Some(Ok(self.arguments)),
+            sql: self.sql.clone(),
+            statement: self.statement.clone(),
+            arguments: Some(Ok(self.arguments.clone())),
             persistent: self.persistent,
         }
     }
@@ -376,11 +384,12 @@ fn start_pool<'q, DB: Driver, E: Execute<'q, DB>>(
 /// connection that died is closed rather than given back, and the outage gate is told.
 fn retry<DB: Driver>(
     shared: &Arc<Shared<DB>>,
-    replay: &mut Option<Replay<DB>>,
+    replay: &Option<Replay<DB>>,
     lease: &mut Lease<DB>,
     span: Option<&mut StatementSpan>,
     error: &sqlx::Error,
     yielded: bool,
+    made: u8,
 ) -> Option<Prepared<DB>> {
     if connection_lost(error) {
         if let Lease::Pooled(conn) = lease {
@@ -388,14 +397,12 @@ fn retry<DB: Driver>(
         }
         shared.report_outage(error, Instant::now());
     }
-    if !replay.as_ref().is_some_and(|r| r.allows(error, yielded)) {
-        return None;
-    }
+    let replay = replay.as_ref().filter(|r| r.allows(error, yielded, made))?;
     if let Some(span) = span {
         span.retried::<DB>(error);
     }
     tracing::debug!(target: TARGET, %error, "statement runs again on a fresh connection");
-    replay.take().map(Replay::into_query)
+    Some(replay.query())
 }
 
 fn pool_fetch_many<'e, 'q: 'e, DB: Driver, E>(
@@ -406,10 +413,10 @@ fn pool_fetch_many<'e, 'q: 'e, DB: Driver, E>(
 where
     E: 'q + Execute<'q, DB>,
 {
-    let (first, mut replay, mut span) = start_pool(&shared.tracer, query, marked);
+    let (first, replay, mut span) = start_pool(&shared.tracer, query, marked);
     Box::pin(Generator::new(move |yielder| async move {
         let mut query = first;
-        let mut attempt = 0;
+        let mut attempt: u8 = 0;
         loop {
             let mut conn = match lease(&shared, span.as_mut(), attempt).await {
                 Ok(conn) => conn,
@@ -447,11 +454,12 @@ where
             };
             let again = retry(
                 &shared,
-                &mut replay,
+                &replay,
                 &mut conn,
                 span.as_mut(),
                 &error,
                 yielded,
+                attempt,
             );
             conn.release().await;
             match again {
@@ -475,10 +483,10 @@ fn pool_fetch_optional<'e, 'q: 'e, DB: Driver, E>(
 where
     E: 'q + Execute<'q, DB>,
 {
-    let (first, mut replay, mut span) = start_pool(&shared.tracer, query, marked);
+    let (first, replay, mut span) = start_pool(&shared.tracer, query, marked);
     Box::pin(async move {
         let mut query = first;
-        let mut attempt = 0;
+        let mut attempt: u8 = 0;
         let result = loop {
             let mut conn = match lease(&shared, span.as_mut(), attempt).await {
                 Ok(conn) => conn,
@@ -487,7 +495,15 @@ where
             attempt += 1;
             let result = DB::fetch_optional(conn.conn(), query).await;
             let again = match &result {
-                Err(error) => retry(&shared, &mut replay, &mut conn, span.as_mut(), error, false),
+                Err(error) => retry(
+                    &shared,
+                    &replay,
+                    &mut conn,
+                    span.as_mut(),
+                    error,
+                    false,
+                    attempt,
+                ),
                 Ok(_) => None,
             };
             conn.release().await;

@@ -105,7 +105,8 @@
 //!   [`Pool::retryable`], the caller's word that it is idempotent. "Dies" means an I/O
 //!   error, PostgreSQL `57P01`/`57P02`/`57P03` or class `08`, MySQL 1053/1927/2006/2013. Two
 //!   kinds of failure prove the statement did not run, and any statement runs again after
-//!   them: PostgreSQL ending the session with `57P01`/`57P02` (a terminated backend aborts its
+//!   them (up to three attempts in all, since a server going down can end the new session
+//!   too): PostgreSQL ending the session with `57P01`/`57P02` (a terminated backend aborts its
 //!   transaction, and a statement that committed has had its answer sent first), and a write
 //!   refused for being read-only (PostgreSQL `25006`, MySQL 1290/1836: a failover). A
 //!   connection that drops without a word leaves a write in doubt (it may have committed), so
