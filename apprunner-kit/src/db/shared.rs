@@ -191,22 +191,31 @@ impl<DB: Driver> Shared<DB> {
             let Some(future) = future else { continue };
             let credentials = match future.await {
                 Ok(credentials) => credentials,
+                Err(error) if stage == "current" => {
+                    tracing::warn!(
+                        target: TARGET,
+                        source = %rotation.source.name(),
+                        stage,
+                        %error,
+                        "the database rejected the credentials and reading them again failed"
+                    );
+                    continue;
+                }
                 Err(error) => {
-                    let level_error = stage == "current";
-                    if level_error {
-                        tracing::warn!(
-                            target: TARGET,
-                            source = %rotation.source.name(),
-                            stage,
-                            %error,
-                            "the database rejected the credentials and reading them again failed"
-                        );
-                    } else {
-                        tracing::debug!(target: TARGET, source = %rotation.source.name(), stage, %error, "no pending credentials");
-                    }
+                    tracing::debug!(
+                        target: TARGET,
+                        source = %rotation.source.name(),
+                        stage,
+                        %error,
+                        "no pending credentials"
+                    );
                     continue;
                 }
             };
+            // The database just rejected these: no need to try them again.
+            if rotation.is_installed(&credentials) {
+                continue;
+            }
             let options =
                 DB::with_credentials((*self.pool.connect_options()).clone(), &credentials);
             match tokio::time::timeout(rotation.connect_timeout, options.connect()).await {
@@ -225,9 +234,7 @@ impl<DB: Driver> Shared<DB> {
                 }
             }
         }
-        if let Some((options, credentials, stage)) = unverified
-            && !rotation.is_installed(&credentials)
-        {
+        if let Some((options, credentials, stage)) = unverified {
             self.install(rotation, options, credentials, stage);
             return true;
         }
