@@ -158,7 +158,9 @@ fn server_span(request: &Request<Body>) -> Span {
     span
 }
 
-/// Status on the span, and one access log line (the users API writes one per request too).
+/// Status on the span, and one access log line per request, as most hand-written services log.
+/// The users API logs only problems by default: run it with `APPRUNNER_ACCESS_LOG=all`
+/// (`SERVICE_ENV` of the load script) to compare like for like.
 fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
