@@ -14,7 +14,9 @@
 //! | `POST /users` | login cookie, hash + `INSERT`, `201 {data: user, message: "created"}` |
 //!
 //! Settings: `DATABASE_URL` (PostgreSQL, required), `JWT_SECRET` (required, ≥ 32 bytes), `PORT`
-//! (8080), `DB_POOL_MAX_CONNECTIONS` (10, the kit's default), `RUST_LOG`, and what the
+//! (8080), `DB_POOL_MAX_CONNECTIONS` (10, the kit's default), `BASELINE_ACCESS_LOG` (`all`: a
+//! line per request, the default; `off`: none, as `tower_http`'s default `DEBUG` line under
+//! an `info` filter), `RUST_LOG`, and what the
 //! OpenTelemetry SDK reads itself: `OTEL_SDK_DISABLED=true` (no exporter, no OpenTelemetry
 //! layer), `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
 //! `OTEL_BSP_*`. The users API's migrations run at start. On SIGTERM the server drains, the
@@ -64,6 +66,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(n) => n.parse()?,
         Err(_) => 10,
     };
+    let access_log = match std::env::var("BASELINE_ACCESS_LOG").as_deref() {
+        Ok("all") | Err(_) => true,
+        Ok("off") => false,
+        Ok(other) => return Err(format!("BASELINE_ACCESS_LOG={other}: expected all or off").into()),
+    };
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p.parse()?,
         Err(_) => 8080,
@@ -92,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tcp.set_nodelay(true);
         });
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, router(app))
+    axum::serve(listener, router(app, access_log))
         .with_graceful_shutdown(sigterm())
         .await?;
     pool.close().await;
@@ -111,7 +118,7 @@ async fn sigterm() {
 
 /// The routes, a SERVER span per request (`tower_http`'s `TraceLayer`), then `/healthz`
 /// outside it.
-fn router(app: App) -> Router {
+fn router(app: App, access_log: bool) -> Router {
     Router::new()
         .route("/signup", post(signup))
         .route("/login", post(login))
@@ -122,7 +129,9 @@ fn router(app: App) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(server_span)
                 .on_request(())
-                .on_response(on_response),
+                .on_response(move |response: &Response<Body>, latency, span: &Span| {
+                    on_response(response, latency, span, access_log);
+                }),
         )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
@@ -158,14 +167,17 @@ fn server_span(request: &Request<Body>) -> Span {
     span
 }
 
-/// Status on the span, and one access log line per request, as most hand-written services log.
-/// The users API logs only problems by default: run it with `APPRUNNER_ACCESS_LOG=all`
-/// (`SERVICE_ENV` of the load script) to compare like for like.
-fn on_response(response: &Response<Body>, latency: Duration, span: &Span) {
+/// Status on the span, and one access log line per request unless `BASELINE_ACCESS_LOG=off`.
+/// The users API logs only problems by default: compare it with this one `off`, or run both
+/// with a line per request (`APPRUNNER_ACCESS_LOG=all`).
+fn on_response(response: &Response<Body>, latency: Duration, span: &Span, access_log: bool) {
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
+    }
+    if !access_log {
+        return;
     }
     tracing::info!(
         http.response.status_code = status.as_u16(),
