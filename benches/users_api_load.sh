@@ -32,13 +32,17 @@
 #   no span lost by either traced service (dropped from a full export queue or failed, as
 #   each reports at shutdown: a service that lost spans did less than its work);
 #   zero non-2xx and no socket errors, exit status 0 after SIGTERM, for all four;
-#   kit services: peak RSS < 50 MiB, start->healthz < 100 ms (the baseline's are shown only).
+#   untraced GET req/s: kit >= base;
+#   peak RSS: kit-traced <= base-traced, kit-untraced <= base-untraced, and both < 50 MiB;
+#   kit services: start->healthz < 100 ms (the baseline's is shown only).
 #
 # Needs: cargo, curl, python3, PostgreSQL server binaries and wrk (Debian packages `postgresql`
 # and `wrk`, installed with apt-get when missing and running as root).
 #
 # Settings (environment): DURATION (seconds per endpoint and service, default 20), ROUNDS
-# (rounds sharing DURATION, 2), KIT_BIN / BASE_BIN (other binaries of the two services, e.g. an
+# (rounds sharing DURATION, 2), RUNS (whole runs, each on fresh services and a fresh cluster,
+# default 3: the spread of the ratios across them is printed last, and every run must meet
+# every target), KIT_BIN / BASE_BIN (other binaries of the two services, e.g. an
 # earlier users-api for a before/after run), CONNECTIONS (GET, 32), POST_CONNECTIONS (8), THREADS (wrk
 # threads, 2), WARMUP (seconds of GET per service before the runs, 5), SKIP_BUILD=1 (use the
 # existing release binaries), SERVICE_ENV (extra VAR=value words for every service, e.g.
@@ -108,6 +112,54 @@ fi
 for bin in "${IMPL_BIN[@]}" "$SINK"; do
     [ -x "$bin" ] || die "release binary $bin missing: run without SKIP_BUILD=1"
 done
+
+# RUNS > 1: this script runs itself RUNS times (one whole run each), then prints the spread.
+RUNS="${RUNS:-3}"
+if [ -z "${LOAD_RUN_INDEX:-}" ] && [ "$RUNS" -gt 1 ]; then
+    summaries=()
+    any_failed=0
+    for run in $(seq "$RUNS"); do
+        say "run $run of $RUNS"
+        out="$(mktemp /tmp/users-api-load-run.XXXXXX)"
+        status=0
+        LOAD_RUN_INDEX="$run" SKIP_BUILD=1 "$0" >"$out" || status=$?
+        cat "$out"
+        [ "$status" = 0 ] || any_failed=1
+        summaries+=("$(grep '^summary ' "$out" | tail -n 1)")
+        rm -f "$out"
+    done
+    printf '\nSpread over %s runs (min / median / max):\n\n' "$RUNS"
+    printf '%s\n' "${summaries[@]}" | python3 -c '
+import statistics, sys
+runs = [dict(kv.split("=") for kv in line.split()[1:]) for line in sys.stdin if line.strip()]
+rows = [
+    ("kit/base traced GET req/s", "traced_ratio"),
+    ("kit/base untraced GET req/s", "untraced_ratio"),
+    ("kit traced GET p99 ms", "kit_traced_p99"), ("base traced GET p99 ms", "base_traced_p99"),
+    ("kit untraced GET p99 ms", "kit_untraced_p99"), ("base untraced GET p99 ms", "base_untraced_p99"),
+    ("kit traced peak RSS MiB", "kit_traced_rss"), ("base traced peak RSS MiB", "base_traced_rss"),
+    ("kit untraced peak RSS MiB", "kit_untraced_rss"), ("base untraced peak RSS MiB", "base_untraced_rss"),
+    ("spans lost kit / base", None),
+]
+print("| figure | min | median | max | per run |")
+print("|---|---|---|---|---|")
+for label, key in rows:
+    if key is None:
+        print(f"| {label} | | | | " + ", ".join(r.get("kit_lost", "?") + "/" + r.get("base_lost", "?") for r in runs) + " |")
+        continue
+    values = [float(r[key]) for r in runs if r.get(key) not in (None, "-")]
+    if not values:
+        continue
+    print(f"| {label} | {min(values):g} | {statistics.median(values):g} | {max(values):g} | " + ", ".join(f"{v:g}" for v in values) + " |")
+print()
+print("runs meeting every target: %d of %d" % (sum(r.get("failed") == "0" for r in runs), len(runs)))
+'
+    exit "$any_failed"
+fi
+if [ -n "${LOAD_RUN_INDEX:-}" ]; then
+    [ -z "${SMAPS_DIR:-}" ] || SMAPS_DIR="$SMAPS_DIR/run$LOAD_RUN_INDEX"
+    [ -z "${LOG_DIR:-}" ] || LOG_DIR="$LOG_DIR/run$LOAD_RUN_INDEX"
+fi
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -449,10 +501,22 @@ for svc in "${SERVICES[@]}"; do
     check "$svc exit status ${RESULT[$svc.exit]} after SIGTERM" \
         "$([ "${RESULT[$svc.exit]}" = 0 ] && echo 1 || echo 0)"
 done
+kit_u="$(field kit-untraced.get 1)" base_u="$(field base-untraced.get 1)"
+check "untraced GET throughput kit $kit_u >= baseline $base_u req/s" \
+    "$(awk -v k="$kit_u" -v b="$base_u" 'BEGIN { print (k >= b) ? 1 : 0 }')"
 for svc in kit-traced kit-untraced; do
-    rss="${RESULT[$svc.rss_kib]}"
+    rss="${RESULT[$svc.rss_kib]}" base_rss="${RESULT[base-${svc#*-}.rss_kib]}"
     check "$svc peak RSS $(mib "$rss") MiB (< 50 MiB)" "$([ "$rss" -lt $(( 50 * 1024 )) ] && echo 1 || echo 0)"
+    check "$svc peak RSS $(mib "$rss") MiB <= base-${svc#*-} $(mib "$base_rss") MiB" \
+        "$([ "$rss" -le "$base_rss" ] && echo 1 || echo 0)"
     ms="${RESULT[$svc.startup_ms]}"
     check "$svc start -> /healthz $ms ms (< 100 ms)" "$([ "$ms" -lt 100 ] && echo 1 || echo 0)"
 done
+# One line for the RUNS summary (and for scripts).
+printf 'summary traced_ratio=%s untraced_ratio=%s kit_traced_p99=%s base_traced_p99=%s kit_untraced_p99=%s base_untraced_p99=%s kit_traced_rss=%s base_traced_rss=%s kit_untraced_rss=%s base_untraced_rss=%s kit_lost=%s base_lost=%s failed=%s\n' \
+    "$(ratio "$kit_rps" "$base_rps")" "$(ratio "$kit_u" "$base_u")" \
+    "$kit_p99" "$base_p99" "$(field kit-untraced.get 3)" "$(field base-untraced.get 3)" \
+    "$(mib "${RESULT[kit-traced.rss_kib]}")" "$(mib "${RESULT[base-traced.rss_kib]}")" \
+    "$(mib "${RESULT[kit-untraced.rss_kib]}")" "$(mib "${RESULT[base-untraced.rss_kib]}")" \
+    "${RESULT[kit-traced.lost]}" "${RESULT[base-traced.lost]}" "$failed"
 exit "$failed"
