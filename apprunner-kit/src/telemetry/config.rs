@@ -113,7 +113,7 @@ pub enum LogFormat {
 /// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
 /// | `APPRUNNER_TRACE_HEADER_PRECEDENCE` | `xray` (default) or `tracecontext`: which of `X-Amzn-Trace-Id` and `traceparent` wins when both are valid ([`TraceHeaderPrecedence`](super::TraceHeaderPrecedence)) |
-/// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (defaults 5000 ms, 8192 — the kit's, four times the SDK's —, 512, 30000 ms) |
+/// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (defaults 5000 ms, 8192 — the kit's, four times the SDK's: 2048 lost spans under load —, 512, 30000 ms); the SDK allocates every queue slot at start-up, ~550 bytes each |
 /// | `OTEL_[SPAN_]ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT` | span limits (default 128 each) |
 /// | `OTEL_[SPAN_]ATTRIBUTE_VALUE_LENGTH_LIMIT` | longer string values are cut to this many characters (default: no limit) |
 /// | `RUST_LOG` | log filter (default `info`, without the SDK's own diagnostics) |

@@ -414,10 +414,12 @@ pub(crate) struct Pipeline {
 }
 
 /// The kit's default of `OTEL_BSP_MAX_QUEUE_SIZE`: four times the SDK's 2048. A server ends
-/// two spans or more per request; at ~30 k spans/s on two saturated cores (the users API load
-/// run in `benches/README.md`) 2048 queued spans overflowed while one export was in flight and
-/// dropped ~400 of 770 k spans, 8192 dropped none. The queue holds at most this many finished
-/// spans (about 1 KiB each) only while the collector lags.
+/// two spans or more per request. In the users API's load runs (`benches/README.md`) a queue of
+/// 2048 overflowed while one export was in flight: 648 of 739 k spans lost at ~25 k spans/s on
+/// two saturated cores (issue 24's method), ~400 of 770 k at ~30 k spans/s; 8192 lost none.
+/// The price is memory, paid up front: the SDK's queue is a `sync_channel` whose slots (one
+/// `SpanData`, ~550 bytes) are allocated and written when the pipeline starts, so 8192 slots
+/// hold 3.4 MB more than 2048 for the life of the process, spans or not.
 pub(crate) const DEFAULT_MAX_QUEUE_SIZE: usize = 8192;
 
 /// The default of `OTEL_BSP_EXPORT_TIMEOUT`.

@@ -68,7 +68,7 @@ impl Default for TraceSettings {
 /// | `DB_SSL_MODE` | TLS: `disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full` (MySQL: `DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`, which these map to, are accepted too); see [`SslMode`]. Applies to `DATABASE_URL` too | sqlx's: `prefer` |
 /// | `DB_SSL_ROOT_CERT` | PEM file of the CA certificates the server's must chain to (`verify-ca`, `verify-full`); for RDS and Aurora the [global bundle](https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem). Must exist at start-up | the built-in Mozilla roots |
 /// | `PGSSLMODE`, `PGSSLROOTCERT` | PostgreSQL only: as `DB_SSL_MODE` / `DB_SSL_ROOT_CERT`, below them and below the URL's query | — |
-/// | `DB_POOL_MAX_CONNECTIONS` | pool size | `10` |
+/// | `DB_POOL_MAX_CONNECTIONS` | pool size per process (see [Pool size](#pool-size)) | `10` |
 /// | `DB_POOL_MIN_CONNECTIONS` | connections kept open | `0` |
 /// | `DB_POOL_ACQUIRE_TIMEOUT` | longest wait for a connection before a statement fails (keep it short: requests fail fast while the database is down) | `5s` |
 /// | `DB_POOL_IDLE_TIMEOUT` | idle connections are closed after this (`off` to keep them) | `10m` |
@@ -85,6 +85,18 @@ impl Default for TraceSettings {
 /// Durations are `250ms`, `5s`, `2m`, `1h` or a plain number of seconds. With the `DB_*` parts,
 /// sqlx's own variables (`PGAPPNAME`, `PGOPTIONS`, …) still apply; with a URL, put such options
 /// in its query string.
+///
+/// # Pool size
+///
+/// The default of 10 connections is sized for App Runner's and ECS Express's concurrency, not
+/// for a benchmark. A request holds a connection only while its statement runs, so the 100
+/// concurrent requests per instance of the example stack need a few connections, not 100: on
+/// two vCPUs shared with PostgreSQL, pools of 2, 5, 10 and 16 served 100 concurrent `GET`s at
+/// about the same rate, and 32 was the slowest (more backends compete for the database's CPU;
+/// `benches/README.md`, issue 24). Each instance opens its own pool, so the database must
+/// accept `instances × pool size` connections: Aurora Serverless v2 allows 189 at 0.5–1 ACU,
+/// far above the example stack's 2 instances × 10. Raise the pool with the database's capacity,
+/// not with the service's concurrency.
 ///
 /// # TLS
 ///
