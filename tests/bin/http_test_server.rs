@@ -4,7 +4,10 @@
 //! `BODY_LIMIT_BYTES` for the server's drain timeout, request timeout and body size limit.
 //!
 //! Routes: `GET /hello`; `GET /slow?ms=N` logs `slow request started`, sleeps N ms, logs
-//! `slow request finished` and answers `slept N ms`; `POST /echo` answers the request body.
+//! `slow request finished` and answers `slept N ms`; `POST /echo` answers the request body;
+//! `GET /trace-headers` answers the `X-Amzn-Trace-Id` and `traceparent` it received, as JSON;
+//! `GET /call?url=U` calls `U` with the kit's traced `reqwest` client and answers
+//! `<status> <body>` (502 and the error's kind when no response came).
 //!
 //! Exits 0 when the server and the telemetry shutdown both succeeded, 1 otherwise.
 #![allow(clippy::print_stderr)]
@@ -28,6 +31,46 @@ async fn slow(Query(query): Query<HashMap<String, String>>) -> String {
     format!("slept {ms} ms")
 }
 
+async fn trace_headers(headers: axum::http::HeaderMap) -> axum::Json<serde_json::Value> {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    axum::Json(serde_json::json!({
+        "x-amzn-trace-id": value("x-amzn-trace-id"),
+        "traceparent": value("traceparent"),
+    }))
+}
+
+async fn call(
+    axum::extract::State(client): axum::extract::State<
+        apprunner::client::reqwest_middleware::ClientWithMiddleware,
+    >,
+    Query(query): Query<HashMap<String, String>>,
+) -> (axum::http::StatusCode, String) {
+    let Some(url) = query.get("url") else {
+        return (axum::http::StatusCode::BAD_REQUEST, "no url".to_owned());
+    };
+    match client.get(url).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            (axum::http::StatusCode::OK, format!("{status} {body}"))
+        }
+        Err(error) => (
+            axum::http::StatusCode::BAD_GATEWAY,
+            if error.is_connect() {
+                "connect"
+            } else {
+                "other"
+            }
+            .to_owned(),
+        ),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let telemetry = match apprunner::telemetry::TelemetryConfig::from_env()
@@ -42,7 +85,10 @@ async fn main() -> ExitCode {
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
         .route("/slow", get(slow))
-        .route("/echo", post(|body: String| async move { body }));
+        .route("/echo", post(|body: String| async move { body }))
+        .route("/trace-headers", get(trace_headers))
+        .route("/call", get(call))
+        .with_state(apprunner::client::traced(reqwest::Client::new()));
     let served = match apprunner::http::Server::from_env() {
         Ok(mut server) => {
             let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());

@@ -13,7 +13,6 @@ use std::time::Duration;
 use opentelemetry::trace::SpanBuilder;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, StringValue, Value};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::{KitSpan, start_kit_span};
 
@@ -113,17 +112,7 @@ impl Tracer {
     /// The parent of a statement issued now: the current span's context, or an empty one for a
     /// root span when root spans are wanted; `None` when the statement gets no span.
     pub(crate) fn parent(&self) -> Option<Context> {
-        // The kit's HTTP layer attaches its context, and `tracing-opentelemetry` (with context
-        // activation, its default) attaches the context of every span it enters: the current
-        // OpenTelemetry context is the parent. A subscriber built without activation leaves it
-        // empty; then the current `tracing` span is asked.
-        let mut cx = Context::current();
-        if !cx.has_active_span() {
-            let current = tracing::Span::current();
-            if !current.is_none() {
-                cx = current.context();
-            }
-        }
+        let cx = crate::telemetry::current_parent();
         let parent = cx.span().span_context().clone();
         if parent.is_valid() {
             // A request that is not sampled records no statement either (parent-based

@@ -12,7 +12,9 @@ use opentelemetry_sdk::trace::SdkTracer;
 
 #[cfg(feature = "db")]
 pub(crate) use spans::KitSpan;
-#[cfg(any(feature = "http", feature = "db"))]
+#[cfg(any(feature = "db", feature = "client"))]
+pub(crate) use spans::current_parent;
+#[cfg(any(feature = "http", feature = "db", feature = "client"))]
 pub(crate) use spans::start_kit_span;
 
 /// The tracer [`init`](super::init) installed; `None` before `init` and after shutdown.
@@ -34,8 +36,9 @@ pub(super) fn set_kit_tracer(tracer: Option<SdkTracer>) {
     KIT_TRACER_GENERATION.fetch_add(1, Ordering::Release);
 }
 
-/// Starting the kit's spans: only the HTTP layer and the database pools make them.
-#[cfg(any(feature = "http", feature = "db"))]
+/// Starting the kit's spans: only the HTTP layer, the database pools and the traced clients
+/// make them.
+#[cfg(any(feature = "http", feature = "db", feature = "client"))]
 mod spans {
     use std::borrow::Cow;
     use std::cell::RefCell;
@@ -43,6 +46,8 @@ mod spans {
     use std::sync::atomic::Ordering;
     use std::time::SystemTime;
 
+    #[cfg(any(feature = "db", feature = "client"))]
+    use opentelemetry::trace::TraceContextExt as _;
     use opentelemetry::trace::{SpanBuilder, SpanContext, Status, Tracer as _};
     use opentelemetry::{Context, KeyValue};
     use opentelemetry_sdk::trace::SdkTracer;
@@ -60,6 +65,26 @@ mod spans {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The parent of a span started now, in code that runs inside a request or a `tracing`
+    /// span: the current OpenTelemetry context. The kit's HTTP layer attaches its context, and
+    /// `tracing-opentelemetry` (with context activation, its default) attaches the context of
+    /// every span it enters. A subscriber built without activation leaves it empty; then the
+    /// current `tracing` span is asked.
+    #[cfg(any(feature = "db", feature = "client"))]
+    pub(crate) fn current_parent() -> Context {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let cx = Context::current();
+        if cx.has_active_span() {
+            return cx;
+        }
+        let current = tracing::Span::current();
+        if current.is_none() {
+            cx
+        } else {
+            current.context()
+        }
     }
 
     /// Starts one of the kit's own spans from `builder` (name, kind and attributes, which the

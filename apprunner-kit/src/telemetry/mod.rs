@@ -70,5 +70,7 @@ pub use xray::{
 
 #[cfg(feature = "db")]
 pub(crate) use kit_span::KitSpan;
-#[cfg(any(feature = "http", feature = "db"))]
+#[cfg(any(feature = "db", feature = "client"))]
+pub(crate) use kit_span::current_parent;
+#[cfg(any(feature = "http", feature = "db", feature = "client"))]
 pub(crate) use kit_span::start_kit_span;

@@ -1,0 +1,28 @@
+//! Calls out of the service, traced: every outgoing request is a CLIENT span, child of the span
+//! that made it, and carries the trace headers so the service called continues the trace.
+//!
+//! | call | how | span |
+//! |---|---|---|
+//! | HTTP with `reqwest` | [`traced`] wraps a client in one line, or add [`TracingMiddleware`] to a `reqwest-middleware` chain | `GET` (the method), [HTTP client conventions](https://opentelemetry.io/docs/specs/semconv/http/http-spans/#http-client-span) |
+//!
+//! The headers injected are those of the kit's propagators (`OTEL_PROPAGATORS`, by default
+//! `X-Amzn-Trace-Id`, `traceparent` and `baggage`): the called service, App Runner's front end
+//! or an AWS service that continues X-Ray traces sees the caller's trace.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), reqwest_middleware::Error> {
+//! let orders = apprunner::client::traced(reqwest::Client::new());
+//! // Inside a traced handler: a CLIENT span under the request's SERVER span.
+//! let response = orders.get("http://orders.internal/orders/42").send().await?;
+//! # let _ = response;
+//! # Ok(())
+//! # }
+//! ```
+
+mod http;
+
+pub use self::http::{TracingMiddleware, traced};
+
+/// The `reqwest-middleware` crate the traced client is built with, for naming its types
+/// (`ClientWithMiddleware`, `ClientBuilder`, `Error`) without a direct dependency.
+pub use reqwest_middleware;
