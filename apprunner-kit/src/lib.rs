@@ -12,7 +12,7 @@
 //! | [`http`] | a tower layer turning each request into a SERVER span, and an App Runner server runner |
 //! | `secrets` | AWS Secrets Manager to environment at start-up, before any thread exists |
 //! | [`db`] | sqlx pools in which every statement is a CLIENT span, with start-up retry, credential rotation and migrations |
-//! | [`client`] | calls out of the service as CLIENT spans carrying the trace headers (`reqwest`) |
+//! | [`client`] | calls out of the service as CLIENT spans carrying the trace headers (`reqwest`, AWS SDK clients) |
 //!
 //! A request's path through them:
 //!
@@ -43,6 +43,7 @@
 //! | `secrets` | yes | `apprunner::secrets` |
 //! | `db` | yes | `apprunner::db` (sqlx 0.9: PostgreSQL, MySQL/MariaDB, SQLite) |
 //! | `client` | yes | `apprunner::client` (a `reqwest-middleware` middleware) |
+//! | `aws-sdk` | yes | `apprunner::client::AwsTracing`, an interceptor for AWS SDK clients |
 //! | `xray-otlp` | yes | SigV4-signed OTLP/HTTP export straight to X-Ray's OTLP endpoint (`APPRUNNER_OTLP_SIGV4`; `aws-config`, `aws-sigv4`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]

@@ -50,6 +50,8 @@ pub struct RecordedRequest {
     pub target: String,
     /// The JSON body (e.g. `{"SecretId": "prod/db", "VersionStage": "AWSCURRENT"}`).
     pub body: serde_json::Value,
+    /// The request's headers, names in lower case.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// An IAM user created in an emulator that enforces IAM.
@@ -316,7 +318,21 @@ impl SecretsEmulator {
                     raw.as_bytes().to_vec()
                 };
                 let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-                RecordedRequest { target, body }
+                let headers = entry["headers"]
+                    .as_object()
+                    .map(|h| {
+                        h.iter()
+                            .filter_map(|(k, v)| {
+                                Some((k.to_ascii_lowercase(), v.as_str()?.to_owned()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                RecordedRequest {
+                    target,
+                    body,
+                    headers,
+                }
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 //!
 //! | call | how | span |
 //! |---|---|---|
+//! | AWS SDK for Rust (any service client) | `.interceptor(AwsTracing::default())` on the service's config builder (feature `aws-sdk`) | `SecretsManager.GetSecretValue` (`{Service}.{Operation}`), `rpc.system=aws-api`: one `aws` node per service on the X-Ray map |
 //! | HTTP with `reqwest` | [`traced`] wraps a client in one line, or add [`TracingMiddleware`] to a `reqwest-middleware` chain | `GET` (the method), [HTTP client conventions](https://opentelemetry.io/docs/specs/semconv/http/http-spans/#http-client-span) |
 //!
 //! The headers injected are those of the kit's propagators (`OTEL_PROPAGATORS`, by default
@@ -19,8 +20,13 @@
 //! # }
 //! ```
 
+#[cfg(feature = "aws-sdk")]
+mod aws;
 mod http;
 
+#[cfg(feature = "aws-sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-sdk")))]
+pub use self::aws::AwsTracing;
 pub use self::http::{TracingMiddleware, traced};
 
 /// The `reqwest-middleware` crate the traced client is built with, for naming its types
