@@ -108,19 +108,11 @@ async fn each_operation_is_a_client_span_named_service_dot_operation() {
             .iter()
             .find(|c| traceparent == &format!("00-{}-{}-01", c.trace_id, c.span_id))
             .unwrap_or_else(|| panic!("{traceparent} names no CLIENT span"));
-        let trace = &call.trace_id;
         let xray_header = request
             .headers
             .get("x-amzn-trace-id")
             .expect("an X-Amzn-Trace-Id");
-        assert!(
-            xray_header.starts_with(&format!(
-                "Root=1-{}-{};Parent={};Sampled=1",
-                &trace[..8],
-                &trace[8..],
-                call.span_id
-            )),
-            "{xray_header}"
-        );
+        let expected = xray::trace_header_prefix(&call.trace_id, &call.span_id);
+        assert!(xray_header.starts_with(&expected), "{xray_header}");
     }
 }

@@ -351,3 +351,23 @@ pub fn fix_segment_name(name: &str) -> String {
     }
     fixed
 }
+
+/// The start of the `X-Amzn-Trace-Id` a propagator writes for a sampled span `span_id` of
+/// trace `trace_id` (32 hex digits): `Root=1-xxxxxxxx-yyyy…;Parent=<span id>;Sampled=1`.
+///
+/// # Examples
+///
+/// ```
+/// let prefix = apprunner_kit_tests::xray::trace_header_prefix(
+///     "5759e988bd862e3fe1be46a994272793",
+///     "53995c3f42cd8ad8",
+/// );
+/// assert_eq!(
+///     prefix,
+///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+/// );
+/// ```
+pub fn trace_header_prefix(trace_id: &str, span_id: &str) -> String {
+    let (epoch, rest) = trace_id.split_at(8);
+    format!("Root=1-{epoch}-{rest};Parent={span_id};Sampled=1")
+}
