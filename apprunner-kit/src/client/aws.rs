@@ -14,10 +14,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_types::region::Region;
 use opentelemetry::propagation::Injector;
-use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind};
 use opentelemetry::{Context, KeyValue};
 
-use crate::telemetry::{KitSpan, current_parent, start_kit_span};
+use super::{inject, mark_failed, start_client_span};
+use crate::telemetry::KitSpan;
 
 /// Makes every operation of the AWS SDK client it is attached to a CLIENT span, child of the
 /// current span, and injects the trace headers into the request so that AWS services that
@@ -110,9 +111,7 @@ impl Intercept for AwsTracing {
         let builder = SpanBuilder::from_name(format!("{service}.{method}"))
             .with_kind(SpanKind::Client)
             .with_attributes(attributes);
-        let parent = current_parent();
-        let span = start_kit_span(builder, &parent);
-        let cx = parent.with_remote_span_context(span.span_context().clone());
+        let (span, cx) = start_client_span(builder);
         cfg.interceptor_state()
             .store_put(CallSpan(Arc::new(Mutex::new(CallState {
                 span: Some(span),
@@ -153,10 +152,7 @@ impl Intercept for AwsTracing {
         // After signing: the trace headers are not signed, and each attempt carries them.
         if let Some(call) = cfg.load::<CallSpan>() {
             let cx = call.with(|state| state.cx.clone());
-            let headers = context.request_mut().headers_mut();
-            opentelemetry::global::get_text_map_propagator(|propagator| {
-                propagator.inject_context(&cx, &mut SdkHeaders(headers));
-            });
+            inject(&cx, &mut SdkHeaders(context.request_mut().headers_mut()));
         }
         Ok(())
     }
@@ -193,8 +189,7 @@ impl Intercept for AwsTracing {
             } else {
                 "_OTHER".to_owned()
             };
-            span.set_attribute(KeyValue::new("error.type", kind));
-            span.set_status(Status::error(""));
+            mark_failed(&mut span, kind);
         }
         span.end();
         Ok(())

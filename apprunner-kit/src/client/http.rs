@@ -8,13 +8,13 @@
 use std::borrow::Cow;
 
 use ::http::Extensions;
-use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind};
 use opentelemetry_http::HeaderInjector;
 use reqwest::{Request, Response, Url};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 
-use crate::telemetry::{current_parent, start_kit_span};
+use super::{inject, mark_failed, start_client_span};
 
 /// What replaces a redacted part of `url.full`, as the HTTP conventions spell it.
 const REDACTED: &str = "REDACTED";
@@ -127,12 +127,8 @@ impl Middleware for TracingMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let parent = current_parent();
-        let mut span = start_kit_span(self.span_builder(&request), &parent);
-        let cx: Context = parent.with_remote_span_context(span.span_context().clone());
-        opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(&cx, &mut HeaderInjector(request.headers_mut()));
-        });
+        let (mut span, cx) = start_client_span(self.span_builder(&request));
+        inject(&cx, &mut HeaderInjector(request.headers_mut()));
         let outcome = next.run(request, extensions).await;
         match &outcome {
             Ok(response) => {
@@ -142,14 +138,10 @@ impl Middleware for TracingMiddleware {
                     i64::from(status),
                 ));
                 if status >= 400 {
-                    span.set_attribute(KeyValue::new("error.type", status.to_string()));
-                    span.set_status(Status::error(""));
+                    mark_failed(&mut span, status.to_string());
                 }
             }
-            Err(error) => {
-                span.set_attribute(KeyValue::new("error.type", error_type(error)));
-                span.set_status(Status::error(""));
-            }
+            Err(error) => mark_failed(&mut span, error_type(error)),
         }
         span.end();
         outcome

@@ -10,7 +10,7 @@ use std::sync::{PoisonError, RwLock};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::SdkTracer;
 
-#[cfg(any(feature = "db", feature = "aws-sdk"))]
+#[cfg(any(feature = "db", feature = "client"))]
 pub(crate) use spans::KitSpan;
 #[cfg(any(feature = "db", feature = "client"))]
 pub(crate) use spans::current_parent;

@@ -68,7 +68,7 @@ pub use xray::{
     xray_trace_id,
 };
 
-#[cfg(any(feature = "db", feature = "aws-sdk"))]
+#[cfg(any(feature = "db", feature = "client"))]
 pub(crate) use kit_span::KitSpan;
 #[cfg(any(feature = "db", feature = "client"))]
 pub(crate) use kit_span::current_parent;
