@@ -2,30 +2,53 @@
 //! after a rotation, the AWSPENDING stage, errors, and the CLIENT spans of each fetch.
 //!
 //! Fetches are counted on the emulator's side (moto records every request it receives), so
-//! "served from the cache" means no request reached Secrets Manager. Spans and logs of the whole
-//! binary are captured by one global subscriber (this binary's own global state).
+//! "served from the cache" means no request reached Secrets Manager. Logs of the whole binary are
+//! captured by one global subscriber, and spans (the AWS SDK interceptor's, started through the
+//! global tracer provider as no kit telemetry is installed) by one global provider exporting to
+//! memory: this binary's own global state.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use apprunner::secrets::{SecretCache, SecretsError, VersionStage};
 use apprunner_kit_tests::SecretsEmulator;
-use serde_json::Value;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use serde_json::{Map, Value, json};
 
-/// Log lines (JSON, TRACE level, all targets) of the whole test binary.
+/// Log lines (JSON, TRACE level, all targets) of the whole test binary, and its finished
+/// spans.
 ///
 /// One global subscriber rather than one per test: `tracing` caches per call site whether it is
 /// enabled, and with thread-scoped subscribers that cache goes wrong across threads (a call site
 /// first hit on a thread without a subscriber stays disabled for everyone). Tests therefore
 /// tell their spans apart by their (unique) secret ids.
-type Capture = apprunner_kit_tests::LogCapture;
+struct Capture {
+    logs: apprunner_kit_tests::LogCapture,
+    spans: SpanMemory,
+}
 
-/// The binary's capture, installed as the global subscriber on first use.
+/// Finished spans, exported as they end.
+#[derive(Debug, Clone, Default)]
+struct SpanMemory(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for SpanMemory {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(batch);
+        Ok(())
+    }
+}
+
+/// The binary's capture, installed as the global subscriber and tracer provider on first use.
 fn capture() -> &'static Capture {
     static CAPTURE: OnceLock<Capture> = OnceLock::new();
     CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
+        let logs = apprunner_kit_tests::LogCapture::default();
+        let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
             .with_max_level(tracing::Level::TRACE)
@@ -34,31 +57,62 @@ fn capture() -> &'static Capture {
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber).expect("install the capture");
-        capture
+        let spans = SpanMemory::default();
+        opentelemetry::global::set_tracer_provider(
+            SdkTracerProvider::builder()
+                .with_simple_exporter(spans.clone())
+                .build(),
+        );
+        Capture { logs, spans }
     })
 }
 
-/// What the tests read from the capture.
-trait CaptureExt {
-    /// The fields of each closed `SecretsManager.GetSecretValue` span for `secret_id`, in order.
-    fn fetch_spans(&self, secret_id: &str) -> Vec<Value>;
-    /// None of `values` appears in any log line or span.
-    fn assert_no_leak(&self, values: &[&str]);
-}
-
-impl CaptureExt for Capture {
-    /// The fields of each closed `SecretsManager.GetSecretValue` span for `secret_id`, in order.
+impl Capture {
+    /// Each finished `SecretsManager.GetSecretValue` span for `secret_id`, in the order they
+    /// ended, as JSON: its attributes, plus `otel.kind` and `otel.status_code`
+    /// (`unset`/`ok`/`error`).
     fn fetch_spans(&self, secret_id: &str) -> Vec<Value> {
-        self.text()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l["fields"]["message"] == "close")
-            .map(|l| l["span"].clone())
-            .filter(|s| s["name"] == "SecretsManager.GetSecretValue")
+        let spans = self.spans.0.lock().unwrap_or_else(PoisonError::into_inner);
+        spans
+            .iter()
+            .filter(|s| s.name == "SecretsManager.GetSecretValue")
+            .map(|s| {
+                let mut fields: Map<String, Value> = s
+                    .attributes
+                    .iter()
+                    .map(|kv| {
+                        let value = match &kv.value {
+                            opentelemetry::Value::I64(i) => json!(i),
+                            other => json!(other.to_string()),
+                        };
+                        (kv.key.to_string(), value)
+                    })
+                    .collect();
+                let kind = match s.span_kind {
+                    SpanKind::Client => "client",
+                    _ => "other",
+                };
+                let status = match s.status {
+                    Status::Unset => "unset",
+                    Status::Ok => "ok",
+                    Status::Error { .. } => "error",
+                };
+                fields.insert("otel.kind".into(), json!(kind));
+                fields.insert("otel.status_code".into(), json!(status));
+                fields.insert("otel.events".into(), json!(s.events.len()));
+                Value::Object(fields)
+            })
             .filter(|s| s["aws.secretsmanager.secret_id"] == secret_id)
             .collect()
     }
 
+    /// The log lines, and every finished span's `Debug` form.
+    fn text(&self) -> String {
+        let spans = self.spans.0.lock().unwrap_or_else(PoisonError::into_inner);
+        format!("{}\n{spans:?}", self.logs.text())
+    }
+
+    /// None of `values` appears in any log line or span.
     fn assert_no_leak(&self, values: &[&str]) {
         let text = self.text();
         for value in values {
@@ -138,10 +192,11 @@ async fn rotation_refresh_returns_the_new_value_and_cached_reads_do_not_call_the
         assert_eq!(span["rpc.system"], "aws-api");
         assert_eq!(span["rpc.service"], "SecretsManager");
         assert_eq!(span["rpc.method"], "GetSecretValue");
-        assert_eq!(span["aws.region"], "us-east-1");
+        assert_eq!(span["cloud.region"], "us-east-1");
         assert_eq!(span["aws.secretsmanager.secret_id"], "prod/token");
         assert_eq!(span["aws.secretsmanager.version_stage"], "AWSCURRENT");
-        assert_eq!(span["otel.status_code"], "ok");
+        assert_eq!(span["http.response.status_code"], 200);
+        assert_eq!(span["otel.status_code"], "unset");
         assert!(
             span["aws.request_id"]
                 .as_str()
@@ -149,7 +204,8 @@ async fn rotation_refresh_returns_the_new_value_and_cached_reads_do_not_call_the
         );
     }
     assert_eq!(spans[2]["otel.status_code"], "error");
-    assert_eq!(spans[2]["error.type"], "RequestFailed");
+    // No answer: the connection was refused.
+    assert_eq!(spans[2]["error.type"], "io");
 
     let debug = format!("{cache:?} {err:?}");
     assert!(debug.contains("SecretCache"), "{debug}");

@@ -43,7 +43,8 @@
 //! | `secrets` | yes | `apprunner::secrets` |
 //! | `db` | yes | `apprunner::db` (sqlx 0.9: PostgreSQL, MySQL/MariaDB, SQLite) |
 //! | `client` | yes | `apprunner::client` (a `reqwest-middleware` middleware) |
-//! | `aws-sdk` | yes | `apprunner::client::AwsTracing`, an interceptor for AWS SDK clients |
+//! | `aws-sdk` | yes | `apprunner::client::AwsTracing`, an interceptor for AWS SDK clients, and `apprunner::aws_client!` |
+//! | `aws-s3`, `aws-sqs`, `aws-sns`, `aws-dynamodb` | no | the interceptor's service-specific attributes (`aws.s3.bucket`, `messaging.*`, `aws.dynamodb.table_names`), read from the service crate's typed input |
 //! | `xray-otlp` | yes | SigV4-signed OTLP/HTTP export straight to X-Ray's OTLP endpoint (`APPRUNNER_OTLP_SIGV4`; `aws-config`, `aws-sigv4`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]

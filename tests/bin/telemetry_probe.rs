@@ -9,15 +9,17 @@
 //! - `attributes`: a span `wide` with four string attributes of 8 characters and an event.
 //! - `steady`: a span `steady` (attribute `i`: 0, 1, ...) every 50 ms for `PROBE_DURATION_MS`
 //!   (default 2000), then shutdown.
-//! - `aws`: inside a SERVER span `request`, two `GetSecretValue` calls through an AWS SDK
-//!   client with `apprunner::client::AwsTracing`, against the Secrets Manager at
-//!   `PROBE_AWS_ENDPOINT` (region `us-east-1`): `PROBE_SECRET_ID`, then a secret that does not
-//!   exist. Prints `PROBE_AWS {"found": bool, "missing_error": "..."}`.
+//! - `aws`: AWS SDK calls through clients with `apprunner::client::AwsTracing`, against the
+//!   emulator at `PROBE_AWS_ENDPOINT` (region `us-east-1`); see `telemetry_probe/aws.rs`.
+//!   Prints `PROBE_AWS {json}`.
 //!
 //! The last stdout line is `PROBE_RESULT {json}` with shutdown's outcome and duration and the
 //! export statistics (`spans_ended`, `spans_exported`, `spans_failed`, `spans_dropped`; when
 //! shutdown fails, as they were right before it).
 #![allow(clippy::print_stdout)]
+
+#[path = "telemetry_probe/aws.rs"]
+mod aws;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -80,7 +82,7 @@ fn main() {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
-        "aws" => aws_calls(),
+        "aws" => aws::calls(),
         other => panic!("unknown scenario {other}"),
     }
 
@@ -105,49 +107,5 @@ fn main() {
             "spans_failed": stats.spans_failed,
             "spans_dropped": stats.spans_dropped(),
         })
-    );
-}
-
-/// The `aws` scenario.
-fn aws_calls() {
-    use aws_sdk_secretsmanager::config::{Builder, Credentials, Region};
-    use tracing::Instrument as _;
-
-    let endpoint = std::env::var("PROBE_AWS_ENDPOINT").expect("PROBE_AWS_ENDPOINT");
-    let secret_id = std::env::var("PROBE_SECRET_ID").expect("PROBE_SECRET_ID");
-    let config = Builder::new()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "probe"))
-        .interceptor(apprunner::client::AwsTracing::default())
-        .build();
-    let client = aws_sdk_secretsmanager::Client::from_conf(config);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let request = tracing::info_span!("request", otel.kind = "server");
-    let (found, missing) = runtime.block_on(
-        async {
-            let found = client
-                .get_secret_value()
-                .secret_id(&secret_id)
-                .send()
-                .await
-                .is_ok();
-            let missing = client
-                .get_secret_value()
-                .secret_id("no/such/secret")
-                .send()
-                .await
-                .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string());
-            (found, missing.err().unwrap_or_default())
-        }
-        .instrument(request),
-    );
-    println!(
-        "PROBE_AWS {}",
-        serde_json::json!({"found": found, "missing_error": missing})
     );
 }

@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_secretsmanager::Client;
@@ -128,6 +129,9 @@ impl Call {
 pub struct CountingProxy {
     addr: SocketAddr,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// How many of the next requests are answered `503 Service Unavailable` instead of being
+    /// forwarded (an AWS service that is briefly unavailable: the SDK retries).
+    failures: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -151,8 +155,10 @@ impl CountingProxy {
         let client: HttpClient<HttpConnector, Full<Bytes>> =
             HttpClient::builder(TokioExecutor::new()).build_http();
         let upstream: Arc<str> = upstream.trim_end_matches('/').into();
+        let failures = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
             let calls = Arc::clone(&calls);
+            let failures = Arc::clone(&failures);
             async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
@@ -161,13 +167,20 @@ impl CountingProxy {
                     let calls = Arc::clone(&calls);
                     let client = client.clone();
                     let upstream = Arc::clone(&upstream);
+                    let failures = Arc::clone(&failures);
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |request| {
+                            let fail = failures
+                                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok();
                             forward(
                                 request,
                                 client.clone(),
                                 Arc::clone(&upstream),
                                 Arc::clone(&calls),
+                                fail,
                             )
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
@@ -177,7 +190,17 @@ impl CountingProxy {
                 }
             }
         });
-        Self { addr, calls, task }
+        Self {
+            addr,
+            calls,
+            failures,
+            task,
+        }
+    }
+
+    /// Answers the next `count` requests `503 Service Unavailable` (recorded, not forwarded).
+    pub fn fail_next(&self, count: usize) {
+        self.failures.store(count, Ordering::Release);
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -214,6 +237,7 @@ async fn forward(
     client: HttpClient<HttpConnector, Full<Bytes>>,
     upstream: Arc<str>,
     calls: Arc<Mutex<Vec<Call>>>,
+    fail: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     let body = body
@@ -234,6 +258,15 @@ async fn forward(
             target,
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         });
+    if fail {
+        return Ok(Response::builder()
+            .status(503)
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Full::new(Bytes::from_static(
+                br#"{"__type":"ServiceUnavailable","message":"counting proxy: failing on purpose"}"#,
+            )))
+            .expect("a valid response"));
+    }
     let path = parts
         .uri
         .path_and_query()

@@ -52,6 +52,10 @@ pub struct RecordedRequest {
     pub body: serde_json::Value,
     /// The request's headers, names in lower case.
     pub headers: std::collections::BTreeMap<String, String>,
+    /// The request's method and URL as the emulator saw them (`PUT`, `http://…/bucket/key`).
+    pub method: String,
+    /// See [`method`](Self::method).
+    pub url: String,
 }
 
 /// An IAM user created in an emulator that enforces IAM.
@@ -332,6 +336,8 @@ impl SecretsEmulator {
                     target,
                     body,
                     headers,
+                    method: entry["method"].as_str().unwrap_or_default().to_owned(),
+                    url: entry["url"].as_str().unwrap_or_default().to_owned(),
                 }
             })
             .collect()

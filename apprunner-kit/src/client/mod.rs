@@ -3,7 +3,7 @@
 //!
 //! | call | how | span |
 //! |---|---|---|
-//! | AWS SDK for Rust (any service client) | `.interceptor(AwsTracing::default())` on the service's config builder (feature `aws-sdk`) | `SecretsManager.GetSecretValue` (`{Service}.{Operation}`), `rpc.system=aws-api`: one `aws` node per service on the X-Ray map |
+//! | AWS SDK for Rust (any service client) | [`aws_client!`](crate::aws_client)`(aws_sdk_s3, &config)`, or `.interceptor(AwsTracing::default())` on the service's config builder (feature `aws-sdk`) | `SecretsManager.GetSecretValue` (`{Service}.{Operation}`), `rpc.system=aws-api`: one `aws` node per service on the X-Ray map |
 //! | HTTP with `reqwest` | [`traced`] wraps a client in one line, or add [`TracingMiddleware`] to a `reqwest-middleware` chain | `GET` (the method), [HTTP client conventions](https://opentelemetry.io/docs/specs/semconv/http/http-spans/#http-client-span) |
 //!
 //! The headers injected are those of the kit's propagators (`OTEL_PROPAGATORS`, by default
@@ -24,9 +24,11 @@
 mod aws;
 mod http;
 
+#[cfg(feature = "secrets")]
+pub(crate) use self::aws::{AWS_LOCAL_SERVICE, AWS_SPAN_KIND, LOCAL_ROOT, RecordedCall, Recorder};
 #[cfg(feature = "aws-sdk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws-sdk")))]
-pub use self::aws::AwsTracing;
+pub use self::aws::{AwsTracing, load_aws_config};
 pub use self::http::{TracingMiddleware, traced};
 
 use opentelemetry::propagation::Injector;
@@ -38,7 +40,12 @@ use crate::telemetry::{KitSpan, current_parent, start_kit_span};
 /// A call's CLIENT span, started from `builder` under the current span, and the context its
 /// trace headers carry (the current one, with the CLIENT span as its span).
 fn start_client_span(builder: SpanBuilder) -> (KitSpan, Context) {
-    let parent = current_parent();
+    start_client_span_in(builder, current_parent())
+}
+
+/// A call's CLIENT span, started from `builder` under `parent`, and the context its trace
+/// headers carry.
+fn start_client_span_in(builder: SpanBuilder, parent: Context) -> (KitSpan, Context) {
     let span = start_kit_span(builder, &parent);
     let cx = parent.with_remote_span_context(span.span_context().clone());
     (span, cx)

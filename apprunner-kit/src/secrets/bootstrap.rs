@@ -9,10 +9,13 @@ use opentelemetry::{Context, KeyValue};
 
 use super::env::{self, SingleThreaded};
 use super::error::SecretsError;
-use super::fetch::{self, AWS_LOCAL_SERVICE, AWS_SPAN_KIND, FetchRecord, Fetcher, LOCAL_ROOT};
+use super::fetch::{self, Fetcher};
 use super::plan::{Plan, SecretSource, Target};
 use super::rds::{self, RdsCredentials};
 use super::secret::Secret;
+use crate::client::{
+    AWS_LOCAL_SERVICE, AWS_SPAN_KIND, AwsTracing, LOCAL_ROOT, RecordedCall, Recorder,
+};
 
 /// How long dropping the fetch runtime may wait for its blocking threads (DNS lookups).
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(10);
@@ -102,10 +105,12 @@ pub fn bootstrap(plan: &Plan) -> Result<Report, SecretsError> {
         let fetched = runtime.block_on(fetch_all(&ids, plan.timeout_duration()));
         // 4. Join the runtime's blocking threads before anything touches the environment.
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
-        for (id, value, record) in fetched? {
+        let (fetched, calls) = fetched?;
+        for (id, value) in fetched {
+            report.fetched.push(id.clone());
             texts.insert(id, value);
-            report.fetches.push(record);
         }
+        report.calls = calls;
     }
 
     // 5. Expand everything first, so a failure leaves the environment untouched.
@@ -190,29 +195,35 @@ pub fn bootstrap_from_env() -> Result<Report, SecretsError> {
     bootstrap(&Plan::from_env()?)
 }
 
+/// The secrets' texts by id, and the `GetSecretValue` calls as the interceptor recorded them
+/// (telemetry does not exist yet: [`Report::emit_spans`] starts them later).
 async fn fetch_all(
     ids: &[&str],
     timeout: Duration,
-) -> Result<Vec<(String, Secret<String>, FetchRecord)>, SecretsError> {
+) -> Result<(Vec<(String, Secret<String>)>, Vec<RecordedCall>), SecretsError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let first = ids.first().copied().unwrap_or_default();
-    let fetcher = tokio::time::timeout_at(deadline, Fetcher::from_env())
-        .await
-        .map_err(|_| SecretsError::Timeout {
-            secret: fetch::describe(first),
-            after: timeout,
-        })??;
+    let recorder = Recorder::default();
+    let fetcher = tokio::time::timeout_at(
+        deadline,
+        Fetcher::from_env(AwsTracing::recording(recorder.clone())),
+    )
+    .await
+    .map_err(|_| SecretsError::Timeout {
+        secret: fetch::describe(first),
+        after: timeout,
+    })??;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let fetched = tokio::time::timeout_at(deadline, fetcher.get(id, "AWSCURRENT", None))
+        let value = tokio::time::timeout_at(deadline, fetcher.get(id, "AWSCURRENT"))
             .await
             .map_err(|_| SecretsError::Timeout {
                 secret: fetch::describe(id),
                 after: timeout,
             })??;
-        out.push(((*id).to_owned(), fetched.value, fetched.record));
+        out.push(((*id).to_owned(), value));
     }
-    Ok(out)
+    Ok((out, recorder.calls()))
 }
 
 /// What [`bootstrap`] did: variable names and the calls it made, never a value.
@@ -232,7 +243,10 @@ pub struct Report {
     set: Vec<String>,
     kept: Vec<String>,
     injected: Vec<String>,
-    fetches: Vec<FetchRecord>,
+    /// The secrets fetched, in order.
+    fetched: Vec<String>,
+    /// The `GetSecretValue` calls, recorded by the AWS SDK interceptor.
+    calls: Vec<RecordedCall>,
 }
 
 impl Report {
@@ -287,7 +301,7 @@ impl Report {
     /// # Ok::<(), apprunner::secrets::SecretsError>(())
     /// ```
     pub fn fetched_secrets(&self) -> Vec<&str> {
-        self.fetches.iter().map(|f| f.secret_id.as_str()).collect()
+        self.fetched.iter().map(String::as_str).collect()
     }
 
     /// The AWS request ids of the `GetSecretValue` calls, in order (for support cases).
@@ -300,9 +314,19 @@ impl Report {
     /// # Ok::<(), apprunner::secrets::SecretsError>(())
     /// ```
     pub fn request_ids(&self) -> Vec<&str> {
-        self.fetches
+        self.calls
             .iter()
-            .filter_map(|f| f.request_id.as_deref())
+            .filter_map(|call| {
+                call.builder
+                    .attributes
+                    .iter()
+                    .flatten()
+                    .find(|kv| kv.key.as_str() == "aws.request_id")
+                    .and_then(|kv| match &kv.value {
+                        opentelemetry::Value::String(id) => Some(id.as_str()),
+                        _ => None,
+                    })
+            })
             .collect()
     }
 
@@ -333,8 +357,8 @@ impl Report {
     /// ```
     pub fn emit_spans(&self, service_name: &str) {
         let (Some(start), Some(end)) = (
-            self.fetches.iter().map(|f| f.start).min(),
-            self.fetches.iter().map(|f| f.end).max(),
+            self.calls.iter().filter_map(|c| c.builder.start_time).min(),
+            self.calls.iter().map(|c| c.end).max(),
         ) else {
             return;
         };
@@ -351,27 +375,12 @@ impl Report {
             ])
             .start_with_context(&tracer, &Context::new());
         let cx = Context::new().with_span(root);
-        for fetch in &self.fetches {
-            let mut attributes = vec![
-                KeyValue::new("rpc.system", "aws-api"),
-                KeyValue::new("rpc.service", "SecretsManager"),
-                KeyValue::new("rpc.method", "GetSecretValue"),
-                KeyValue::new("aws.region", fetch.region.clone()),
-                KeyValue::new("cloud.region", fetch.region.clone()),
-                KeyValue::new("aws.secretsmanager.secret_id", fetch.secret_id.clone()),
-                KeyValue::new("aws.secretsmanager.version_stage", fetch.stage.clone()),
-            ];
-            if let Some(id) = &fetch.request_id {
-                attributes.push(KeyValue::new("aws.request_id", id.clone()));
+        for call in &self.calls {
+            let mut span = tracer.build_with_context(call.builder.clone(), &cx);
+            if call.failed {
+                span.set_status(Status::error(""));
             }
-            let mut span = tracer
-                .span_builder(fetch::SPAN_NAME)
-                .with_kind(SpanKind::Client)
-                .with_start_time(fetch.start)
-                .with_attributes(attributes)
-                .start_with_context(&tracer, &cx);
-            span.set_status(Status::Ok);
-            span.end_with_timestamp(fetch.end);
+            span.end_with_timestamp(call.end);
         }
         cx.span().end_with_timestamp(end);
     }
@@ -386,7 +395,7 @@ impl fmt::Display for Report {
         if !self.kept.is_empty() {
             write!(f, ", kept already set [{}]", self.kept.join(", "))?;
         }
-        if !self.fetches.is_empty() {
+        if !self.fetched.is_empty() {
             write!(f, ", fetched [{}]", self.fetched_secrets().join(", "))?;
         }
         if !self.injected.is_empty() {

@@ -11,6 +11,7 @@ use super::error::SecretsError;
 use super::fetch::{self, Fetcher};
 use super::rds::RdsCredentials;
 use super::secret::Secret;
+use crate::client::AwsTracing;
 
 /// A version stage of a secret.
 ///
@@ -125,7 +126,9 @@ impl SecretCache {
     /// # }
     /// ```
     pub async fn from_env() -> Result<Self, SecretsError> {
-        Ok(Self::with_fetcher(Fetcher::from_env().await?))
+        Ok(Self::with_fetcher(
+            Fetcher::from_env(AwsTracing::new()).await?,
+        ))
     }
 
     /// A cache using an AWS SDK configuration you built.
@@ -151,7 +154,10 @@ impl SecretCache {
     /// # }
     /// ```
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, SecretsError> {
-        Ok(Self::with_fetcher(Fetcher::from_sdk_config(config)?))
+        Ok(Self::with_fetcher(Fetcher::from_sdk_config(
+            config,
+            AwsTracing::new(),
+        )?))
     }
 
     fn with_fetcher(fetcher: Fetcher) -> Self {
@@ -180,7 +186,9 @@ impl SecretCache {
     /// # }
     /// ```
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
-        self.service_name = Some(name.into());
+        let name = name.into();
+        self.fetcher = self.fetcher.with_local_service(&name);
+        self.service_name = Some(name);
         self
     }
 
@@ -404,15 +412,12 @@ impl SecretCache {
         {
             return Ok(cached.value.clone());
         }
-        let fetched = self
-            .fetcher
-            .get(secret_id, stage.as_str(), self.service_name.as_deref())
-            .await?;
+        let value = self.fetcher.get(secret_id, stage.as_str()).await?;
         *entry = Some(Entry {
-            value: fetched.value.clone(),
+            value: value.clone(),
             fetched_at: Instant::now(),
         });
-        Ok(fetched.value)
+        Ok(value)
     }
 }
 

@@ -10,7 +10,7 @@ use super::config::{self, LogFormat, TelemetryConfig};
 use super::error::TelemetryError;
 use super::export;
 use super::guard::TelemetryGuard;
-use super::kit_span::{kit_scope, set_kit_tracer};
+use super::kit_span::{kit_scope, set_kit_tracer, set_local_service_name};
 use super::logs::JsonFormat;
 use super::resource;
 use super::xray::{self, XrayIdGenerator};
@@ -115,6 +115,7 @@ impl TelemetryConfig {
         opentelemetry::global::set_text_map_propagator(self.propagator());
         opentelemetry::global::set_tracer_provider(provider);
         set_kit_tracer(Some(guard.tracer()));
+        set_local_service_name(Some(self.resolved_service_name().into()));
         for warning in &self.warnings.0 {
             tracing::warn!(target: "apprunner::telemetry", "{warning}");
         }

@@ -5,7 +5,7 @@
 //! sampler, ids, limits, processor and exporter as every other span.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::SdkTracer;
@@ -22,6 +22,24 @@ static KIT_TRACER: RwLock<Option<SdkTracer>> = RwLock::new(None);
 
 /// Bumped whenever [`KIT_TRACER`] changes, so that threads drop their cached copy.
 static KIT_TRACER_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The `service.name` of the telemetry [`init`](super::init) installed.
+static SERVICE_NAME: RwLock<Option<Arc<str>>> = RwLock::new(None);
+
+/// Records the `service.name` of the installed telemetry.
+pub(super) fn set_local_service_name(name: Option<Arc<str>>) {
+    *SERVICE_NAME.write().unwrap_or_else(PoisonError::into_inner) = name;
+}
+
+/// The `service.name` of the telemetry [`init`](super::init) installed, if any: what a span
+/// that starts a trace in this service is reported under.
+#[cfg(feature = "aws-sdk")]
+pub(crate) fn local_service_name() -> Option<Arc<str>> {
+    SERVICE_NAME
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
 
 /// The instrumentation scope of the kit's spans.
 pub(super) fn kit_scope() -> InstrumentationScope {

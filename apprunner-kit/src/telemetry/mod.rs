@@ -72,5 +72,7 @@ pub use xray::{
 pub(crate) use kit_span::KitSpan;
 #[cfg(any(feature = "db", feature = "client"))]
 pub(crate) use kit_span::current_parent;
+#[cfg(feature = "aws-sdk")]
+pub(crate) use kit_span::local_service_name;
 #[cfg(any(feature = "http", feature = "db", feature = "client"))]
 pub(crate) use kit_span::start_kit_span;
