@@ -333,7 +333,7 @@ impl Report {
     /// Replays the start-up fetches as OpenTelemetry spans through the global tracer provider,
     /// with their original timestamps: an INTERNAL root span `secrets bootstrap` and one CLIENT
     /// child `SecretsManager.GetSecretValue` per call (`rpc.system=aws-api`,
-    /// `rpc.service=SecretsManager`, `rpc.method=GetSecretValue`, `aws.region`,
+    /// `rpc.service=SecretsManager`, `rpc.method=GetSecretValue`, `cloud.region`,
     /// `aws.request_id`, the secret id — never the value).
     ///
     /// `service_name` is the `service.name` of the telemetry resource

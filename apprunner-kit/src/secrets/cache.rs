@@ -71,7 +71,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
 ///
 /// Concurrent reads of the same secret wait for a single fetch. Each fetch is a CLIENT span
 /// `SecretsManager.GetSecretValue` with `rpc.system=aws-api`, `rpc.service=SecretsManager`,
-/// `rpc.method=GetSecretValue`, `aws.region` and `aws.request_id` — never the value.
+/// `rpc.method=GetSecretValue`, `cloud.region` and `aws.request_id` — never the value.
 ///
 /// # Examples
 ///

@@ -46,10 +46,13 @@
 //! # Values never leak
 //!
 //! Values live in [`Secret`], whose `Debug`/`Display` print `[REDACTED]` and which is zeroized
-//! on drop. Errors ([`SecretsError`]) name the secret and the cause, never a value. Every fetch is
-//! a CLIENT span `SecretsManager.GetSecretValue` (`rpc.system=aws-api`,
-//! `rpc.service=SecretsManager`, `rpc.method=GetSecretValue`, `aws.region`, `aws.request_id`,
-//! `aws.secretsmanager.secret_id`), never carrying the value.
+//! on drop. Errors ([`SecretsError`]) name the secret and the cause, never a value. Every fetch
+//! goes through the kit's AWS SDK interceptor ([`AwsTracing`](crate::client::AwsTracing)), like
+//! any other AWS call: a CLIENT span `SecretsManager.GetSecretValue` (`rpc.system=aws-api`,
+//! `rpc.service=SecretsManager`, `rpc.method=GetSecretValue`, `cloud.region`, `aws.request_id`,
+//! `aws.secretsmanager.secret_id`, `aws.secretsmanager.version_stage`), never carrying the
+//! value. At start-up, before telemetry exists, the interceptor records the calls and
+//! [`Report::emit_spans`] starts their spans once it does.
 //!
 //! # Examples
 //!
