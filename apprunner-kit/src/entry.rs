@@ -394,7 +394,15 @@ impl App {
             }),
         };
 
-        // 4. The service.
+        // 4. The service, or the one-off `migrate` command.
+        #[cfg(feature = "db")]
+        let result = if migrate_command() {
+            drop(service);
+            runtime.block_on(migrate(&cx))
+        } else {
+            runtime.block_on(service(cx))
+        };
+        #[cfg(not(feature = "db"))]
         let result = runtime.block_on(service(cx));
         if let Err(e) = &result {
             tracing::error!(target: "apprunner", error = %Chain(e), "service failed");
@@ -427,6 +435,66 @@ impl App {
         }
         ExitCode::FAILURE
     }
+}
+
+/// Whether the process was started as `<service> migrate`: the one-off command that applies
+/// the migrations and exits (for a deploy pipeline or an ECS one-off task).
+#[cfg(feature = "db")]
+fn migrate_command() -> bool {
+    std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "migrate")
+}
+
+/// `<service> migrate`: connects to the configured database (`DATABASE_URL` or the `DB_*`
+/// variables), applies the pending migrations and returns. Two at once are safe: sqlx takes
+/// the database's migration lock (an advisory lock on PostgreSQL, `GET_LOCK` on MySQL), so
+/// each migration is applied once.
+#[cfg(feature = "db")]
+async fn migrate(cx: &AppContext) -> Result<()> {
+    use crate::db::{DbConfig, DbEngine, Pool};
+
+    let migrator = cx
+        .inner
+        .migrations
+        .lock()
+        .map(|mut m| m.take())
+        .unwrap_or_default()
+        .ok_or_else(|| {
+            Error::service(
+                "`migrate`: this service has no migrations; give them with                  #[apprunner::main(migrate = \"migrations\")] or App::migrations",
+            )
+        })?;
+    let count = migrator.iter().count();
+    let config = DbConfig::from_env()?.migrations(migrator);
+    let engine = config.engine();
+    match engine {
+        DbEngine::Postgres => {
+            Pool::<sqlx::Postgres>::connect_with(config)
+                .await?
+                .close()
+                .await;
+        }
+        DbEngine::MySql | DbEngine::MariaDb => {
+            Pool::<sqlx::MySql>::connect_with(config)
+                .await?
+                .close()
+                .await;
+        }
+        DbEngine::Sqlite => {
+            Pool::<sqlx::Sqlite>::connect_with(config)
+                .await?
+                .close()
+                .await;
+        }
+    }
+    tracing::info!(
+        target: "apprunner",
+        migrations = count,
+        database = ?engine,
+        "migrate: the database is up to date"
+    );
+    Ok(())
 }
 
 fn finish(guard: TelemetryGuard) {

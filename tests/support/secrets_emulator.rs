@@ -56,6 +56,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// See [`method`](Self::method).
     pub url: String,
+    /// The body as text (a query-protocol form such as `Action=Publish&…`, or JSON).
+    pub raw_body: String,
 }
 
 /// An IAM user created in an emulator that enforces IAM.
@@ -322,6 +324,7 @@ impl SecretsEmulator {
                     raw.as_bytes().to_vec()
                 };
                 let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                let raw_body = String::from_utf8_lossy(&bytes).into_owned();
                 let headers = entry["headers"]
                     .as_object()
                     .map(|h| {
@@ -338,6 +341,7 @@ impl SecretsEmulator {
                     headers,
                     method: entry["method"].as_str().unwrap_or_default().to_owned(),
                     url: entry["url"].as_str().unwrap_or_default().to_owned(),
+                    raw_body,
                 }
             })
             .collect()

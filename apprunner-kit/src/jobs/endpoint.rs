@@ -28,8 +28,10 @@ pub(crate) enum Verification {
     /// Every signature is verified.
     Verify(Verifier),
     /// Nothing is verified (an emulator's messages are not signed by AWS): the loudly named
-    /// setting. Subscription URLs may then point at `sns_endpoint`, the emulator.
-    SkipForEmulator { sns_endpoint: Option<url::Url> },
+    /// setting. Subscriptions are then confirmed with the `ConfirmSubscription` API of the
+    /// configured SNS endpoint (the emulator), which an emulator can route, rather than by
+    /// fetching the `SubscribeURL` (which names AWS's host).
+    SkipForEmulator { sns: aws_sdk_sns::Client },
 }
 
 /// What the endpoint needs, shared by every delivery.
@@ -117,17 +119,8 @@ pub(crate) async fn deliver(
 }
 
 /// Whether `url` may be fetched to confirm a subscription: HTTPS to `sns.<region>.amazonaws.com`
-/// (or `.com.cn`) on the default port, or the emulator's endpoint when verification is off.
-pub(crate) fn may_confirm(url: &url::Url, verification: &Verification) -> bool {
-    if let Verification::SkipForEmulator {
-        sns_endpoint: Some(emulator),
-    } = verification
-        && url.scheme() == emulator.scheme()
-        && url.host_str() == emulator.host_str()
-        && url.port_or_known_default() == emulator.port_or_known_default()
-    {
-        return true;
-    }
+/// (or `.com.cn`) on the default port, with no credentials in it.
+pub(crate) fn may_confirm(url: &url::Url) -> bool {
     url.scheme() == "https"
         && url.username().is_empty()
         && url.password().is_none()
@@ -156,7 +149,7 @@ async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
     else {
         return refuse(StatusCode::BAD_REQUEST, "no SubscribeURL");
     };
-    if !may_confirm(&url, &endpoint.verification) {
+    if !may_confirm(&url) {
         tracing::warn!(
             target: "apprunner::jobs",
             topic = message.topic_arn(),
@@ -165,15 +158,27 @@ async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
         );
         return refuse(StatusCode::FORBIDDEN, "SubscribeURL is not SNS");
     }
-    match endpoint
-        .http
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-    {
-        Ok(_) => {
+    let confirmed = match &endpoint.verification {
+        Verification::Verify(_) => endpoint
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map(drop)
+            .map_err(|e| e.without_url().to_string()),
+        Verification::SkipForEmulator { sns } => sns
+            .confirm_subscription()
+            .topic_arn(message.topic_arn())
+            .token(message.token().unwrap_or_default())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_sdk_sns::error::DisplayErrorContext(e).to_string()),
+    };
+    match confirmed {
+        Ok(()) => {
             tracing::info!(
                 target: "apprunner::jobs",
                 topic = message.topic_arn(),
@@ -185,7 +190,7 @@ async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
             tracing::error!(
                 target: "apprunner::jobs",
                 topic = message.topic_arn(),
-                error = %e.without_url(),
+                error = %e,
                 "SNS endpoint: confirming the subscription failed"
             );
             refuse(StatusCode::BAD_GATEWAY, "confirmation failed")
@@ -206,16 +211,23 @@ impl Extractor for Attributes<'_> {
     }
 }
 
-/// The context a delivery continues: the publisher's, from the message, when it carries one;
+/// The context a delivery continues: the publisher's, from the message (its attributes, or the
+/// copy in the envelope), when it carries one;
 /// else the request's (SNS's own header, when the topic has active tracing).
-fn delivery_parent(message: &SnsMessage) -> (Context, bool) {
+fn delivery_parent(message: &SnsMessage, envelope: &Envelope) -> (Context, bool) {
     let request = current_parent();
-    let attributes = Attributes(
+    // The message attributes, else the copy in the body.
+    let mut carried: HashMap<String, &str> = envelope
+        .trace
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .collect();
+    carried.extend(
         message
             .string_attributes()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect(),
+            .map(|(k, v)| (k.to_ascii_lowercase(), v)),
     );
+    let attributes = Attributes(carried);
     let carried = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract_with_context(&Context::new(), &attributes)
     });
@@ -239,7 +251,7 @@ async fn run(endpoint: &Endpoint, message: &SnsMessage) -> Response {
         }
     };
     let job = envelope.job.clone();
-    let (parent, from_message) = delivery_parent(message);
+    let (parent, from_message) = delivery_parent(message, &envelope);
     let topic = topic_name(message.topic_arn()).to_owned();
     let mut builder = SpanBuilder::from_name(format!("process {topic}"))
         .with_kind(SpanKind::Consumer)
@@ -390,27 +402,22 @@ mod tests {
 
     #[test]
     fn only_https_sns_hosts_confirm_subscriptions() {
-        let verify = Verification::SkipForEmulator { sns_endpoint: None };
-        let ok = |u: &str| may_confirm(&url::Url::parse(u).unwrap(), &verify);
-        assert!(ok("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=x"));
-        assert!(ok("https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription"));
-        assert!(!ok("http://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"));
+        let ok = |u: &str| may_confirm(&url::Url::parse(u).unwrap());
+        assert!(ok(
+            "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=x"
+        ));
+        assert!(ok(
+            "https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription"
+        ));
+        assert!(!ok(
+            "http://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"
+        ));
         assert!(!ok("https://sns.eu-west-1.amazonaws.com.evil.example/"));
         assert!(!ok("https://evil.example/sns.eu-west-1.amazonaws.com"));
         assert!(!ok("https://user@sns.eu-west-1.amazonaws.com/"));
         assert!(!ok("https://sns.eu-west-1.amazonaws.com:8443/"));
         assert!(!ok("https://sqs.eu-west-1.amazonaws.com/"));
         assert!(!ok("https://sns..amazonaws.com/"));
-        let emulator = Verification::SkipForEmulator {
-            sns_endpoint: Some(url::Url::parse("http://127.0.0.1:5000").unwrap()),
-        };
-        assert!(may_confirm(
-            &url::Url::parse("http://127.0.0.1:5000/?Action=ConfirmSubscription").unwrap(),
-            &emulator
-        ));
-        assert!(!may_confirm(
-            &url::Url::parse("http://127.0.0.1:5001/?Action=ConfirmSubscription").unwrap(),
-            &emulator
-        ));
+        assert!(!ok("https://sns.EU_WEST.amazonaws.com/"));
     }
 }

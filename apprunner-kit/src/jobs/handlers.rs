@@ -81,11 +81,10 @@ impl Registry {
 
     /// The job's future, ready to run.
     pub(crate) fn start(&self, envelope: Envelope) -> Result<JobFuture, StartError> {
-        let handler = self
-            .0
-            .get(&envelope.job)
-            .ok_or(StartError::UnknownJob)?;
-        handler.call(envelope.payload).map_err(StartError::BadPayload)
+        let handler = self.0.get(&envelope.job).ok_or(StartError::UnknownJob)?;
+        handler
+            .call(envelope.payload)
+            .map_err(StartError::BadPayload)
     }
 }
 
@@ -97,4 +96,9 @@ pub(crate) struct Envelope {
     /// Its payload.
     #[serde(default)]
     pub(crate) payload: serde_json::Value,
+    /// The publisher's trace context, as the propagators wrote it (`traceparent`,
+    /// `X-Amzn-Trace-Id`): in the body too, not only in the message attributes, as some
+    /// deliveries drop attributes (raw delivery, emulators).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub(crate) trace: HashMap<String, String>,
 }

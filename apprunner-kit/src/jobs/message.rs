@@ -40,6 +40,7 @@ pub struct SnsMessage {
     pub message: String,
     #[serde(rename = "SubscribeURL")]
     pub subscribe_url: Option<String>,
+    pub token: Option<String>,
     #[serde(default)]
     pub message_attributes: HashMap<String, Attribute>,
 }
@@ -59,6 +60,9 @@ impl SnsMessage {
     }
     pub fn subscribe_url(&self) -> Option<&str> {
         self.subscribe_url.as_deref()
+    }
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
     pub fn string_attributes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.message_attributes

@@ -245,8 +245,9 @@ impl Jobs {
     }
 
     /// Turns signature verification off, for an emulator (moto, LocalStack) whose messages AWS
-    /// did not sign; subscription URLs may then point at the emulator (`AWS_ENDPOINT_URL_SNS`
-    /// or `AWS_ENDPOINT_URL`). [`router`](Self::router) logs a warning. Never in production.
+    /// did not sign; subscriptions are then confirmed through the `ConfirmSubscription` API of
+    /// the configured SNS endpoint (`AWS_ENDPOINT_URL_SNS` or `AWS_ENDPOINT_URL`: the
+    /// emulator). [`router`](Self::router) logs a warning. Never in production.
     ///
     /// ```
     /// let jobs = apprunner::jobs::Jobs::new().skip_signature_check_for_emulator();
@@ -286,10 +287,13 @@ impl Jobs {
             });
         }
         if let Some(store) = &self.store {
-            store.ensure_table().await.map_err(|source| JobsError::Table {
-                table: dedup::TABLE,
-                source,
-            })?;
+            store
+                .ensure_table()
+                .await
+                .map_err(|source| JobsError::Table {
+                    table: dedup::TABLE,
+                    source,
+                })?;
         } else {
             tracing::warn!(
                 target: "apprunner::jobs",
@@ -303,13 +307,12 @@ impl Jobs {
                  can reach {} can run jobs. Use this only with an emulator.",
                 Self::PATH
             );
+            let config = crate::client::load_aws_config().await;
             Verification::SkipForEmulator {
-                sns_endpoint: non_empty("AWS_ENDPOINT_URL_SNS")
-                    .or_else(|| non_empty("AWS_ENDPOINT_URL"))
-                    .and_then(|u| url::Url::parse(&u).ok()),
+                sns: crate::aws_client!(aws_sdk_sns, &config),
             }
         } else {
-            Verification::Verify(Verifier::default())
+            Verification::Verify(Verifier)
         };
         let endpoint = Arc::new(Endpoint {
             registry: self.registry,
@@ -342,7 +345,9 @@ fn topic_from_env() -> Result<String, JobsError> {
     if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
         return Err(JobsError::Config {
             var: TOPIC_ARN,
-            reason: format!("`{arn}` is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)"),
+            reason: format!(
+                "`{arn}` is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)"
+            ),
         });
     }
     Ok(arn)

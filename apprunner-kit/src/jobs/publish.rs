@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_sns::types::MessageAttributeValue;
-use opentelemetry::propagation::Injector;
-use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt as _};
 use opentelemetry::KeyValue;
 use opentelemetry::context::FutureExt as _;
+use opentelemetry::propagation::Injector;
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt as _};
 use serde::Serialize;
 
 use super::error::JobsError;
@@ -62,7 +62,10 @@ impl Publisher {
     pub async fn from_env() -> Result<Self, JobsError> {
         let topic_arn = super::topic_from_env()?;
         let config = crate::client::load_aws_config().await;
-        Ok(Self::new(crate::aws_client!(aws_sdk_sns, &config), topic_arn))
+        Ok(Self::new(
+            crate::aws_client!(aws_sdk_sns, &config),
+            topic_arn,
+        ))
     }
 
     /// A publisher to `topic_arn` through `client` (attach
@@ -114,17 +117,44 @@ impl Publisher {
         job: &str,
         payload: &P,
     ) -> Result<String, JobsError> {
-        let body = serde_json::to_string(&Envelope {
-            job: job.to_owned(),
-            payload: serde_json::to_value(payload).map_err(|e| JobsError::Payload {
-                job: job.to_owned(),
-                source: e,
-            })?,
-        })
-        .map_err(|e| JobsError::Payload {
-            job: job.to_owned(),
-            source: e,
-        })?;
+        let payload = to_json(job, payload)?;
+        self.send(job, payload).await
+    }
+
+    /// Publishes job `job` without waiting: the payload is serialised now, the message is
+    /// sent by a background task that stays in the current trace, and a failure is logged
+    /// (an ERROR line naming the job and the topic). For a request that must not wait for SNS,
+    /// such as a sign-up publishing its welcome job. Needs a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo(publisher: apprunner::jobs::Publisher) {
+    /// publisher.publish_in_background("welcome", &serde_json::json!({"user_id": "42"}));
+    /// # }
+    /// ```
+    pub fn publish_in_background<P: Serialize + ?Sized>(&self, job: &str, payload: &P) {
+        let payload = match to_json(job, payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::error!(target: "apprunner::jobs", error = %e, "job not published");
+                return;
+            }
+        };
+        let publisher = self.clone();
+        let job = job.to_owned();
+        let parent = current_parent();
+        tokio::spawn(
+            async move {
+                if let Err(e) = publisher.send(&job, payload).await {
+                    tracing::error!(target: "apprunner::jobs", job, error = %e, "job not published");
+                }
+            }
+            .with_context(parent),
+        );
+    }
+
+    /// Sends job `job` with `payload`, in a span `publish {job}` whose context the message
+    /// carries (in its attributes and in its body).
+    async fn send(&self, job: &str, payload: serde_json::Value) -> Result<String, JobsError> {
         let parent = current_parent();
         let builder = SpanBuilder::from_name(format!("publish {job}"))
             .with_kind(SpanKind::Internal)
@@ -143,6 +173,15 @@ impl Publisher {
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&cx, &mut attributes);
         });
+        let body = serde_json::to_string(&Envelope {
+            job: job.to_owned(),
+            payload,
+            trace: attributes.text(),
+        })
+        .map_err(|source| JobsError::Payload {
+            job: job.to_owned(),
+            source,
+        })?;
         // The SNS call's CLIENT span is a child of this one.
         let result = self
             .client
@@ -174,9 +213,27 @@ impl Publisher {
     }
 }
 
+/// The payload as JSON.
+fn to_json<P: Serialize + ?Sized>(job: &str, payload: &P) -> Result<serde_json::Value, JobsError> {
+    serde_json::to_value(payload).map_err(|source| JobsError::Payload {
+        job: job.to_owned(),
+        source,
+    })
+}
+
 /// Message attributes written by a propagator (string attributes).
 #[derive(Default)]
 struct Attributes(HashMap<String, MessageAttributeValue>);
+
+impl Attributes {
+    /// The same, as text.
+    fn text(&self) -> HashMap<String, String> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+            .collect()
+    }
+}
 
 impl Injector for Attributes {
     fn set(&mut self, key: &str, value: String) {

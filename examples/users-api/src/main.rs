@@ -27,6 +27,7 @@
 mod auth;
 mod error;
 mod input;
+mod jobs;
 mod routes;
 mod state;
 mod store;
@@ -38,9 +39,16 @@ use crate::state::AppState;
 
 /// Secrets, telemetry and the `AppState` parameter come from `#[apprunner::main]`; serving is
 /// written out (instead of returning the `Router`) to add the health route and the API docs.
-#[apprunner::main(telemetry = local_console)]
+#[apprunner::main(telemetry = local_console, migrate = "./migrations")]
 async fn main(state: AppState) -> apprunner::Result<()> {
-    let app = routes::router(state.clone());
+    let mut app = routes::router(state.clone());
+    // SNS pushes background jobs here (when APPRUNNER_JOBS_TOPIC_ARN names the topic).
+    if let Some(jobs) = jobs::router(&state.store)
+        .await
+        .map_err(apprunner::Error::service)?
+    {
+        app = app.merge(jobs);
+    }
     // The kit's defaults: HOST and PORT, request timeout, a 2 MiB body limit as a backstop (the
     // routes allow 16 KiB), graceful drain on SIGTERM, a SERVER span per request, and a log
     // line only for failed, slow or rejected requests (APPRUNNER_ACCESS_LOG=all for every one).

@@ -13,6 +13,8 @@ pub(crate) struct AppState {
     pub(crate) passwords: Passwords,
     /// The JWT keys.
     pub(crate) tokens: Tokens,
+    /// Publishes background jobs, when `APPRUNNER_JOBS_TOPIC_ARN` names their topic.
+    pub(crate) jobs: Option<apprunner::jobs::Publisher>,
 }
 
 /// `#[apprunner::main]` provides an `AppState` parameter by calling this after secrets are in
@@ -31,10 +33,14 @@ impl apprunner::FromContext for AppState {
             );
         }
         let tokens = Tokens::from_env(local).map_err(apprunner::Error::service)?;
+        let jobs = crate::jobs::publisher()
+            .await
+            .map_err(apprunner::Error::service)?;
         Ok(AppState {
             store,
             passwords: Passwords::new(),
             tokens,
+            jobs,
         })
     }
 }

@@ -244,6 +244,31 @@ impl Store {
             .await)?)
     }
 
+    /// Records that the welcome was sent to `user_id` (the `welcome` job).
+    pub(crate) async fn record_welcome(&self, user_id: &str) -> Result<(), StoreError> {
+        let sql = "INSERT INTO welcomes (user_id, sent_at) VALUES ($1, $2)";
+        with_pool!(self, |pool| sqlx::query(sql)
+            .bind(user_id)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Applies the pending migrations (the `migrate` job), under the database's migration lock.
+    pub(crate) async fn migrate(&self) -> Result<(), apprunner::db::DbError> {
+        with_pool!(self, |pool| pool.migrate(&MIGRATOR).await)
+    }
+
+    /// Where the jobs' deliveries are recorded: this database.
+    pub(crate) fn job_store(&self) -> apprunner::jobs::JobStore {
+        match self {
+            Store::Postgres(pool) => pool.clone().into(),
+            Store::Sqlite(pool) => pool.clone().into(),
+        }
+    }
+
     /// Closes the pool, waiting for connections in use to come back.
     pub(crate) async fn close(&self) {
         with_pool!(self, |pool| pool.close().await);

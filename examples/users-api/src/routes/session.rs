@@ -35,6 +35,9 @@ pub(super) async fn signup(
 ) -> Result<Response, ApiError> {
     let user = super::users::insert(&state, input).await?;
     tracing::info!(user.id = %user.id, "user signed up");
+    if let Some(jobs) = &state.jobs {
+        crate::jobs::welcome(jobs, user.id.clone());
+    }
     Ok(created(user, "signup"))
 }
 
