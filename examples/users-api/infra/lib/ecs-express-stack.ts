@@ -47,9 +47,9 @@ export const EXPRESS_INFRASTRUCTURE_POLICY = 'service-role/AmazonECSInfrastructu
  * The interface endpoints of the ECS stack with `vpcEndpoints`: the tasks pull the image (ECR
  * API and registry; layers come from S3 through a free gateway endpoint), write logs, read the
  * secrets (at start-up in `runtime` mode the ECS agent reads them with the execution role) and
- * export spans, all from inside the VPC.
+ * export spans and publish background jobs to SNS, all from inside the VPC.
  */
-export const ECS_ENDPOINT_SERVICES: readonly EndpointService[] = ['ecr.api', 'ecr.dkr', 'logs', 'secretsmanager', 'xray'];
+export const ECS_ENDPOINT_SERVICES: readonly EndpointService[] = ['ecr.api', 'ecr.dkr', 'logs', 'secretsmanager', 'xray', 'sns'];
 
 /** The log groups X-Ray writes to once Transaction Search is on (its resource policy). */
 export const TRANSACTION_SEARCH_LOG_GROUPS: readonly string[] = ['aws/spans', '/aws/application-signals/data'];
@@ -131,8 +131,8 @@ export class UsersApiEcsStack extends Stack {
         'the load balancer to the tasks and the tasks to Aurora and AWS APIs. Add vpc.addFlowLog() for production.',
       appSecurityGroupId: 'ServiceSecurityGroup',
       appSecurityGroupDescription: 'ECS Express tasks of the users API (egress: HTTPS and the database)',
-      httpsEgressDescription: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray) through the NAT gateway',
-      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray) through VPC endpoints',
+      httpsEgressDescription: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray, SNS) through the NAT gateway',
+      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray, SNS) through VPC endpoints',
     });
     this.vpc = network.vpc;
     this.endpoints = network.endpoints;

@@ -71,6 +71,8 @@ export const ENDPOINT_SERVICES = {
   logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
   'ecr.api': ec2.InterfaceVpcEndpointAwsService.ECR,
   'ecr.dkr': ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+  // The service publishes its background jobs (SNS calls KMS for the topic's key itself).
+  sns: ec2.InterfaceVpcEndpointAwsService.SNS,
 } as const;
 
 export type EndpointService = keyof typeof ENDPOINT_SERVICES;

@@ -72,13 +72,13 @@ export const ECR_PULL_ACTIONS: readonly string[] = [
  * itself calls through the VPC connector. App Runner pulls the image and ships the logs outside
  * the VPC, so ECR and CloudWatch Logs endpoints would serve nothing here.
  */
-export const APP_RUNNER_ENDPOINT_SERVICES: readonly EndpointService[] = ['secretsmanager', 'xray'];
+export const APP_RUNNER_ENDPOINT_SERVICES: readonly EndpointService[] = ['secretsmanager', 'xray', 'sns'];
 
 export interface UsersApiStackProps extends StackProps, DatabaseProps {
   /** How the service receives its secrets. @default 'runtime' */
   readonly secretsMode?: SecretsMode;
   /**
-   * VPC interface endpoints (Secrets Manager, X-Ray) instead of the NAT gateway.
+   * VPC interface endpoints (Secrets Manager, X-Ray, SNS) instead of the NAT gateway.
    * @default false
    */
   readonly vpcEndpoints?: boolean;
@@ -143,8 +143,8 @@ export class UsersApiStack extends Stack {
         'App Runner egress to Aurora and AWS APIs. Add vpc.addFlowLog() for production.',
       appSecurityGroupId: 'ConnectorSecurityGroup',
       appSecurityGroupDescription: 'App Runner VPC connector of the users API (egress only)',
-      httpsEgressDescription: 'HTTPS to AWS APIs (Secrets Manager) through the NAT gateway',
-      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (Secrets Manager, X-Ray) through VPC interface endpoints',
+      httpsEgressDescription: 'HTTPS to AWS APIs (Secrets Manager, SNS) through the NAT gateway',
+      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (Secrets Manager, X-Ray, SNS) through VPC interface endpoints',
     });
     this.vpc = network.vpc;
     this.connectorSecurityGroup = network.appSecurityGroup;

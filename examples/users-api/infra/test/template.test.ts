@@ -128,7 +128,7 @@ describe('security groups', () => {
         IpProtocol: 'tcp',
         FromPort: 443,
         ToPort: 443,
-        Description: 'HTTPS to AWS APIs (Secrets Manager) through the NAT gateway',
+        Description: 'HTTPS to AWS APIs (Secrets Manager, SNS) through the NAT gateway',
       },
     ]);
     const egress = Object.values(resourcesOf(json, 'AWS::EC2::SecurityGroupEgress')).map((r) => r.Properties);
