@@ -17,6 +17,8 @@ import {
   DatabaseProps,
   DB_TLS_ENVIRONMENT,
   EndpointService,
+  Jobs,
+  JOBS_TOPIC_ARN_ENV,
 } from './shared';
 import { CONTAINER_PORT, ECR_PULL_ACTIONS, HEALTH_CHECK_PATH, SECRETS_MODES, SecretsMode, SERVICE_NAME } from './users-api-stack';
 
@@ -45,9 +47,9 @@ export const EXPRESS_INFRASTRUCTURE_POLICY = 'service-role/AmazonECSInfrastructu
  * The interface endpoints of the ECS stack with `vpcEndpoints`: the tasks pull the image (ECR
  * API and registry; layers come from S3 through a free gateway endpoint), write logs, read the
  * secrets (at start-up in `runtime` mode the ECS agent reads them with the execution role) and
- * export spans, all from inside the VPC.
+ * export spans and publish background jobs to SNS, all from inside the VPC.
  */
-export const ECS_ENDPOINT_SERVICES: readonly EndpointService[] = ['ecr.api', 'ecr.dkr', 'logs', 'secretsmanager', 'xray'];
+export const ECS_ENDPOINT_SERVICES: readonly EndpointService[] = ['ecr.api', 'ecr.dkr', 'logs', 'secretsmanager', 'xray', 'sns'];
 
 /** The log groups X-Ray writes to once Transaction Search is on (its resource policy). */
 export const TRANSACTION_SEARCH_LOG_GROUPS: readonly string[] = ['aws/spans', '/aws/application-signals/data'];
@@ -102,6 +104,8 @@ export class UsersApiEcsStack extends Stack {
   readonly taskRole: iam.Role;
   readonly cluster: ecs.CfnCluster;
   readonly service: ecs.CfnExpressGatewayService;
+  /** The background jobs: SNS topic, its HTTPS subscription of the service, the dead-letter queue. */
+  readonly jobs: Jobs;
   readonly spansResourcePolicy?: logs.CfnResourcePolicy;
   readonly transactionSearch?: xray.CfnTransactionSearchConfig;
   readonly secretsMode: SecretsMode;
@@ -127,8 +131,8 @@ export class UsersApiEcsStack extends Stack {
         'the load balancer to the tasks and the tasks to Aurora and AWS APIs. Add vpc.addFlowLog() for production.',
       appSecurityGroupId: 'ServiceSecurityGroup',
       appSecurityGroupDescription: 'ECS Express tasks of the users API (egress: HTTPS and the database)',
-      httpsEgressDescription: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray) through the NAT gateway',
-      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray) through VPC endpoints',
+      httpsEgressDescription: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray, SNS) through the NAT gateway',
+      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (ECR, Logs, Secrets Manager, X-Ray, SNS) through VPC endpoints',
     });
     this.vpc = network.vpc;
     this.endpoints = network.endpoints;
@@ -152,6 +156,10 @@ export class UsersApiEcsStack extends Stack {
     this.image = addImage(this, props.imageContext);
     const secretArns = [this.databaseSecret.secretArn, this.jwtSecret.secretArn];
 
+    // Background jobs (lib/shared.ts): the topic and its dead-letter queue now, the service's
+    // subscription once the service exists.
+    this.jobs = new Jobs(this, 'Jobs');
+
     // ---------------------------------------------------------------------------------------
     // Container logs: one month, removed with the stack.
     this.logGroup = new logs.LogGroup(this, 'LogGroup', {
@@ -162,7 +170,8 @@ export class UsersApiEcsStack extends Stack {
     // ---------------------------------------------------------------------------------------
     // Roles. Infrastructure role (ECS builds the load balancer, target group, security groups,
     // certificate and scaling policies with it), execution role (the ECS agent: image pull,
-    // logs, container secrets), task role (the running service: X-Ray OTLP uploads only).
+    // logs, container secrets), task role (the running service: X-Ray OTLP uploads, publishing
+    // to the jobs topic).
     this.infrastructureRole = new iam.Role(this, 'InfrastructureRole', {
       assumedBy: new iam.ServicePrincipal('ecs.amazonaws.com'),
       description: 'ECS Express Mode manages the users API load balancer, security groups and scaling',
@@ -231,6 +240,7 @@ export class UsersApiEcsStack extends Stack {
         resources: ['*'],
       }),
     ];
+    taskStatements.push(...this.jobs.publishStatements());
     if (secretsMode === 'names') {
       taskStatements.push(
         new iam.PolicyStatement({
@@ -244,8 +254,8 @@ export class UsersApiEcsStack extends Stack {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description:
         secretsMode === 'names'
-          ? 'users API on ECS: X-Ray OTLP span uploads, its two secrets'
-          : 'users API on ECS: X-Ray OTLP span uploads',
+          ? 'users API on ECS: X-Ray OTLP span uploads, publishing jobs, its two secrets'
+          : 'users API on ECS: X-Ray OTLP span uploads, publishing jobs',
       inlinePolicies: { Task: new iam.PolicyDocument({ statements: taskStatements }) },
     });
     Validations.of(this.taskRole).acknowledge({
@@ -310,6 +320,7 @@ export class UsersApiEcsStack extends Stack {
       AWS_REGION: Aws.REGION,
       PORT: String(CONTAINER_PORT),
       ...DB_TLS_ENVIRONMENT,
+      [JOBS_TOPIC_ARN_ENV]: this.jobs.topic.topicArn,
     };
     const secrets: Record<string, string> = {};
     if (secretsMode === 'runtime') {
@@ -358,6 +369,12 @@ export class UsersApiEcsStack extends Stack {
     // The interface endpoints must exist before the first task pulls its image.
     for (const endpoint of Object.values(this.endpoints)) this.service.node.addDependency(endpoint);
 
+    // SNS pushes the jobs to https://<Endpoint>/jobs/sns. `Endpoint` is the only top-level URL
+    // attribute of AWS::ECS::ExpressGatewayService (the other copy sits in the
+    // ActiveConfigurations list, out of Fn::GetAtt's reach); taken to be a bare host name like
+    // App Runner's ServiceUrl (see the README: not verified without a deployment).
+    this.jobs.subscribe(this.service.attrEndpoint, this.taskRole);
+
     // ---------------------------------------------------------------------------------------
     // Outputs: the endpoint, and where its traces are.
     const consoleBase = `https://${Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}`;
@@ -385,5 +402,13 @@ export class UsersApiEcsStack extends Stack {
     new CfnOutput(this, 'LogGroupName', { value: this.logGroup.logGroupName });
     new CfnOutput(this, 'DatabaseSecretArn', { value: this.databaseSecret.secretArn });
     new CfnOutput(this, 'JwtSecretArn', { value: this.jwtSecret.secretArn });
+    new CfnOutput(this, 'JobsTopicArn', {
+      description: 'The background jobs topic (the service publishes there; SNS pushes to /jobs/sns)',
+      value: this.jobs.topic.topicArn,
+    });
+    new CfnOutput(this, 'JobsDeadLetterQueueUrl', {
+      description: 'Job notifications SNS gave up delivering (kept 14 days)',
+      value: this.jobs.deadLetterQueue.queueUrl,
+    });
   }
 }

@@ -2,12 +2,18 @@
 // signing key and the image. Each builder creates its constructs directly in the stack it is
 // given, under the same ids the App Runner stack always used, so that stack's template (logical
 // ids, properties and the `aws:cdk:path` metadata) is byte for byte what it was before these
-// were shared. A wrapping Construct would have moved every path under a new scope.
+// were shared. A wrapping Construct would have moved every path under a new scope. The
+// background jobs (`Jobs`, added later) are new, so they do live under one construct.
 import { Duration, IgnoreMode, RemovalPolicy, Stack, Tags, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
 import { DOCKERFILE, IMAGE_CONTEXT_EXCLUDES, repositoryRoot } from './paths';
 
 /**
@@ -65,6 +71,8 @@ export const ENDPOINT_SERVICES = {
   logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
   'ecr.api': ec2.InterfaceVpcEndpointAwsService.ECR,
   'ecr.dkr': ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+  // The service publishes its background jobs (SNS calls KMS for the topic's key itself).
+  sns: ec2.InterfaceVpcEndpointAwsService.SNS,
 } as const;
 
 export type EndpointService = keyof typeof ENDPOINT_SERVICES;
@@ -321,4 +329,176 @@ export function addImage(stack: Stack, imageContext?: string): DockerImageAsset 
     ignoreMode: IgnoreMode.DOCKER,
     platform: Platform.LINUX_AMD64,
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Background jobs over SNS HTTPS push (issue 22). App Runner and ECS Express run the service only
+// while HTTP requests arrive, so a job is an SNS notification the service publishes to its own
+// topic and SNS pushes back to it as an HTTPS POST on JOBS_PATH.
+
+/** Where SNS posts the job notifications (and the subscription confirmation), on the service's URL. */
+export const JOBS_PATH = '/jobs/sns';
+
+/** The environment variable that gives the service its topic's ARN (it publishes there and accepts only it). */
+export const JOBS_TOPIC_ARN_ENV = 'APPRUNNER_JOBS_TOPIC_ARN';
+
+/**
+ * The service rejects a notification whose `Timestamp` (the publish time, which SNS keeps across
+ * retries) is older than this, so every delivery attempt has to start before it.
+ */
+export const JOBS_MAX_MESSAGE_AGE_SECONDS = 3600;
+
+/**
+ * The longest one delivery attempt can take, counted into the retry span: App Runner's request
+ * timeout (120 s), which the service keeps its job budget under. (SNS may give up on an attempt
+ * sooner; a shorter attempt only shortens the span.)
+ */
+export const JOBS_ATTEMPT_SECONDS = 120;
+
+/**
+ * The subscription's delivery policy: 10 retries after the first attempt, 2 at 30 s, 5 backing off
+ * from 30 s towards 240 s, 3 at 240 s, at most 5 deliveries a second. Its worst-case span is
+ * `jobsRetrySpanSeconds` = 3300 s (see the README), under the service's one-hour limit.
+ */
+export const JOBS_DELIVERY_POLICY: sns.DeliveryPolicy = {
+  healthyRetryPolicy: {
+    numRetries: 10,
+    numNoDelayRetries: 0,
+    minDelayTarget: Duration.seconds(30),
+    numMinDelayRetries: 2,
+    maxDelayTarget: Duration.seconds(240),
+    numMaxDelayRetries: 3,
+    backoffFunction: sns.BackoffFunction.EXPONENTIAL,
+  },
+  throttlePolicy: { maxReceivesPerSecond: 5 },
+};
+
+/**
+ * An upper bound, in seconds, on the time from a message's publication to the end of its last
+ * delivery attempt under `policy`: every delay at most `maxDelayTarget` outside the immediate and
+ * pre-backoff phases (whatever the backoff function), plus `attemptSeconds` for each of the
+ * `numRetries + 1` attempts. SNS's own defaults (3 retries, 20 s) apply to what is not set.
+ */
+export function jobsRetrySpanSeconds(policy: sns.DeliveryPolicy, attemptSeconds = JOBS_ATTEMPT_SECONDS): number {
+  const p = policy.healthyRetryPolicy ?? {};
+  const retries = p.numRetries ?? 3;
+  const noDelay = p.numNoDelayRetries ?? 0;
+  const minDelay = p.numMinDelayRetries ?? 0;
+  const maxDelay = p.numMaxDelayRetries ?? 0;
+  const backoff = retries - noDelay - minDelay - maxDelay;
+  if (backoff < 0) throw new Error('the delivery policy has more phase retries than numRetries');
+  const min = p.minDelayTarget?.toSeconds() ?? 20;
+  const max = p.maxDelayTarget?.toSeconds() ?? 20;
+  return minDelay * min + (backoff + maxDelay) * max + (retries + 1) * attemptSeconds;
+}
+
+/**
+ * The jobs topic of one service: an SNS topic encrypted with its own KMS key (rotated yearly),
+ * TLS-only, on which only the service's runtime role may publish; an HTTPS subscription of the
+ * service's `JOBS_PATH` with `JOBS_DELIVERY_POLICY`; and an SQS dead-letter queue (SQS-managed
+ * encryption, TLS-only, 14 days) for the notifications SNS gives up on.
+ *
+ * Created before the runtime role (whose inline policy takes `publishStatements()`), subscribed
+ * once the service exists (`subscribe`), so the template has no cycle: topic ← role ← service ←
+ * subscription, and the topic policy after the role.
+ */
+export class Jobs extends Construct {
+  readonly key: kms.Key;
+  readonly topic: sns.Topic;
+  readonly deadLetterQueue: sqs.Queue;
+  private sub?: sns.Subscription;
+
+  constructor(scope: Construct, id: string) {
+    super(scope, id);
+    if (jobsRetrySpanSeconds(JOBS_DELIVERY_POLICY) >= JOBS_MAX_MESSAGE_AGE_SECONDS) {
+      throw new Error('the jobs delivery policy can outlast the service\'s message age limit');
+    }
+    this.key = new kms.Key(this, 'Key', {
+      description: 'users API background jobs: SNS topic encryption',
+      enableKeyRotation: true,
+      // Nothing outlives the stack encrypted under it (SNS keeps no messages; the dead-letter
+      // queue uses SQS-managed keys), and a retained key would bill $1/month for ever.
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
+    });
+    this.topic = new sns.Topic(this, 'Topic', {
+      displayName: 'users API background jobs',
+      masterKey: this.key,
+      enforceSSL: true,
+      // SHA256 signatures (SignatureVersion 2) instead of SHA1.
+      signatureVersion: '2',
+    });
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    Validations.of(this.deadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason:
+        'This queue is itself a dead-letter queue: the RedrivePolicy of the jobs topic\'s HTTPS ' +
+        'subscription names it, which the rule does not look at (it only checks SQS queues and ' +
+        'Lambda functions). A dead-letter queue has no dead-letter queue of its own.',
+    });
+  }
+
+  /** What the publishing role needs: sns:Publish on the topic, and its key to encrypt the message. */
+  publishStatements(): iam.PolicyStatement[] {
+    return [
+      new iam.PolicyStatement({
+        sid: 'PublishJobs',
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+      }),
+      new iam.PolicyStatement({
+        sid: 'EncryptJobs',
+        // What SNS calls with the publisher's credentials on an encrypted topic.
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: [this.key.keyArn],
+      }),
+    ];
+  }
+
+  /**
+   * Subscribes `https://<serviceHost>/jobs/sns` (the host a CloudFormation attribute of the
+   * service gives) and lets `publisher`, and no one else, publish.
+   */
+  subscribe(serviceHost: string, publisher: iam.IRole): sns.Subscription {
+    if (this.sub) throw new Error('the jobs topic is already subscribed');
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'ServicePublishes',
+        principals: [new iam.ArnPrincipal(publisher.roleArn)],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+      }),
+    );
+    // Same-account principals need no resource policy to publish, so "only the service" takes a
+    // deny for every other principal.
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'NoOtherPublisher',
+        effect: iam.Effect.DENY,
+        principals: [new iam.StarPrincipal()],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': publisher.roleArn } },
+      }),
+    );
+    this.sub = new sns.Subscription(this, 'Subscription', {
+      topic: this.topic,
+      protocol: sns.SubscriptionProtocol.HTTPS,
+      endpoint: `https://${serviceHost}${JOBS_PATH}`,
+      deliveryPolicy: JOBS_DELIVERY_POLICY,
+      deadLetterQueue: this.deadLetterQueue,
+    });
+    return this.sub;
+  }
+
+  /** The HTTPS subscription (after `subscribe`). */
+  get subscription(): sns.Subscription {
+    if (!this.sub) throw new Error('the jobs topic is not subscribed yet');
+    return this.sub;
+  }
 }

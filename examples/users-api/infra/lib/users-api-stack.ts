@@ -15,6 +15,8 @@ import {
   DatabaseProps,
   DB_TLS_ENVIRONMENT,
   EndpointService,
+  Jobs,
+  JOBS_TOPIC_ARN_ENV,
 } from './shared';
 
 /**
@@ -70,13 +72,13 @@ export const ECR_PULL_ACTIONS: readonly string[] = [
  * itself calls through the VPC connector. App Runner pulls the image and ships the logs outside
  * the VPC, so ECR and CloudWatch Logs endpoints would serve nothing here.
  */
-export const APP_RUNNER_ENDPOINT_SERVICES: readonly EndpointService[] = ['secretsmanager', 'xray'];
+export const APP_RUNNER_ENDPOINT_SERVICES: readonly EndpointService[] = ['secretsmanager', 'xray', 'sns'];
 
 export interface UsersApiStackProps extends StackProps, DatabaseProps {
   /** How the service receives its secrets. @default 'runtime' */
   readonly secretsMode?: SecretsMode;
   /**
-   * VPC interface endpoints (Secrets Manager, X-Ray) instead of the NAT gateway.
+   * VPC interface endpoints (Secrets Manager, X-Ray, SNS) instead of the NAT gateway.
    * @default false
    */
   readonly vpcEndpoints?: boolean;
@@ -115,6 +117,8 @@ export class UsersApiStack extends Stack {
   readonly observability: apprunner.CfnObservabilityConfiguration;
   readonly autoScaling: apprunner.CfnAutoScalingConfiguration;
   readonly service: apprunner.CfnService;
+  /** The background jobs: SNS topic, its HTTPS subscription of the service, the dead-letter queue. */
+  readonly jobs: Jobs;
   readonly secretsMode: SecretsMode;
 
   constructor(scope: Construct, id: string, props: UsersApiStackProps = {}) {
@@ -139,8 +143,8 @@ export class UsersApiStack extends Stack {
         'App Runner egress to Aurora and AWS APIs. Add vpc.addFlowLog() for production.',
       appSecurityGroupId: 'ConnectorSecurityGroup',
       appSecurityGroupDescription: 'App Runner VPC connector of the users API (egress only)',
-      httpsEgressDescription: 'HTTPS to AWS APIs (Secrets Manager) through the NAT gateway',
-      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (Secrets Manager, X-Ray) through VPC interface endpoints',
+      httpsEgressDescription: 'HTTPS to AWS APIs (Secrets Manager, SNS) through the NAT gateway',
+      httpsEgressDescriptionWithEndpoints: 'HTTPS to AWS APIs (Secrets Manager, X-Ray, SNS) through VPC interface endpoints',
     });
     this.vpc = network.vpc;
     this.connectorSecurityGroup = network.appSecurityGroup;
@@ -163,13 +167,17 @@ export class UsersApiStack extends Stack {
     this.jwtSecret = addJwtSecret(this);
     this.image = addImage(this, props.imageContext);
 
+    // Background jobs (lib/shared.ts): the topic and its dead-letter queue now, the service's
+    // subscription once the service exists.
+    this.jobs = new Jobs(this, 'Jobs');
+
     // ---------------------------------------------------------------------------------------
     // Roles. Instance role (the running container and App Runner's managed collector): X-Ray
-    // writes and reading exactly the two secrets. Access role (App Runner's build service):
-    // pulling the image.
+    // writes, reading exactly the two secrets, publishing to the jobs topic. Access role (App
+    // Runner's build service): pulling the image.
     this.instanceRole = new iam.Role(this, 'InstanceRole', {
       assumedBy: new iam.ServicePrincipal('tasks.apprunner.amazonaws.com'),
-      description: 'users API on App Runner: X-Ray writes, its two secrets',
+      description: 'users API on App Runner: X-Ray writes, its two secrets, publishing jobs',
       inlinePolicies: {
         XRayWrite: new iam.PolicyDocument({
           statements: [
@@ -191,6 +199,7 @@ export class UsersApiStack extends Stack {
             }),
           ],
         }),
+        PublishJobs: new iam.PolicyDocument({ statements: this.jobs.publishStatements() }),
       },
     });
     Validations.of(this.instanceRole).acknowledge({
@@ -251,6 +260,7 @@ export class UsersApiStack extends Stack {
       OTEL_RESOURCE_ATTRIBUTES: `service.name=${SERVICE_NAME},cloud.platform=aws_app_runner`,
       AWS_REGION: Aws.REGION,
       ...DB_TLS_ENVIRONMENT,
+      [JOBS_TOPIC_ARN_ENV]: this.jobs.topic.topicArn,
     };
     const secrets: Record<string, string> = {};
     if (secretsMode === 'runtime') {
@@ -308,6 +318,9 @@ export class UsersApiStack extends Stack {
     // after the cluster, and the roles' inline policies are part of the role resources, so they
     // exist before App Runner first pulls the image or reads a secret.
 
+    // SNS pushes the jobs to https://<ServiceUrl>/jobs/sns (ServiceUrl is the bare host name).
+    this.jobs.subscribe(this.service.attrServiceUrl, this.instanceRole);
+
     // ---------------------------------------------------------------------------------------
     // Outputs: the URL, and where its traces are.
     const consoleBase = `https://${Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}`;
@@ -335,6 +348,14 @@ export class UsersApiStack extends Stack {
     });
     new CfnOutput(this, 'DatabaseSecretArn', { value: this.databaseSecret.secretArn });
     new CfnOutput(this, 'JwtSecretArn', { value: this.jwtSecret.secretArn });
+    new CfnOutput(this, 'JobsTopicArn', {
+      description: 'The background jobs topic (the service publishes there; SNS pushes to /jobs/sns)',
+      value: this.jobs.topic.topicArn,
+    });
+    new CfnOutput(this, 'JobsDeadLetterQueueUrl', {
+      description: 'Job notifications SNS gave up delivering (kept 14 days)',
+      value: this.jobs.deadLetterQueue.queueUrl,
+    });
   }
 }
 

@@ -9,3 +9,4 @@ import './image.test';
 import './ecs-express.test';
 import './vpc-endpoints.test';
 import './db-tls.test';
+import './jobs.test';

@@ -36,6 +36,8 @@ const ids = {
   jwtSecret: logicalId(stack, stack.jwtSecret),
   logGroup: logicalId(stack, stack.logGroup),
   cluster: logicalId(stack, stack.cluster),
+  jobsTopic: logicalId(stack, stack.jobs.topic),
+  jobsKey: logicalId(stack, stack.jobs.key),
 };
 
 describe('ECS stack: resources', () => {
@@ -155,10 +157,12 @@ describe('ECS stack: IAM', () => {
   const roles = resourcesOf(json, 'AWS::IAM::Role');
   const trust = (id: string) => roles[id].Properties!.AssumeRolePolicyDocument.Statement;
 
-  it('gives the task role exactly the X-Ray OTLP upload actions, on "*" (no resource types), and nothing else', () => {
+  it('gives the task role exactly the X-Ray OTLP upload actions, on "*" (no resource types), and publishing jobs', () => {
     assert.deepEqual(XRAY_OTLP_ACTIONS, ['xray:PutSpans', 'xray:PutTraceSegments']);
     assert.deepEqual(of(ids.taskRole), [
       { Sid: 'XRayOtlpUpload', Effect: 'Allow', Action: ['xray:PutSpans', 'xray:PutTraceSegments'], Resource: '*' },
+      { Sid: 'PublishJobs', Effect: 'Allow', Action: 'sns:Publish', Resource: ref(ids.jobsTopic) },
+      { Sid: 'EncryptJobs', Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: getAtt(ids.jobsKey, 'Arn') },
     ]);
     assert.equal(roles[ids.taskRole].Properties!.ManagedPolicyArns, undefined);
     assert.deepEqual(trust(ids.taskRole), [
@@ -208,7 +212,12 @@ describe('ECS stack: IAM', () => {
     const st = identityStatements(names.json);
     const task = st.filter((x) => x.owner === logicalId(names.stack, names.stack.taskRole)).map((x) => x.statement);
     const exec = st.filter((x) => x.owner === logicalId(names.stack, names.stack.executionRole)).map((x) => x.statement);
-    assert.deepEqual(task.map((x) => x.Action), [['xray:PutSpans', 'xray:PutTraceSegments'], 'secretsmanager:GetSecretValue']);
+    assert.deepEqual(task.map((x) => x.Action), [
+      ['xray:PutSpans', 'xray:PutTraceSegments'],
+      'sns:Publish',
+      ['kms:Decrypt', 'kms:GenerateDataKey'],
+      'secretsmanager:GetSecretValue',
+    ]);
     assert.ok(!exec.some((x) => asArray(x.Action).includes('secretsmanager:GetSecretValue')));
     assert.equal(svc.Properties!.PrimaryContainer.Secrets, undefined);
     const env = containerEnvironment(svc);
@@ -331,6 +340,7 @@ describe('ECS stack: cdk-nag AwsSolutions', () => {
       'AwsSolutions-RDS10',
       'AwsSolutions-RDS6',
       'AwsSolutions-SMG4',
+      'AwsSolutions-SQS3',
       'AwsSolutions-VPC7',
     ]);
   });

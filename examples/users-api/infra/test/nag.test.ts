@@ -92,6 +92,7 @@ describe('cdk-nag AwsSolutions', () => {
       'AwsSolutions-RDS10',
       'AwsSolutions-RDS6',
       'AwsSolutions-SMG4',
+      'AwsSolutions-SQS3',
       'AwsSolutions-VPC7',
     ]);
   });

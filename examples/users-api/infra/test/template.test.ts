@@ -30,6 +30,8 @@ const ids = {
   connector: logicalId(stack, stack.vpcConnector),
   observability: logicalId(stack, stack.observability),
   autoScaling: logicalId(stack, stack.autoScaling),
+  jobsTopic: logicalId(stack, stack.jobs.topic),
+  jobsKey: logicalId(stack, stack.jobs.key),
 };
 
 describe('resources', () => {
@@ -126,7 +128,7 @@ describe('security groups', () => {
         IpProtocol: 'tcp',
         FromPort: 443,
         ToPort: 443,
-        Description: 'HTTPS to AWS APIs (Secrets Manager) through the NAT gateway',
+        Description: 'HTTPS to AWS APIs (Secrets Manager, SNS) through the NAT gateway',
       },
     ]);
     const egress = Object.values(resourcesOf(json, 'AWS::EC2::SecurityGroupEgress')).map((r) => r.Properties);
@@ -237,7 +239,7 @@ describe('IAM', () => {
     }
   });
 
-  it('gives the instance role exactly the X-Ray writes and GetSecretValue on the two secrets', () => {
+  it('gives the instance role exactly the X-Ray writes, GetSecretValue on the two secrets and publishing jobs', () => {
     const mine = statements.filter((s) => s.owner === ids.instanceRole).map((s) => s.statement);
     assert.deepEqual(mine, [
       { Sid: 'XRayWriteOnly', Effect: 'Allow', Action: [...XRAY_WRITE_ACTIONS], Resource: '*' },
@@ -247,6 +249,8 @@ describe('IAM', () => {
         Action: 'secretsmanager:GetSecretValue',
         Resource: [ref(ids.dbSecretRef), ref(ids.jwtSecret)],
       },
+      { Sid: 'PublishJobs', Effect: 'Allow', Action: 'sns:Publish', Resource: ref(ids.jobsTopic) },
+      { Sid: 'EncryptJobs', Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: getAtt(ids.jobsKey, 'Arn') },
     ]);
   });
 

@@ -63,7 +63,8 @@ describe('VPC endpoints on (users-api:vpcEndpoints=true)', () => {
   const ar = synth({ 'users-api:vpcEndpoints': 'true' });
   const ecs = synthEcs({ 'users-api:vpcEndpoints': 'true' });
 
-  it('App Runner: Secrets Manager and X-Ray endpoints instead of the NAT gateway', () => {
+  it('App Runner: Secrets Manager, X-Ray and SNS (the jobs) endpoints instead of the NAT gateway', () => {
+    assert.ok(APP_RUNNER_ENDPOINT_SERVICES.includes('sns'), 'the service publishes its jobs');
     assert.deepEqual(interfaceServices(ar.json), [...APP_RUNNER_ENDPOINT_SERVICES].sort());
     assert.equal(gatewayEndpoints(ar.json), 0);
     checkNoNat(ar.json, ar.stack, logicalId(ar.stack, ar.stack.connectorSecurityGroup));
@@ -72,7 +73,8 @@ describe('VPC endpoints on (users-api:vpcEndpoints=true)', () => {
     assert.deepEqual(connector.Subnets, app);
   });
 
-  it('ECS: ECR (API and registry), Logs, Secrets Manager and X-Ray endpoints, plus the free S3 gateway', () => {
+  it('ECS: ECR (API and registry), Logs, Secrets Manager, X-Ray and SNS endpoints, plus the free S3 gateway', () => {
+    assert.ok(ECS_ENDPOINT_SERVICES.includes('sns'), 'the service publishes its jobs');
     assert.deepEqual(interfaceServices(ecs.json), [...ECS_ENDPOINT_SERVICES].sort());
     assert.equal(gatewayEndpoints(ecs.json), 1);
     checkNoNat(ecs.json, ecs.stack, logicalId(ecs.stack, ecs.stack.serviceSecurityGroup));
