@@ -13,6 +13,7 @@
 //! | `secrets` | AWS Secrets Manager to environment at start-up, before any thread exists |
 //! | [`db`] | sqlx pools in which every statement is a CLIENT span, with start-up retry, credential rotation and migrations |
 //! | [`client`] | calls out of the service as CLIENT spans carrying the trace headers (`reqwest`, AWS SDK clients) |
+//! | `jobs` | background jobs over SNS HTTP push: a verified, deduplicated, traced endpoint and a publisher (feature `jobs`) |
 //!
 //! A request's path through them:
 //!
@@ -44,6 +45,7 @@
 //! | `db` | yes | `apprunner::db` (sqlx 0.9: PostgreSQL, MySQL/MariaDB, SQLite) |
 //! | `client` | yes | `apprunner::client` (a `reqwest-middleware` middleware) |
 //! | `aws-sdk` | yes | `apprunner::client::AwsTracing`, an interceptor for AWS SDK clients, and `apprunner::aws_client!` |
+//! | `jobs` | no | `apprunner::jobs` (needs `http`, `db`, `aws-sns`) |
 //! | `aws-s3`, `aws-sqs`, `aws-sns`, `aws-dynamodb` | no | the interceptor's service-specific attributes (`aws.s3.bucket`, `messaging.*`, `aws.dynamodb.table_names`), read from the service crate's typed input |
 //! | `xray-otlp` | yes | SigV4-signed OTLP/HTTP export straight to X-Ray's OTLP endpoint (`APPRUNNER_OTLP_SIGV4`; `aws-config`, `aws-sigv4`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
