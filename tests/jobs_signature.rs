@@ -621,6 +621,15 @@ async fn a_failed_fetch_is_a_503_and_is_retried_on_the_next_message() {
         assert_eq!(server.requests(), fetches);
     }
 
+    // concurrent messages share one failed fetch (all 503, SNS retries them)
+    let results = futures_util::future::join_all((0..8).map(|_| verify(&verifier, &missing))).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(VerifyError::CertificateFetch { .. })))
+    );
+    assert_eq!(server.requests(), 3);
+
     let garbage = signed(&signer, "2", "Notification", &server.url("/cert.pem"), None);
     let err = verify(&verifier, &garbage).await.unwrap_err();
     assert!(

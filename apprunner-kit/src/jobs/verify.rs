@@ -43,7 +43,7 @@ const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
 /// assert!(matches!(err, VerifyError::Malformed { field: "Type", .. }));
 /// assert_eq!(err.status(), 400);
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
     /// The body is not an SNS message: a field is missing, not a string, or unparsable.
@@ -93,7 +93,10 @@ pub enum VerifyError {
     },
     /// The fetched certificate is not usable: not a PEM X.509 certificate, not an RSA key, or
     /// outside its validity period.
-    #[error("SNS message rejected: the signing certificate {url} {reason}")]
+    #[error(
+        "SNS message rejected: the signing certificate {url} {reason}; SNS signs with a \
+         currently valid certificate, so check the host's clock if this persists"
+    )]
     CertificateInvalid {
         /// The certificate URL.
         url: String,
@@ -479,14 +482,7 @@ impl Verifier {
                 reason: "is not base64",
             })?;
 
-        let cert = self.certificate(&cert_url).await?;
-        if let Err(reason) = cert.check_valid_at(now) {
-            self.lock_cache().forget(cert_url.as_str(), &cert);
-            return Err(VerifyError::CertificateInvalid {
-                url: cert_url.to_string(),
-                reason,
-            });
-        }
+        let cert = self.certificate(&cert_url, now).await?;
         UnparsedPublicKey::new(algorithm, &cert.public_key)
             .verify(signed.as_bytes(), &signature)
             .map_err(|_| VerifyError::BadSignature {
@@ -501,10 +497,27 @@ impl Verifier {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The certificate at `url`, from the cache or fetched (once for concurrent callers).
-    async fn certificate(&self, url: &Url) -> Result<Arc<SigningCert>, VerifyError> {
+    /// The certificate at `url`, valid at `now`: from the cache, or fetched once for all the
+    /// callers that want it at the same time (they share the outcome, a failure too). A failed
+    /// fetch or an expired certificate leaves the cache, so the next message fetches again.
+    async fn certificate(
+        &self,
+        url: &Url,
+        now: SystemTime,
+    ) -> Result<Arc<SigningCert>, VerifyError> {
         let cell = self.lock_cache().cell(url.as_str());
-        cell.get_or_try_init(|| self.fetch(url)).await.cloned()
+        let outcome = cell.get_or_init(|| self.fetch(url)).await.clone();
+        let outcome = outcome.and_then(|cert| match cert.check_valid_at(now) {
+            Ok(()) => Ok(cert),
+            Err(reason) => Err(VerifyError::CertificateInvalid {
+                url: url.to_string(),
+                reason,
+            }),
+        });
+        if outcome.is_err() {
+            self.lock_cache().forget(url.as_str(), &cell);
+        }
+        outcome
     }
 
     async fn fetch(&self, url: &Url) -> Result<Arc<SigningCert>, VerifyError> {
@@ -677,10 +690,9 @@ impl SigningCert {
     }
 }
 
-type CertCell = Arc<OnceCell<Arc<SigningCert>>>;
+type CertCell = Arc<OnceCell<Result<Arc<SigningCert>, VerifyError>>>;
 
-/// Certificates by URL, at most `capacity`, the oldest dropped first. A cell that failed to
-/// fill stays empty, so the next message fetches again.
+/// Fetch outcomes by URL, at most `capacity`, the oldest dropped first.
 #[derive(Debug)]
 struct CertCache {
     capacity: usize,
@@ -713,14 +725,13 @@ impl CertCache {
         cell
     }
 
-    /// Drops `url` if it still holds `cert` (so an expired certificate is fetched anew).
-    fn forget(&mut self, url: &str, cert: &Arc<SigningCert>) {
-        let holds = self
+    /// Drops `url` if it still maps to `cell` (not to a newer fetch).
+    fn forget(&mut self, url: &str, cell: &CertCell) {
+        if self
             .cells
             .get(url)
-            .and_then(|cell| cell.get())
-            .is_some_and(|held| Arc::ptr_eq(held, cert));
-        if holds {
+            .is_some_and(|held| Arc::ptr_eq(held, cell))
+        {
             self.cells.remove(url);
             self.order.retain(|u| u != url);
         }
