@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::verify::VerifyError;
+use super::error::VerifyError;
 
 /// What an SNS message is: its `Type` field.
 ///

@@ -18,8 +18,11 @@
 //! # Ok(()) }
 //! ```
 
+mod cert;
+mod error;
 mod message;
 mod verify;
 
+pub use error::{VerifierBuildError, VerifyError};
 pub use message::{MessageAttribute, MessageType, SnsMessage};
-pub use verify::{Verifier, VerifierBuildError, VerifierBuilder, VerifyError};
+pub use verify::{Verifier, VerifierBuilder};

@@ -1,188 +1,24 @@
 //! Checks that a message really comes from Amazon SNS: the signing certificate is fetched only
 //! from SNS itself, the signature matches, and the message is recent.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::signature::{
     RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
     VerificationAlgorithm,
 };
 use base64::Engine as _;
-use tokio::sync::OnceCell;
 use url::Url;
 
+use super::cert::{self, CertCache, SigningCert, trusted_cert_url};
+use super::error::{VerifierBuildError, VerifyError, error_chain, truncate};
 use super::message::SnsMessage;
 
 const DEFAULT_MAX_MESSAGE_AGE: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_CACHE_CAPACITY: usize = 32;
-/// SNS certificates are about 2 KiB; anything much larger is not one.
-const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
-
-/// Why an SNS message was rejected. None of them carries the message's `Message` (a job's
-/// payload).
-///
-/// [`status`](Self::status) is the HTTP status the endpoint answers with. SNS retries a
-/// delivery only on a server error (5xx) or no answer, so every rejection of the message
-/// itself is a 4xx (retrying cannot fix it), and only a failure on our side to fetch the
-/// signing certificate is a 5xx (503), so that SNS delivers the message again later.
-///
-/// | variant | status |
-/// |---|---|
-/// | [`Malformed`](Self::Malformed), [`UnsupportedSignatureVersion`](Self::UnsupportedSignatureVersion), [`BadSignature`](Self::BadSignature), [`Stale`](Self::Stale), [`CertificateInvalid`](Self::CertificateInvalid) | 400 |
-/// | [`UntrustedCertificateUrl`](Self::UntrustedCertificateUrl), [`UnexpectedTopic`](Self::UnexpectedTopic) | 403 |
-/// | [`CertificateFetch`](Self::CertificateFetch) | 503 |
-///
-/// ```
-/// use apprunner::jobs::{SnsMessage, VerifyError};
-///
-/// let err = SnsMessage::from_json(b"{}").unwrap_err();
-/// assert!(matches!(err, VerifyError::Malformed { field: "Type", .. }));
-/// assert_eq!(err.status(), 400);
-/// ```
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum VerifyError {
-    /// The body is not an SNS message: a field is missing, not a string, or unparsable.
-    #[error(
-        "SNS message rejected: its {field} {reason}; the endpoint only takes the JSON documents \
-         Amazon SNS POSTs to HTTP(S) subscriptions"
-    )]
-    Malformed {
-        /// The JSON field at fault (`body` for the whole document).
-        field: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// `SignatureVersion` is neither `1` nor `2`.
-    #[error(
-        "SNS message rejected: SignatureVersion {version:?} is not supported; SNS signs with 1 \
-         (SHA1withRSA) or 2 (SHA256withRSA), prefer 2 (the topic's SignatureVersion attribute)"
-    )]
-    UnsupportedSignatureVersion {
-        /// The version the message claims (at most 16 characters of it).
-        version: String,
-    },
-    /// `SigningCertURL` is not an `https://sns.<region>.amazonaws.com[.cn]/….pem` URL: the
-    /// message was not signed by SNS. Nothing was fetched.
-    #[error(
-        "SNS message rejected: its SigningCertURL (host {host:?}) {reason}; only \
-         https://sns.<region>.amazonaws.com/….pem (or .amazonaws.com.cn) is trusted, so the \
-         message does not come from Amazon SNS"
-    )]
-    UntrustedCertificateUrl {
-        /// The URL's host (with its port, if any); empty when the URL has none.
-        host: String,
-        /// Which rule the URL breaks.
-        reason: &'static str,
-    },
-    /// The signing certificate could not be fetched (network, timeout, HTTP status). Not the
-    /// message's fault: answered with 503 so SNS retries.
-    #[error(
-        "could not fetch the SNS signing certificate {url}: {reason}; check that the service can \
-         reach sns.<region>.amazonaws.com over HTTPS (SNS retries the delivery)"
-    )]
-    CertificateFetch {
-        /// The certificate URL (a trusted SNS URL).
-        url: String,
-        /// What failed.
-        reason: String,
-    },
-    /// The fetched certificate is not usable: not a PEM X.509 certificate, not an RSA key, or
-    /// outside its validity period.
-    #[error(
-        "SNS message rejected: the signing certificate {url} {reason}; SNS signs with a \
-         currently valid certificate, so check the host's clock if this persists"
-    )]
-    CertificateInvalid {
-        /// The certificate URL.
-        url: String,
-        /// What is wrong with the certificate.
-        reason: String,
-    },
-    /// The signature does not match the message: altered, or not signed by SNS.
-    #[error(
-        "SNS message rejected: its Signature {reason}; the message was altered or not signed by \
-         Amazon SNS"
-    )]
-    BadSignature {
-        /// Why the signature does not verify.
-        reason: &'static str,
-    },
-    /// `Timestamp` is outside the accepted window.
-    #[error(
-        "SNS message rejected as stale: its Timestamp is {age_secs}s old (negative: in the \
-         future), outside the accepted window of {}s old to {}s ahead; check the host's clock, \
-         or raise VerifierBuilder::max_message_age if the topic's delivery policy retries longer",
-        .max_age.as_secs() + .max_skew.as_secs(),
-        .max_skew.as_secs()
-    )]
-    Stale {
-        /// How old the message is, in seconds (negative when it claims to come from the future).
-        age_secs: i64,
-        /// The configured [`max_message_age`](VerifierBuilder::max_message_age).
-        max_age: Duration,
-        /// The configured [`max_clock_skew`](VerifierBuilder::max_clock_skew).
-        max_skew: Duration,
-    },
-    /// The message's `TopicArn` is not among the [allowed](VerifierBuilder::allow_topic_arn)
-    /// topics.
-    #[error(
-        "SNS message rejected: topic {topic_arn} is not one this endpoint accepts; add it with \
-         VerifierBuilder::allow_topic_arn or remove the subscription"
-    )]
-    UnexpectedTopic {
-        /// The message's `TopicArn`.
-        topic_arn: String,
-    },
-}
-
-impl VerifyError {
-    pub(crate) fn malformed(field: &'static str, reason: &'static str) -> Self {
-        Self::Malformed { field, reason }
-    }
-
-    /// The HTTP status the endpoint answers with (see the table on [`VerifyError`]).
-    ///
-    /// ```
-    /// let err = apprunner::jobs::VerifyError::BadSignature { reason: "does not match" };
-    /// assert_eq!(err.status(), 400);
-    /// ```
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Malformed { .. }
-            | Self::UnsupportedSignatureVersion { .. }
-            | Self::CertificateInvalid { .. }
-            | Self::BadSignature { .. }
-            | Self::Stale { .. } => 400,
-            Self::UntrustedCertificateUrl { .. } | Self::UnexpectedTopic { .. } => 403,
-            Self::CertificateFetch { .. } => 503,
-        }
-    }
-}
-
-/// Why a [`Verifier`] could not be built.
-///
-/// ```
-/// let err = apprunner::jobs::Verifier::builder()
-///     .add_root_certificate("not a certificate")
-///     .build()
-///     .unwrap_err();
-/// assert!(err.to_string().contains("root certificate"));
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum VerifierBuildError {
-    /// A certificate given to [`VerifierBuilder::add_root_certificate`] is not PEM.
-    #[error("the root certificate given to add_root_certificate is not a PEM certificate: {0}")]
-    InvalidRootCertificate(String),
-    /// The HTTPS client fetching certificates could not be built.
-    #[error("could not build the HTTPS client fetching SNS signing certificates: {0}")]
-    HttpClient(String),
-}
 
 /// Settings of a [`Verifier`]; start from [`Verifier::builder`].
 ///
@@ -506,7 +342,10 @@ impl Verifier {
         now: SystemTime,
     ) -> Result<Arc<SigningCert>, VerifyError> {
         let cell = self.lock_cache().cell(url.as_str());
-        let outcome = cell.get_or_init(|| self.fetch(url)).await.clone();
+        let outcome = cell
+            .get_or_init(|| cert::fetch(&self.inner.client, url))
+            .await
+            .clone();
         let outcome = outcome.and_then(|cert| match cert.check_valid_at(now) {
             Ok(()) => Ok(cert),
             Err(reason) => Err(VerifyError::CertificateInvalid {
@@ -519,44 +358,6 @@ impl Verifier {
         }
         outcome
     }
-
-    async fn fetch(&self, url: &Url) -> Result<Arc<SigningCert>, VerifyError> {
-        tracing::debug!(url = %url, "fetching the SNS signing certificate");
-        let failed = |reason: String| VerifyError::CertificateFetch {
-            url: url.to_string(),
-            reason,
-        };
-        let mut response = self
-            .inner
-            .client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| failed(error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(failed(format!("HTTP status {}", response.status())));
-        }
-        let mut pem = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| failed(error_chain(&e)))?
-        {
-            if pem.len() + chunk.len() > MAX_CERTIFICATE_BYTES {
-                return Err(VerifyError::CertificateInvalid {
-                    url: url.to_string(),
-                    reason: format!("is larger than {MAX_CERTIFICATE_BYTES} bytes"),
-                });
-            }
-            pem.extend_from_slice(&chunk);
-        }
-        SigningCert::from_pem(&pem).map(Arc::new).map_err(|reason| {
-            VerifyError::CertificateInvalid {
-                url: url.to_string(),
-                reason: reason.to_owned(),
-            }
-        })
-    }
 }
 
 /// The algorithm of a `SignatureVersion`.
@@ -568,60 +369,6 @@ fn signature_algorithm(version: &str) -> Result<&'static dyn VerificationAlgorit
             version: truncate(other, 16),
         }),
     }
-}
-
-/// Parses `SigningCertURL` and checks it is an SNS certificate URL (or on the one extra
-/// `host:port` a test trusts).
-fn trusted_cert_url(raw: &str, extra_authority: Option<&str>) -> Result<Url, VerifyError> {
-    let untrusted = |host: String, reason| VerifyError::UntrustedCertificateUrl {
-        host: truncate(&host, 256),
-        reason,
-    };
-    let url = Url::parse(raw).map_err(|_| untrusted(String::new(), "is not a URL"))?;
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.clone(),
-    };
-    if url.scheme() != "https" {
-        return Err(untrusted(authority, "is not https"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(untrusted(authority, "has user info"));
-    }
-    let extra = extra_authority.is_some_and(|extra| extra == authority);
-    if !extra {
-        if !is_sns_host(&host) {
-            return Err(untrusted(authority, "is not on an SNS host"));
-        }
-        if url.port().is_some() {
-            return Err(untrusted(authority, "has a port"));
-        }
-    }
-    if !url.path().ends_with(".pem") {
-        return Err(untrusted(authority, "does not name a .pem file"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(untrusted(authority, "has a query or a fragment"));
-    }
-    Ok(url)
-}
-
-/// `sns.<region>.amazonaws.com` or `sns.<region>.amazonaws.com.cn` (the URL parser has already
-/// lower-cased the host).
-fn is_sns_host(host: &str) -> bool {
-    let Some(rest) = host.strip_prefix("sns.") else {
-        return false;
-    };
-    let region = rest
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"));
-    region.is_some_and(|region| {
-        region.len() >= 3
-            && region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    })
 }
 
 /// Accepts a message sent at most `max_age + max_skew` ago and at most `max_skew` ahead.
@@ -645,115 +392,74 @@ fn check_fresh(
     })
 }
 
-/// The public key and validity of a signing certificate.
-#[derive(Debug)]
-struct SigningCert {
-    /// The `SubjectPublicKeyInfo`, DER (aws-lc-rs takes it as is).
-    public_key: Vec<u8>,
-    not_before: i64,
-    not_after: i64,
-    validity: String,
-}
-
-impl SigningCert {
-    fn from_pem(pem: &[u8]) -> Result<Self, &'static str> {
-        let (_, pem) =
-            x509_parser::pem::parse_x509_pem(pem).map_err(|_| "is not a PEM certificate")?;
-        let cert = pem
-            .parse_x509()
-            .map_err(|_| "is not a valid X.509 certificate")?;
-        let key = cert.public_key();
-        if key.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
-            return Err("does not hold an RSA key");
-        }
-        let validity = cert.validity();
-        Ok(Self {
-            public_key: key.raw.to_vec(),
-            not_before: validity.not_before.timestamp(),
-            not_after: validity.not_after.timestamp(),
-            validity: format!("from {} to {}", validity.not_before, validity.not_after),
-        })
-    }
-
-    fn check_valid_at(&self, now: SystemTime) -> Result<(), String> {
-        let now = match now.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            Err(_) => 0,
-        };
-        if now < self.not_before {
-            Err(format!("is not valid yet (valid {})", self.validity))
-        } else if now > self.not_after {
-            Err(format!("has expired (valid {})", self.validity))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-type CertCell = Arc<OnceCell<Result<Arc<SigningCert>, VerifyError>>>;
-
-/// Fetch outcomes by URL, at most `capacity`, the oldest dropped first.
-#[derive(Debug)]
-struct CertCache {
-    capacity: usize,
-    cells: HashMap<String, CertCell>,
-    order: VecDeque<String>,
-}
-
-impl CertCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            cells: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    fn cell(&mut self, url: &str) -> CertCell {
-        if let Some(cell) = self.cells.get(url) {
-            return Arc::clone(cell);
-        }
-        while self.cells.len() >= self.capacity {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            self.cells.remove(&oldest);
-        }
-        let cell = CertCell::default();
-        self.cells.insert(url.to_owned(), Arc::clone(&cell));
-        self.order.push_back(url.to_owned());
-        cell
-    }
-
-    /// Drops `url` if it still maps to `cell` (not to a newer fetch).
-    fn forget(&mut self, url: &str, cell: &CertCell) {
-        if self
-            .cells
-            .get(url)
-            .is_some_and(|held| Arc::ptr_eq(held, cell))
-        {
-            self.cells.remove(url);
-            self.order.retain(|u| u != url);
-        }
-    }
-}
-
-/// An error and its sources, one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
-}
-
-fn truncate(value: &str, max_chars: usize) -> String {
-    value.chars().take(max_chars).collect()
-}
-
 #[cfg(test)]
-#[path = "verify_tests.rs"]
-mod tests;
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    #[test]
+    fn signature_versions() {
+        assert!(signature_algorithm("1").is_ok());
+        assert!(signature_algorithm("2").is_ok());
+        for version in ["", "3", "0", " 2", "2.0", "SHA256"] {
+            let err = signature_algorithm(version).unwrap_err();
+            assert!(matches!(
+                err,
+                VerifyError::UnsupportedSignatureVersion { .. }
+            ));
+            assert_eq!(err.status(), 400);
+        }
+        let long = "9".repeat(1000);
+        match signature_algorithm(&long).unwrap_err() {
+            VerifyError::UnsupportedSignatureVersion { version } => assert_eq!(version.len(), 16),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn timestamp_window() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let hour = Duration::from_secs(3600);
+        let skew = Duration::from_secs(300);
+        let fresh = |sent| check_fresh(sent, now, hour, skew);
+        assert!(fresh(now).is_ok());
+        assert!(fresh(now - hour).is_ok());
+        // the last retry of a one-hour delivery policy, delivered a bit late: within the skew
+        assert!(fresh(now - hour - skew).is_ok());
+        assert!(fresh(now + skew).is_ok());
+
+        let stale = fresh(now - hour - skew - Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(
+            stale,
+            VerifyError::Stale { age_secs: 3901, max_age, max_skew } if max_age == hour && max_skew == skew
+        ));
+        assert_eq!(stale.status(), 400);
+        assert!(stale.to_string().contains("3901s old"), "{stale}");
+        assert!(
+            stale.to_string().contains("3900s old to 300s ahead"),
+            "{stale}"
+        );
+
+        let future = fresh(now + skew + Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(future, VerifyError::Stale { age_secs: -301, .. }));
+    }
+
+    #[test]
+    fn statuses() {
+        let fetch = VerifyError::CertificateFetch {
+            url: "https://sns.us-east-1.amazonaws.com/x.pem".to_owned(),
+            reason: "timed out".to_owned(),
+        };
+        assert_eq!(fetch.status(), 503);
+        let topic = VerifyError::UnexpectedTopic {
+            topic_arn: "arn:aws:sns:us-east-1:1:other".to_owned(),
+        };
+        assert_eq!(topic.status(), 403);
+        let invalid = VerifyError::CertificateInvalid {
+            url: String::new(),
+            reason: "has expired".to_owned(),
+        };
+        assert_eq!(invalid.status(), 400);
+    }
+}
