@@ -446,6 +446,16 @@ mod tests {
     }
 
     #[test]
+    fn verifier_and_its_futures_can_live_in_an_axum_handler() {
+        fn send_sync_clone<T: Send + Sync + Clone + 'static>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let verifier = Verifier::builder().build().unwrap();
+        send_sync_clone(&verifier);
+        send(verifier.verify(b"{}"));
+        send_sync_clone(&VerifyError::BadSignature { reason: "x" });
+    }
+
+    #[test]
     fn statuses() {
         let fetch = VerifyError::CertificateFetch {
             url: "https://sns.us-east-1.amazonaws.com/x.pem".to_owned(),
