@@ -210,11 +210,12 @@ impl VerifierBuilder {
 ///
 /// 1. `SignatureVersion` is `1` (SHA1withRSA) or `2` (SHA256withRSA);
 /// 2. `SigningCertURL` is `https://sns.<region>.amazonaws.com/….pem` (or `.amazonaws.com.cn`),
-///    without user info or a port: otherwise the message is rejected before anything is
-///    fetched;
+///    on the default port, without user info, query or fragment: otherwise the message is
+///    rejected before anything is fetched;
 /// 3. the `TopicArn` is [allowed](VerifierBuilder::allow_topic_arn), when topics are listed;
 /// 4. `Timestamp` is at most [`max_message_age`](VerifierBuilder::max_message_age) (1 hour)
-///    old and at most [`max_clock_skew`](VerifierBuilder::max_clock_skew) (5 minutes) ahead;
+///    plus [`max_clock_skew`](VerifierBuilder::max_clock_skew) (5 minutes) old, and at most
+///    the skew ahead (SNS keeps the first `Timestamp` on retries: see `max_message_age`);
 /// 5. the certificate, fetched over HTTPS (no redirects, with a timeout) and kept in a
 ///    bounded cache by URL (concurrent first uses fetch it once), is within its validity
 ///    period and holds an RSA key;
@@ -247,7 +248,7 @@ struct Inner {
 }
 
 impl Verifier {
-    /// The settings, with the defaults described on each [`VerifierBuilder`] method.
+    /// Starts the settings, each at the default its [`VerifierBuilder`] method describes.
     ///
     /// ```
     /// let verifier = apprunner::jobs::Verifier::builder().build()?;
