@@ -47,6 +47,7 @@
 //! | `aws-sdk` | yes | `apprunner::client::AwsTracing`, an interceptor for AWS SDK clients, and `apprunner::aws_client!` |
 //! | `jobs` | no | `apprunner::jobs` (needs `http`, `db`, `aws-sns`) |
 //! | `aws-s3`, `aws-sqs`, `aws-sns`, `aws-dynamodb` | no | the interceptor's service-specific attributes (`aws.s3.bucket`, `messaging.*`, `aws.dynamodb.table_names`), read from the service crate's typed input |
+//! | `jobs` | no | `apprunner::jobs`: verification of the messages SNS POSTs to an HTTP(S) subscription |
 //! | `xray-otlp` | yes | SigV4-signed OTLP/HTTP export straight to X-Ray's OTLP endpoint (`APPRUNNER_OTLP_SIGV4`; `aws-config`, `aws-sigv4`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]

@@ -57,35 +57,34 @@ pub(crate) async fn deliver(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let message: SnsMessage = match serde_json::from_slice(&body) {
+    let message = match SnsMessage::from_json(&body) {
         Ok(message) => message,
         Err(e) => {
             tracing::warn!(
                 target: "apprunner::jobs",
-                line = e.line(),
-                column = e.column(),
+                error = %e,
                 "SNS endpoint: rejected a body that is not an SNS message"
             );
             return refuse(StatusCode::BAD_REQUEST, "not an SNS message");
         }
     };
     if let Some(header) = headers.get("x-amz-sns-message-type")
-        && header.as_bytes() != message.kind().as_str().as_bytes()
+        && header.as_bytes() != message.kind.as_str().as_bytes()
     {
         tracing::warn!(
             target: "apprunner::jobs",
-            message_id = message.message_id(),
+            message_id = message.message_id.as_str(),
             "SNS endpoint: rejected a message whose x-amz-sns-message-type header contradicts its Type"
         );
         return refuse(StatusCode::BAD_REQUEST, "message type mismatch");
     }
     if let Verification::Verify(verifier) = &endpoint.verification
-        && let Err(e) = verifier.verify(&message).await
+        && let Err(e) = verifier.verify_message(&message).await
     {
         tracing::warn!(
             target: "apprunner::jobs",
-            message_id = message.message_id(),
-            topic = message.topic_arn(),
+            message_id = message.message_id.as_str(),
+            topic = message.topic_arn.as_str(),
             error = %e,
             "SNS endpoint: rejected a message that failed verification"
         );
@@ -94,22 +93,26 @@ pub(crate) async fn deliver(
             "verification failed",
         );
     }
-    if !endpoint.topics.iter().any(|t| t == message.topic_arn()) {
+    if !endpoint
+        .topics
+        .iter()
+        .any(|t| t == message.topic_arn.as_str())
+    {
         tracing::warn!(
             target: "apprunner::jobs",
-            message_id = message.message_id(),
-            topic = message.topic_arn(),
+            message_id = message.message_id.as_str(),
+            topic = message.topic_arn.as_str(),
             "SNS endpoint: rejected a message for a topic this service does not name \
              (APPRUNNER_JOBS_TOPIC_ARN)"
         );
         return refuse(StatusCode::FORBIDDEN, "unknown topic");
     }
-    match message.kind() {
+    match message.kind {
         MessageType::SubscriptionConfirmation => confirm(&endpoint, &message).await,
         MessageType::UnsubscribeConfirmation => {
             tracing::warn!(
                 target: "apprunner::jobs",
-                topic = message.topic_arn(),
+                topic = message.topic_arn.as_str(),
                 "SNS endpoint: the subscription to the topic was removed; jobs will no longer arrive"
             );
             StatusCode::OK.into_response()
@@ -144,7 +147,8 @@ fn is_sns_host(host: &str) -> bool {
 
 async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
     let Some(url) = message
-        .subscribe_url()
+        .subscribe_url
+        .as_deref()
         .and_then(|u| url::Url::parse(u).ok())
     else {
         return refuse(StatusCode::BAD_REQUEST, "no SubscribeURL");
@@ -152,7 +156,7 @@ async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
     if !may_confirm(&url) {
         tracing::warn!(
             target: "apprunner::jobs",
-            topic = message.topic_arn(),
+            topic = message.topic_arn.as_str(),
             host = url.host_str().unwrap_or_default(),
             "SNS endpoint: not confirming a subscription whose SubscribeURL is not an HTTPS SNS URL"
         );
@@ -170,8 +174,8 @@ async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
             .map_err(|e| e.without_url().to_string()),
         Verification::SkipForEmulator { sns } => sns
             .confirm_subscription()
-            .topic_arn(message.topic_arn())
-            .token(message.token().unwrap_or_default())
+            .topic_arn(message.topic_arn.as_str())
+            .token(message.token.as_deref().unwrap_or_default())
             .send()
             .await
             .map(drop)
@@ -181,7 +185,7 @@ async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
         Ok(()) => {
             tracing::info!(
                 target: "apprunner::jobs",
-                topic = message.topic_arn(),
+                topic = message.topic_arn.as_str(),
                 "SNS endpoint: subscription confirmed"
             );
             StatusCode::OK.into_response()
@@ -189,7 +193,7 @@ async fn confirm(endpoint: &Endpoint, message: &SnsMessage) -> Response {
         Err(e) => {
             tracing::error!(
                 target: "apprunner::jobs",
-                topic = message.topic_arn(),
+                topic = message.topic_arn.as_str(),
                 error = %e,
                 "SNS endpoint: confirming the subscription failed"
             );
@@ -224,8 +228,11 @@ fn delivery_parent(message: &SnsMessage, envelope: &Envelope) -> (Context, bool)
         .collect();
     carried.extend(
         message
-            .string_attributes()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v)),
+            .message_attributes
+            .iter()
+            .flatten()
+            .filter(|(_, a)| a.data_type == "String")
+            .map(|(k, a)| (k.to_ascii_lowercase(), a.value.as_str())),
     );
     let attributes = Attributes(carried);
     let carried = opentelemetry::global::get_text_map_propagator(|propagator| {
@@ -239,12 +246,12 @@ fn delivery_parent(message: &SnsMessage, envelope: &Envelope) -> (Context, bool)
 }
 
 async fn run(endpoint: &Endpoint, message: &SnsMessage) -> Response {
-    let envelope: Envelope = match serde_json::from_str(message.message()) {
+    let envelope: Envelope = match serde_json::from_str(&message.message) {
         Ok(envelope) => envelope,
         Err(_) => {
             tracing::warn!(
                 target: "apprunner::jobs",
-                message_id = message.message_id(),
+                message_id = message.message_id.as_str(),
                 "SNS endpoint: the message is not a job (a JSON object with `job` and `payload`)"
             );
             return refuse(StatusCode::BAD_REQUEST, "not a job");
@@ -252,13 +259,16 @@ async fn run(endpoint: &Endpoint, message: &SnsMessage) -> Response {
     };
     let job = envelope.job.clone();
     let (parent, from_message) = delivery_parent(message, &envelope);
-    let topic = topic_name(message.topic_arn()).to_owned();
+    let topic = topic_name(message.topic_arn.as_str()).to_owned();
     let mut builder = SpanBuilder::from_name(format!("process {topic}"))
         .with_kind(SpanKind::Consumer)
         .with_attributes([
             KeyValue::new("messaging.system", "aws_sns"),
             KeyValue::new("messaging.destination.name", topic),
-            KeyValue::new("messaging.message.id", message.message_id().to_owned()),
+            KeyValue::new(
+                "messaging.message.id",
+                message.message_id.as_str().to_owned(),
+            ),
             KeyValue::new("messaging.operation.type", "process"),
             KeyValue::new("messaging.operation.name", "process"),
             KeyValue::new("apprunner.job", job.clone()),
@@ -273,7 +283,7 @@ async fn run(endpoint: &Endpoint, message: &SnsMessage) -> Response {
     }
     let mut span = start_kit_span(builder, &parent);
     let cx = parent.with_remote_span_context(span.span_context().clone());
-    let (status, outcome) = run_once(endpoint, message.message_id(), envelope)
+    let (status, outcome) = run_once(endpoint, message.message_id.as_str(), envelope)
         .with_context(cx)
         .await;
     span.set_attribute(KeyValue::new("apprunner.job.outcome", outcome));

@@ -7,6 +7,11 @@
 //!   only for the topics the service names, and each job runs once per `MessageId` (SNS
 //!   delivers at least once) thanks to the kit's table `apprunner_jobs` in the service's own
 //!   database (PostgreSQL, MySQL/MariaDB or SQLite).
+//! - [`Verifier`] checks one message ([`SnsMessage`]) the way the endpoint does, for services
+//!   that receive SNS messages on a route of their own: signature by a certificate fetched
+//!   from `sns.<region>.amazonaws.com` only (cached), and a `Timestamp` within the accepted
+//!   window (one hour, SNS's limit on retrying an HTTP(S) delivery, plus 5 minutes of clock
+//!   skew). A rejection is a [`VerifyError`] whose [`status`](VerifyError::status) is the answer.
 //! - [`Publisher`] is the sending side: it serialises a job into an SNS message on the topic,
 //!   with the current trace carried along.
 //!
@@ -56,6 +61,7 @@
 //! # }
 //! ```
 
+mod cert;
 mod dedup;
 mod endpoint;
 mod error;
@@ -71,18 +77,21 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 pub use dedup::JobStore;
-pub use error::JobsError;
+pub use error::{JobsError, VerifierBuildError, VerifyError};
 pub use handlers::BoxError;
+pub use message::{MessageAttribute, MessageType, SnsMessage};
 pub use publish::Publisher;
+pub use verify::{Verifier, VerifierBuilder};
 
 use endpoint::{Endpoint, Verification};
 use handlers::Registry;
-use verify::Verifier;
 
 /// The topic jobs are published to and accepted from.
 pub(crate) const TOPIC_ARN: &str = "APPRUNNER_JOBS_TOPIC_ARN";
 /// A job's time budget, in seconds.
 const BUDGET_SECS: &str = "APPRUNNER_JOBS_BUDGET_SECS";
+/// The largest body the route reads: an SNS message (256 KiB at most) in its JSON document.
+const BODY_LIMIT: usize = 320 * 1024;
 /// Turns signature verification off, for emulators.
 const SKIP_SIGNATURE_CHECK: &str = "APPRUNNER_JOBS_SKIP_SIGNATURE_CHECK_FOR_EMULATOR";
 
@@ -107,6 +116,7 @@ pub struct Jobs {
     store: Option<JobStore>,
     budget: Duration,
     skip_signature_check: bool,
+    verifier: Option<Verifier>,
 }
 
 impl Default for Jobs {
@@ -136,6 +146,7 @@ impl Jobs {
             store: None,
             budget: Self::DEFAULT_BUDGET,
             skip_signature_check: false,
+            verifier: None,
         }
     }
 
@@ -244,6 +255,24 @@ impl Jobs {
         self
     }
 
+    /// Verifies messages with `verifier` instead of the default one ([`Verifier::builder`]
+    /// with its defaults: a one-hour window, certificates only from SNS's hosts).
+    ///
+    /// ```
+    /// # fn f() -> Result<(), apprunner::jobs::VerifierBuildError> {
+    /// let verifier = apprunner::jobs::Verifier::builder()
+    ///     .max_message_age(std::time::Duration::from_secs(1800))
+    ///     .build()?;
+    /// let jobs = apprunner::jobs::Jobs::new().verifier(verifier);
+    /// # let _ = jobs;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
     /// Turns signature verification off, for an emulator (moto, LocalStack) whose messages AWS
     /// did not sign; subscriptions are then confirmed through the `ConfirmSubscription` API of
     /// the configured SNS endpoint (`AWS_ENDPOINT_URL_SNS` or `AWS_ENDPOINT_URL`: the
@@ -312,7 +341,14 @@ impl Jobs {
                 sns: crate::aws_client!(aws_sdk_sns, &config),
             }
         } else {
-            Verification::Verify(Verifier)
+            let verifier = match self.verifier {
+                Some(verifier) => verifier,
+                None => Verifier::builder().build().map_err(|e| JobsError::Config {
+                    var: TOPIC_ARN,
+                    reason: format!("the SNS message verifier could not be built: {e}"),
+                })?,
+            };
+            Verification::Verify(verifier)
         };
         let endpoint = Arc::new(Endpoint {
             registry: self.registry,
@@ -324,6 +360,8 @@ impl Jobs {
         });
         Ok(axum::Router::new()
             .route(Self::PATH, axum::routing::post(endpoint::deliver))
+            // SNS messages are at most 256 KiB; their JSON document a little more.
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(endpoint))
     }
 }
