@@ -21,6 +21,7 @@ const PAYLOAD: &str = "{\"job\":\"resize-image\",\"id\":42}\nsecond line: ünïc
 
 // ---- messages -------------------------------------------------------------------------------
 
+/// A signed message of `kind` (a notification with a subject when `subject` is set).
 fn signed(
     signer: &Signer,
     version: &str,

@@ -293,8 +293,6 @@ pub fn string_to_sign(message: &Value) -> String {
     out
 }
 
-/// A signed message of `kind` (a notification with a subject when `subject` is set).
-
 /// Signs `message` again with `signer`, for its `SignatureVersion`.
 pub fn resign(signer: &Signer, message: &mut Value) {
     let version = message["SignatureVersion"]
