@@ -8,9 +8,11 @@ use super::error::TelemetryError;
 use super::xray::{PropagatorKind, TraceHeaderPrecedence};
 
 mod otlp;
+mod sampler;
 mod sigv4;
 
 pub(crate) use otlp::{BspSettings, EndpointSource, FileSetting, LimitSettings, OtlpEnv};
+pub use sampler::XraySampling;
 pub(crate) use sigv4::{Signing, SigningSetting};
 
 /// Settings the kit could not honour but that lose nothing when ignored: logged once, as
@@ -110,7 +112,7 @@ pub enum LogFormat {
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE`, `..._CLIENT_KEY` | PEM files of the client's certificate and key (mutual TLS) |
 /// | `APPRUNNER_OTLP_SIGV4` | SigV4-sign every OTLP/HTTP export for X-Ray (service `xray`) with the `aws-config` credential chain. Unset: on when the endpoint's host is `xray.<region>.amazonaws.com[.cn]`, with that region. `true`: on for any endpoint (a proxy, a VPC endpoint), region from the host, else `AWS_REGION`. A region (`eu-west-1`): on, with that region. `false`: off. With no endpoint set, a region means `https://xray.<region>.amazonaws.com/v1/traces` ([`otlp_sigv4_region`](Self::otlp_sigv4_region)) |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE` | `true`: an endpoint without scheme is plain `http://` for gRPC (default `false`: `https://`) |
-/// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
+/// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on`; also `always_on`, `always_off`, `traceidratio`, `parentbased_always_off`, `parentbased_traceidratio` (`_ARG`: the ratio), and `xray`: X-Ray centralized sampling, the console's sampling rules polled from a sampling proxy or the X-Ray API (`_ARG`: `endpoint=http://localhost:2000,polling_interval=300`, see [`XraySampling`](super::XraySampling)); a parent's decision always wins |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
 /// | `APPRUNNER_TRACE_HEADER_PRECEDENCE` | `xray` (default) or `tracecontext`: which of `X-Amzn-Trace-Id` and `traceparent` wins when both are valid ([`TraceHeaderPrecedence`](super::TraceHeaderPrecedence)) |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (defaults 5000 ms, 8192 — the kit's, four times the SDK's: 2048 lost spans under load —, 512, 30000 ms); the SDK allocates every queue slot at start-up, ~550 bytes each |
@@ -174,6 +176,8 @@ pub(crate) enum SamplerSetting {
     ParentBasedAlwaysOn,
     ParentBasedAlwaysOff,
     ParentBasedRatio(f64),
+    /// `xray`: X-Ray centralized sampling (built by `init` with its poller; parent-based).
+    Xray(Box<XraySampling>),
 }
 
 impl SamplerSetting {
@@ -189,6 +193,9 @@ impl SamplerSetting {
             SamplerSetting::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
             SamplerSetting::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
             SamplerSetting::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
+            // `init` builds the remote sampler itself; this is only its fixed-rate part of the
+            // local default (1 request per second, then 5 %), for completeness.
+            SamplerSetting::Xray(_) => parent_based(Sampler::TraceIdRatioBased(0.05)),
         }
     }
 }
@@ -261,12 +268,25 @@ fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerSetting
         Some("traceidratio") => SamplerSetting::Ratio(ratio()?),
         Some("parentbased_always_off") => SamplerSetting::ParentBasedAlwaysOff,
         Some("parentbased_traceidratio") => SamplerSetting::ParentBasedRatio(ratio()?),
+        #[cfg(feature = "xray-sampling")]
+        Some("xray") => {
+            SamplerSetting::Xray(Box::new(XraySampling::from_arg(arg.unwrap_or_default())?))
+        }
+        #[cfg(not(feature = "xray-sampling"))]
+        Some("xray") => {
+            return Err(TelemetryError::InvalidVar {
+                var: "OTEL_TRACES_SAMPLER",
+                value: "xray".to_owned(),
+                expected: "a sampler this build has: X-Ray centralized sampling needs the \
+                           apprunner-kit feature `xray-sampling` (on by default)",
+            });
+        }
         Some(other) => {
             return Err(TelemetryError::InvalidVar {
                 var: "OTEL_TRACES_SAMPLER",
                 value: other.to_owned(),
                 expected: "always_on, always_off, traceidratio, parentbased_always_on, \
-                           parentbased_always_off or parentbased_traceidratio",
+                           parentbased_always_off, parentbased_traceidratio or xray",
             });
         }
     })
@@ -416,10 +436,15 @@ impl TelemetryConfig {
             endpoint: None,
             export_timeout: None,
             otlp_env,
-            sampler: parse_sampler(
+            sampler: match parse_sampler(
                 lookup("OTEL_TRACES_SAMPLER").as_deref(),
                 lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
-            )?,
+            )? {
+                SamplerSetting::Xray(s) => SamplerSetting::Xray(Box::new(s.with_env_region(
+                    non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
+                )?)),
+                other => other,
+            },
             propagators: parse_propagators(lookup("OTEL_PROPAGATORS"))?,
             trace_header_precedence: TraceHeaderPrecedence::from_env_value(
                 lookup("APPRUNNER_TRACE_HEADER_PRECEDENCE").as_deref(),

@@ -1,0 +1,351 @@
+//! `OTEL_TRACES_SAMPLER=xray` and its `OTEL_TRACES_SAMPLER_ARG`: the settings of X-Ray
+//! centralized sampling, kept as plain data so the configuration stays `Clone + Debug` and
+//! parses the same with or without the `xray-sampling` feature.
+
+use std::time::Duration;
+
+use super::sigv4::{is_region, xray_region};
+use crate::telemetry::error::TelemetryError;
+
+/// The variable holding the endpoint and the polling intervals.
+pub(crate) const ARG_VAR: &str = "OTEL_TRACES_SAMPLER_ARG";
+
+/// Where the sampling rules come from unless told otherwise: the sampling proxy of the ADOT
+/// collector (`awsproxy` extension), the CloudWatch agent or the X-Ray daemon.
+pub(crate) const DEFAULT_ENDPOINT: &str = "http://localhost:2000";
+
+/// How often the rules are fetched unless told otherwise (ADOT's and the X-Ray SDKs' 5 min).
+pub(crate) const DEFAULT_RULES_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How often the reservoir quotas are fetched, until X-Ray's answer names another interval.
+pub(crate) const DEFAULT_TARGETS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Settings of X-Ray centralized sampling (`OTEL_TRACES_SAMPLER=xray`): where the sampling
+/// rules and reservoir quotas come from, and how often.
+///
+/// Read from `OTEL_TRACES_SAMPLER_ARG`, in ADOT's format: comma-separated `key=value` pairs.
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `endpoint` | `http://localhost:2000` | the sampling proxy of the ADOT collector, the CloudWatch agent or the X-Ray daemon (plain HTTP, unsigned: the proxy signs), or the X-Ray API itself, `https://xray.<region>.amazonaws.com` (signed with SigV4, credentials from the `aws-config` chain) |
+/// | `polling_interval` | `300` | seconds between two `GetSamplingRules` calls (decimals accepted) |
+/// | `targets_polling_interval` | `10` | the kit's: seconds between two `GetSamplingTargets` calls until X-Ray's answer names its own `Interval` |
+/// | `sigv4` | auto | the kit's: `true`, `false` or a region; unset, requests are signed when the endpoint's host is `xray.<region>.amazonaws.com[.cn]` |
+///
+/// ```
+/// use std::time::Duration;
+/// use apprunner::telemetry::XraySampling;
+///
+/// let sampling = XraySampling::from_arg("endpoint=http://collector:2000,polling_interval=60")?;
+/// assert_eq!(sampling.endpoint(), "http://collector:2000");
+/// assert_eq!(sampling.rules_interval(), Duration::from_secs(60));
+/// assert_eq!(sampling.signing_region(), None);
+///
+/// let api = XraySampling::default().endpoint_set("https://xray.eu-west-1.amazonaws.com");
+/// assert_eq!(api.signing_region(), Some("eu-west-1"));
+/// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct XraySampling {
+    endpoint: String,
+    rules_interval: Duration,
+    targets_interval: Duration,
+    /// `None`: decided from the endpoint's host.
+    sigv4: Option<Signed>,
+    /// The region of the environment (`AWS_REGION`), for `sigv4=true` on another host.
+    env_region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Signed {
+    Off,
+    On(Option<String>),
+}
+
+impl Default for XraySampling {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            rules_interval: DEFAULT_RULES_INTERVAL,
+            targets_interval: DEFAULT_TARGETS_INTERVAL,
+            sigv4: None,
+            env_region: None,
+        }
+    }
+}
+
+fn invalid(value: &str, expected: &'static str) -> TelemetryError {
+    TelemetryError::InvalidVar {
+        var: ARG_VAR,
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+fn seconds(whole: &str, value: &str) -> Result<Duration, TelemetryError> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.05 && *s <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            invalid(
+                whole,
+                "a number of seconds between 0.05 and 86400 for polling_interval and \
+                 targets_polling_interval",
+            )
+        })
+}
+
+impl XraySampling {
+    /// Parses `OTEL_TRACES_SAMPLER_ARG` (`endpoint=http://localhost:2000,polling_interval=300`);
+    /// an empty value gives the defaults. A malformed value is an error naming the variable.
+    ///
+    /// ```
+    /// use apprunner::telemetry::XraySampling;
+    ///
+    /// assert_eq!(XraySampling::from_arg("")?, XraySampling::default());
+    /// let err = XraySampling::from_arg("polling_interval=often").unwrap_err();
+    /// assert!(err.to_string().contains("OTEL_TRACES_SAMPLER_ARG"));
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn from_arg(arg: &str) -> Result<Self, TelemetryError> {
+        let mut out = Self::default();
+        for pair in arg.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(invalid(
+                    arg,
+                    "comma-separated key=value pairs such as \
+                     endpoint=http://localhost:2000,polling_interval=300",
+                ));
+            };
+            let value = value.trim();
+            match key.trim().to_ascii_lowercase().as_str() {
+                "endpoint" => {
+                    let ok = (value.starts_with("http://") || value.starts_with("https://"))
+                        && value.len() > "https://".len();
+                    if !ok {
+                        return Err(invalid(
+                            arg,
+                            "endpoint=http://host:port (a sampling proxy) or \
+                             endpoint=https://xray.<region>.amazonaws.com (the X-Ray API)",
+                        ));
+                    }
+                    out.endpoint = value.trim_end_matches('/').to_owned();
+                }
+                "polling_interval" => out.rules_interval = seconds(arg, value)?,
+                "targets_polling_interval" => out.targets_interval = seconds(arg, value)?,
+                "sigv4" => {
+                    out.sigv4 = Some(if value.eq_ignore_ascii_case("true") {
+                        Signed::On(None)
+                    } else if value.eq_ignore_ascii_case("false") {
+                        Signed::Off
+                    } else if is_region(value) {
+                        Signed::On(Some(value.to_ascii_lowercase()))
+                    } else {
+                        return Err(invalid(
+                            arg,
+                            "sigv4=true, sigv4=false or sigv4=<region> such as eu-west-1",
+                        ));
+                    });
+                }
+                _ => {
+                    return Err(invalid(
+                        arg,
+                        "keys endpoint, polling_interval, targets_polling_interval and sigv4",
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets the endpoint (a sampling proxy, `http://localhost:2000`, or the X-Ray API,
+    /// `https://xray.<region>.amazonaws.com`).
+    ///
+    /// ```
+    /// let s = apprunner::telemetry::XraySampling::default().endpoint_set("http://10.0.0.5:2000");
+    /// assert_eq!(s.endpoint(), "http://10.0.0.5:2000");
+    /// ```
+    pub fn endpoint_set(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Sets how often the sampling rules are fetched (default 5 min).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s = apprunner::telemetry::XraySampling::default().rules_interval_set(Duration::from_secs(60));
+    /// assert_eq!(s.rules_interval(), Duration::from_secs(60));
+    /// ```
+    pub fn rules_interval_set(mut self, interval: Duration) -> Self {
+        self.rules_interval = interval.max(Duration::from_millis(50));
+        self
+    }
+
+    /// Sets how often reservoir quotas are fetched until X-Ray names its own interval
+    /// (default 10 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s = apprunner::telemetry::XraySampling::default().targets_interval_set(Duration::from_secs(5));
+    /// assert_eq!(s.targets_interval(), Duration::from_secs(5));
+    /// ```
+    pub fn targets_interval_set(mut self, interval: Duration) -> Self {
+        self.targets_interval = interval.max(Duration::from_millis(50));
+        self
+    }
+
+    /// The endpoint, without a trailing `/`.
+    ///
+    /// ```
+    /// assert_eq!(apprunner::telemetry::XraySampling::default().endpoint(), "http://localhost:2000");
+    /// ```
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// How often the sampling rules are fetched.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(apprunner::telemetry::XraySampling::default().rules_interval(), Duration::from_secs(300));
+    /// ```
+    pub fn rules_interval(&self) -> Duration {
+        self.rules_interval
+    }
+
+    /// How often reservoir quotas are fetched until X-Ray names its own interval.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(apprunner::telemetry::XraySampling::default().targets_interval(), Duration::from_secs(10));
+    /// ```
+    pub fn targets_interval(&self) -> Duration {
+        self.targets_interval
+    }
+
+    /// The region requests are signed for, or `None` when they are sent unsigned (a proxy).
+    ///
+    /// ```
+    /// use apprunner::telemetry::XraySampling;
+    /// assert_eq!(XraySampling::default().signing_region(), None);
+    /// let s = XraySampling::from_arg("endpoint=https://vpce-1.xray.eu-west-1.vpce.amazonaws.com,sigv4=eu-west-1")?;
+    /// assert_eq!(s.signing_region(), Some("eu-west-1"));
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn signing_region(&self) -> Option<&str> {
+        match &self.sigv4 {
+            Some(Signed::Off) => None,
+            Some(Signed::On(Some(region))) => Some(region),
+            Some(Signed::On(None)) => self.host_region().or(self.env_region.as_deref()),
+            None => self.host_region(),
+        }
+    }
+
+    /// The region of an `xray.<region>.amazonaws.com[.cn]` endpoint.
+    fn host_region(&self) -> Option<&str> {
+        let region = xray_region(&self.endpoint)?;
+        // `xray_region` gives an owned lowercase copy; find it in the endpoint to borrow.
+        let lower = self.endpoint.to_ascii_lowercase();
+        let at = lower.find(&region)?;
+        Some(&self.endpoint[at..at + region.len()])
+    }
+
+    /// Records the environment's region (for `sigv4=true` on a host that names none); an error
+    /// when signing is asked for and no region is known.
+    pub(crate) fn with_env_region(
+        mut self,
+        region: Option<String>,
+    ) -> Result<Self, TelemetryError> {
+        self.env_region = region;
+        if self.sigv4 == Some(Signed::On(None)) && self.signing_region().is_none() {
+            return Err(invalid(
+                &format!("endpoint={},sigv4=true", self.endpoint),
+                "sigv4=<region> (such as eu-west-1), AWS_REGION set, or an \
+                 xray.<region>.amazonaws.com endpoint",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(feature = "xray-sampling")]
+impl super::TelemetryConfig {
+    /// Samples with X-Ray centralized sampling (wins over `OTEL_TRACES_SAMPLER`): the
+    /// console's sampling rules and reservoir quotas, fetched as `settings` say; a parent's
+    /// decision still wins.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use apprunner::telemetry::{TelemetryConfig, XraySampling};
+    ///
+    /// let telemetry = TelemetryConfig::from_env()?
+    ///     .xray_sampling(XraySampling::default().rules_interval_set(Duration::from_secs(60)))
+    ///     .init()?;
+    /// # drop(telemetry);
+    /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
+    /// ```
+    pub fn xray_sampling(mut self, settings: XraySampling) -> Self {
+        if settings.env_region.is_none() {
+            let region = self.region.clone();
+            let mut settings = settings;
+            settings.env_region = region;
+            self.sampler = super::SamplerSetting::Xray(Box::new(settings));
+        } else {
+            self.sampler = super::SamplerSetting::Xray(Box::new(settings));
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adot_format_with_defaults() {
+        let s = XraySampling::from_arg(" endpoint=http://127.0.0.1:2000/ , polling_interval=0.5 ")
+            .unwrap();
+        assert_eq!(s.endpoint(), "http://127.0.0.1:2000");
+        assert_eq!(s.rules_interval(), Duration::from_millis(500));
+        assert_eq!(s.targets_interval(), DEFAULT_TARGETS_INTERVAL);
+        assert_eq!(s.signing_region(), None);
+    }
+
+    #[test]
+    fn malformed_args_name_the_variable() {
+        for bad in [
+            "endpoint",
+            "endpoint=localhost:2000",
+            "polling_interval=-1",
+            "polling_interval=0",
+            "targets_polling_interval=NaN",
+            "sigv4=maybe",
+            "interval=5",
+        ] {
+            let err = XraySampling::from_arg(bad).unwrap_err().to_string();
+            assert!(err.contains(ARG_VAR), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn signing_follows_the_host_unless_told() {
+        let api =
+            XraySampling::from_arg("endpoint=https://xray.cn-north-1.amazonaws.com.cn").unwrap();
+        assert_eq!(api.signing_region(), Some("cn-north-1"));
+        let off =
+            XraySampling::from_arg("endpoint=https://xray.eu-west-1.amazonaws.com,sigv4=false")
+                .unwrap();
+        assert_eq!(off.signing_region(), None);
+        let on = XraySampling::from_arg("endpoint=http://proxy:2000,sigv4=true")
+            .unwrap()
+            .with_env_region(Some("ap-south-1".into()))
+            .unwrap();
+        assert_eq!(on.signing_region(), Some("ap-south-1"));
+        let nowhere = XraySampling::from_arg("endpoint=http://proxy:2000,sigv4=true").unwrap();
+        assert!(nowhere.with_env_region(None).is_err());
+    }
+}
