@@ -6,6 +6,10 @@
 //! sampled flag read back. Each test has its own provider and peer, and never reads the global
 //! provider, so the tests run side by side.
 //!
+//! One test runs a real service (`http-test-server`, a child process) taking real HTTP
+//! requests, with the X-Ray API's SigV4 signing checked by the peer, and counts the spans an
+//! OTLP receiver gets.
+//!
 //! Tolerances: a fixed rate is a binomial draw per trace id (random), so a count of sampled
 //! spans is checked against its expectation within 4.5 standard deviations (a false failure
 //! about once in 150,000 runs); what the reservoir must take (the first N per second) is
@@ -15,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apprunner::telemetry::{TelemetryConfig, TelemetryGuard};
-use apprunner_kit_tests::SamplingPeer;
+use apprunner_kit_tests::{OtlpReceiver, SamplingPeer, SpanKind as Kind, free_port};
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{Span as _, SpanKind, Tracer as _};
 use opentelemetry::{Context, KeyValue};
@@ -471,4 +475,165 @@ fn a_parent_decision_wins_over_the_rules() {
     assert_eq!(count(Some(&parent("?"))), 50, "Sampled=? follows the rules");
     assert_model_conformant(&peer);
     telemetry.shutdown_blocking().expect("shutdown");
+}
+
+#[test]
+fn the_peer_holds_requests_and_answers_to_botocores_model() {
+    let peer = SamplingPeer::start();
+    // A statistics document breaking the model three ways: a 5-digit ClientID (24 required),
+    // a timestamp as text (rest-json sends epoch seconds), a negative count.
+    let (status, body) = peer.post(
+        "/SamplingTargets",
+        r#"{"SamplingStatisticsDocuments": [{"RuleName": "r", "ClientID": "abcde",
+            "Timestamp": "2026-01-01T00:00:00Z", "RequestCount": -1, "SampledCount": 0}]}"#,
+    );
+    assert!(status.contains(" 400 "), "{status} {body}");
+    for expected in ["ClientID", "Timestamp", "RequestCount"] {
+        assert!(body.contains(expected), "{expected} not reported: {body}");
+    }
+    let (status, body) = peer.post("/GetSamplingRules", r#"{"NextTokne": "1"}"#);
+    assert!(
+        status.contains(" 400 ") && body.contains("NextTokne"),
+        "{status} {body}"
+    );
+    // An answer breaking the model (a rule without its required Host) is not sent.
+    let mut broken = rule("broken", 1, "*", "*", 0, 1.0);
+    broken.as_object_mut().unwrap().remove("Host");
+    peer.set(json!({"rules": [broken]}));
+    let (status, body) = peer.post("/GetSamplingRules", "{}");
+    assert!(
+        status.contains(" 500 ") && body.contains("Host"),
+        "{status} {body}"
+    );
+    assert_eq!(peer.violations().len(), 3);
+    // What the kit sends and gets passes.
+    peer.set(json!({"rules": [default_rule()]}));
+    let (status, body) = peer.post("/GetSamplingRules", "{}");
+    assert!(
+        status.contains(" 200 ") && body.contains("\"Priority\": 10000"),
+        "{status} {body}"
+    );
+}
+
+/// `http-test-server` configured for X-Ray sampling from the X-Ray API (signed), killed on drop.
+struct Service(std::process::Child, u16);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_requests_to_a_kit_service_are_sampled_by_rules_fetched_from_the_signed_api() {
+    const KEY: &str = "AKIDSAMPLINGTEST0001";
+    let peer = SamplingPeer::start();
+    let mut hello = rule("hello", 5, "GET", "/hel?o", 0, 1.0);
+    hello["Host"] = json!("127.0.0.?");
+    hello["ServiceName"] = json!("sampled-*");
+    peer.set(json!({
+        "rules": [hello, rule("Default", 10000, "*", "*", 0, 0.0)],
+        "sigv4": {"access_key": KEY, "secret": "sampling-test-secret", "region": "eu-west-1"},
+    }));
+    let receiver = OtlpReceiver::start().await;
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_http-test-server"))
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("OTEL_SERVICE_NAME", "sampled-svc")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_TRACES_SAMPLER", "xray")
+        .env(
+            "OTEL_TRACES_SAMPLER_ARG",
+            format!(
+                "endpoint={},sigv4=eu-west-1,polling_interval=300,targets_polling_interval=0.2",
+                peer.endpoint()
+            ),
+        )
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", "sampling-test-secret")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .env_remove("OTEL_SDK_DISABLED")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start http-test-server");
+    let service = Service(child, port);
+    let wait = Duration::from_secs(20);
+    tokio::task::block_in_place(|| {
+        peer.wait_for("signed rules and targets calls", wait, |r| {
+            r["signed_ok"].as_u64().unwrap_or(0) >= 3
+                || !r["signature_failures"].as_array().unwrap().is_empty()
+        })
+    });
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", service.1);
+    for _ in 0..100 {
+        let r = client.get(url("/hello")).send().await.expect("GET /hello");
+        assert!(r.status().is_success());
+    }
+    for _ in 0..50 {
+        client
+            .post(url("/echo"))
+            .body("x")
+            .send()
+            .await
+            .expect("POST /echo");
+        client
+            .get(url("/slow?ms=0"))
+            .send()
+            .await
+            .expect("GET /slow");
+    }
+    let finished = now_f64();
+    tokio::task::block_in_place(|| {
+        peer.wait_for("statistics after the requests", wait, |r| {
+            r["targets_calls"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["at"].as_f64().unwrap_or(0.0) > finished + 0.05)
+            })
+        })
+    });
+    let sums = reported(&peer);
+    assert_eq!(sums["hello"], (100, 100, 0), "hello statistics");
+    assert_eq!(sums["Default"], (100, 0, 0), "Default statistics");
+    let deadline = std::time::Instant::now() + wait;
+    let server_spans = |path: &str| {
+        receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.kind == Kind::Server && s.attr_str("url.path") == Some(path))
+            .count()
+    };
+    while server_spans("/hello") < 100 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server_spans("/hello"),
+        100,
+        "every GET /hello sampled and exported"
+    );
+    assert_eq!(
+        server_spans("/echo") + server_spans("/slow"),
+        0,
+        "the rest dropped"
+    );
+    let records = peer.records();
+    assert_eq!(records["signature_failures"], json!([]), "{records}");
+    assert!(
+        !records["unsigned"].as_bool().unwrap(),
+        "every call was signed"
+    );
+    assert_model_conformant(&peer);
 }

@@ -173,6 +173,21 @@ impl SamplingPeer {
         }
     }
 
+    /// Sends `body` to `path` as the kit would (`POST`, JSON) and returns the status line and
+    /// body of the answer: for checking the peer itself.
+    pub fn post(&self, path: &str, body: &str) -> (String, String) {
+        let response = self.http(&format!(
+            "POST {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (
+            head.lines().next().unwrap_or_default().to_owned(),
+            body.to_owned(),
+        )
+    }
+
     fn http(&self, request: &str) -> String {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let mut stream = TcpStream::connect(addr).expect("connect to the sampling peer");

@@ -17,15 +17,24 @@ in front of it) does, and holds both directions to botocore's X-Ray service mode
 - `GetSamplingTargets` records the statistics documents received (with the time they came)
   and answers with the targets the test set for the rules reported.
 
+- With `sigv4` set (standing in for the X-Ray API rather than a proxy), every call must carry
+  a SigV4 signature for service `xray` that botocore's signer recomputes from the request as
+  received (the given access key, secret and region); otherwise it is answered 403 like the
+  API and counted in `signature_failures`.
+
 Control (JSON): `POST /control` sets any of `rules` (SamplingRule objects, the API's field
 names; `Version` defaults to 1), `targets` (rule name -> {FixedRate, ReservoirQuota,
 ReservoirQuotaTTL: seconds from now, Interval}), `page_size`, `last_rule_modification`
-(`"now"`: the rules changed now). `GET /records` gives the calls seen and the violations.
+(`"now"`: the rules changed now), `sigv4` ({access_key, secret, region}). `GET /records`
+gives the calls seen, the violations, `unsigned` (no call carried `Authorization`),
+`signed_ok` and `signature_failures`.
 
 Writes `port` into `--dir/port` once it listens.
 """
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import threading
@@ -34,6 +43,9 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.parsers import create_parser
 from botocore.validate import ParamValidator
 
@@ -49,8 +61,37 @@ STATE = {
     "targets": {},
     "page_size": 100,
     "last_rule_modification": None,
+    "sigv4": None,
 }
-RECORDS = {"rules_calls": [], "targets_calls": [], "violations": [], "unsigned": True}
+RECORDS = {
+    "rules_calls": [], "targets_calls": [], "violations": [], "unsigned": True,
+    "signed_ok": 0, "signature_failures": [],
+}
+
+
+def signature_problem(expect, method, path, headers, body):
+    """Why the request's SigV4 signature does not verify (None: it does)."""
+    auth = headers.get("authorization", "")
+    if not auth.startswith("AWS4-HMAC-SHA256 "):
+        return "no SigV4 Authorization header"
+    fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+    key, _date, region, service, _ = fields["Credential"].split("/")
+    if key != expect["access_key"] or region != expect["region"] or service != "xray":
+        return f"credential scope {fields['Credential']}: expected {expect['access_key']}/<date>/{expect['region']}/xray"
+    sha = headers.get("x-amz-content-sha256")
+    if sha is not None and sha != hashlib.sha256(body).hexdigest():
+        return "x-amz-content-sha256 is not the body's"
+    names = fields["SignedHeaders"].split(";")
+    if "host" not in names or "x-amz-date" not in names:
+        return f"host and x-amz-date must be signed: {names}"
+    request = AWSRequest(method=method, url=f"http://{headers.get('host')}{path}",
+                         headers={h: headers.get(h, "") for h in names}, data=body)
+    request.context["timestamp"] = headers.get("x-amz-date", "")
+    signer = SigV4Auth(Credentials(expect["access_key"], expect["secret"]), "xray", expect["region"])
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    if not hmac.compare_digest(expected, fields["Signature"]):
+        return "the signature does not match"
+    return None
 
 
 def epoch(dt):
@@ -205,7 +246,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/control":
             update = json.loads(body)
             with LOCK:
-                for key in ("rules", "targets", "page_size"):
+                for key in ("rules", "targets", "page_size", "sigv4"):
                     if key in update:
                         STATE[key] = update[key]
                 if update.get("last_rule_modification") == "now":
@@ -216,9 +257,23 @@ class Handler(BaseHTTPRequestHandler):
         if op is None or op.http["method"] != "POST":
             self.violation(f"{self.command} {self.path}", ["no X-Ray sampling operation here"], 400)
             return
-        if "authorization" in {k.lower() for k in self.headers.keys()}:
-            with LOCK:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        with LOCK:
+            expect = STATE["sigv4"]
+            if "authorization" in headers:
                 RECORDS["unsigned"] = False
+        if expect is not None:
+            problem = signature_problem(expect, self.command, self.path, headers, body)
+            with LOCK:
+                if problem is None:
+                    RECORDS["signed_ok"] += 1
+                else:
+                    RECORDS["signature_failures"].append({"path": self.path, "problem": problem})
+            if problem is not None:
+                print(f"SIGNATURE {self.path}: {problem}", flush=True)
+                self.send(403, json.dumps({"message": problem}).encode(),
+                          headers=[("x-amzn-errortype", "InvalidSignatureException")])
+                return
         problems, params = check_request(op, body)
         if problems:
             self.violation(f"{op.name} request", problems, 400)
