@@ -196,6 +196,7 @@ fn assert_model_conformant(peer: &SamplingPeer) {
 }
 
 #[test]
+#[allow(clippy::print_stdout)] // the figures, for `--nocapture` runs
 fn decisions_over_2000_requests_follow_the_rules_and_statistics_match_them() {
     let peer = SamplingPeer::start();
     peer.set(json!({

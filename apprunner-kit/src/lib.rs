@@ -44,6 +44,7 @@
 //! | `db` | yes | `apprunner::db` (sqlx 0.9: PostgreSQL, MySQL/MariaDB, SQLite) |
 //! | `client` | yes | `apprunner::client` (a `reqwest-middleware` middleware) |
 //! | `aws-sdk` | yes | `apprunner::client::AwsTracing`, an interceptor for AWS SDK clients |
+//! | `xray-sampling` | yes | X-Ray centralized sampling: the console's sampling rules and reservoir quotas (`OTEL_TRACES_SAMPLER=xray`; `aws-sdk-xray`) |
 //! | `xray-otlp` | yes | SigV4-signed OTLP/HTTP export straight to X-Ray's OTLP endpoint (`APPRUNNER_OTLP_SIGV4`; `aws-config`, `aws-sigv4`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]

@@ -177,6 +177,7 @@ pub(crate) enum SamplerSetting {
     ParentBasedAlwaysOff,
     ParentBasedRatio(f64),
     /// `xray`: X-Ray centralized sampling (built by `init` with its poller; parent-based).
+    #[cfg(feature = "xray-sampling")]
     Xray(Box<XraySampling>),
 }
 
@@ -195,6 +196,7 @@ impl SamplerSetting {
             SamplerSetting::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
             // `init` builds the remote sampler itself; this is only its fixed-rate part of the
             // local default (1 request per second, then 5 %), for completeness.
+            #[cfg(feature = "xray-sampling")]
             SamplerSetting::Xray(_) => parent_based(Sampler::TraceIdRatioBased(0.05)),
         }
     }
@@ -440,6 +442,7 @@ impl TelemetryConfig {
                 lookup("OTEL_TRACES_SAMPLER").as_deref(),
                 lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
             )? {
+                #[cfg(feature = "xray-sampling")]
                 SamplerSetting::Xray(s) => SamplerSetting::Xray(Box::new(s.with_env_region(
                     non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
                 )?)),

@@ -20,8 +20,47 @@ pub(crate) const DEFAULT_RULES_INTERVAL: Duration = Duration::from_secs(300);
 /// How often the reservoir quotas are fetched, until X-Ray's answer names another interval.
 pub(crate) const DEFAULT_TARGETS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Settings of X-Ray centralized sampling (`OTEL_TRACES_SAMPLER=xray`): where the sampling
-/// rules and reservoir quotas come from, and how often.
+/// Settings of X-Ray centralized sampling (`OTEL_TRACES_SAMPLER=xray`, feature
+/// `xray-sampling`): the sampling rules set in the X-Ray console (or CloudFormation,
+/// Terraform, the API) decide which requests are traced, as with every X-Ray SDK and ADOT
+/// distribution.
+///
+/// - **Rules** come from `GetSamplingRules` every polling interval (5 min by default); a
+///   `GetSamplingTargets` answer saying the rules changed since makes the next fetch happen at
+///   once. They are tried in priority order (then by name); the first whose service name,
+///   service type (from `cloud.platform`: `AWS::ECS::Container`, `AWS::EC2::Instance`,
+///   `AWS::AppRunner::Service`, ...), resource ARN, host, HTTP method, URL path and attributes
+///   all match decides. Patterns take `*` (any run of characters) and `?` (one character),
+///   without regard to case; a pattern other than `*` needs the span to carry the value. The
+///   request's facts are the attributes its span starts with (`http.request.method`,
+///   `server.address`, `url.path`, or the older `http.method`, `http.host`, `http.target`,
+///   `http.url`: the kit's HTTP layer sets the first three), the service's come from the
+///   resource (`service.name`, `cloud.platform`, `aws.ecs.container.arn` or
+///   `cloud.resource_id`).
+/// - **A rule samples** from its reservoir first, up to the quota per second X-Ray assigned
+///   this instance (`GetSamplingTargets`, every 10 s by default or the `Interval` X-Ray names),
+///   then at its fixed rate, decided from the trace id. Until its first quota arrives, a rule
+///   with a reservoir borrows one request per second; after a quota's `ReservoirQuotaTTL`
+///   only the fixed rate applies. Each `GetSamplingTargets` call reports, per rule, the
+///   requests seen, sampled and borrowed since the last call (`ClientID`: 24 hex digits, new
+///   for each process).
+/// - **The local default**, 1 request per second then 5 %, applies before the first rules
+///   arrive, and once the rules fetched last are 12 polling intervals old (an hour by default,
+///   the X-Ray SDKs' cache lifetime) because the endpoint stopped answering: a short outage
+///   does not change sampling. Failures are logged once, with what to do, and once on
+///   recovery.
+/// - **Polling never blocks a request**: it runs on the kit's `apprunner-xray-sampling`
+///   thread, and a decision only reads the rules in memory. The thread stops with
+///   [`TelemetryGuard::shutdown`](crate::telemetry::TelemetryGuard::shutdown).
+/// - **A parent's decision always wins** (`Sampled=1` or `Sampled=0` in App Runner's
+///   `X-Amzn-Trace-Id`, a `traceparent`'s flag): the rules decide for spans that start a trace,
+///   and for App Runner's `Sampled=?` (the decision left to this service).
+///
+/// The endpoint is a sampling proxy: the ADOT collector's `awsproxy` extension, the CloudWatch
+/// agent or the X-Ray daemon (`http://localhost:2000` by default; the calls go out unsigned
+/// and the proxy signs them with its own credentials), or the X-Ray API itself
+/// (`https://xray.<region>.amazonaws.com`: signed with SigV4, credentials from the
+/// `aws-config` chain; the role needs `xray:GetSamplingRules` and `xray:GetSamplingTargets`).
 ///
 /// Read from `OTEL_TRACES_SAMPLER_ARG`, in ADOT's format: comma-separated `key=value` pairs.
 ///
@@ -256,6 +295,7 @@ impl XraySampling {
 
     /// Records the environment's region (for `sigv4=true` on a host that names none); an error
     /// when signing is asked for and no region is known.
+    #[cfg(feature = "xray-sampling")]
     pub(crate) fn with_env_region(
         mut self,
         region: Option<String>,
@@ -288,6 +328,7 @@ impl super::TelemetryConfig {
     /// # drop(telemetry);
     /// # Ok::<(), apprunner::telemetry::TelemetryError>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "xray-sampling")))]
     pub fn xray_sampling(mut self, settings: XraySampling) -> Self {
         if settings.env_region.is_none() {
             let region = self.region.clone();
@@ -331,6 +372,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "xray-sampling")]
     #[test]
     fn signing_follows_the_host_unless_told() {
         let api =
