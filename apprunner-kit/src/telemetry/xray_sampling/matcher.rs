@@ -10,27 +10,39 @@ pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
     if pattern == "*" {
         return true;
     }
+    if pattern.is_ascii() && text.is_ascii() {
+        // The common case (methods, paths, host names): no allocation.
+        return glob(pattern.as_bytes(), text.as_bytes(), |p, t| {
+            p.eq_ignore_ascii_case(t)
+        });
+    }
     let p: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
     let t: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
-    // Greedy matching with backtracking to the last `*`: linear in practice, no recursion.
+    glob(&p, &t, |p, t| p == t)
+}
+
+/// `*` / `?` matching of `t` by `p`: greedy, backtracking to the last `*` only, so linear in
+/// practice and without recursion.
+fn glob<C: Copy + PartialEq + From<u8>>(p: &[C], t: &[C], eq: impl Fn(&C, &C) -> bool) -> bool {
+    let (star, any) = (C::from(b'*'), C::from(b'?'));
     let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
+    let mut backtrack: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && p[pi] != star && (p[pi] == any || eq(&p[pi], &t[ti])) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
+        } else if pi < p.len() && p[pi] == star {
+            backtrack = Some((pi, ti));
             pi += 1;
-        } else if let Some((sp, st)) = star {
+        } else if let Some((sp, st)) = backtrack {
             pi = sp + 1;
             ti = st + 1;
-            star = Some((sp, st + 1));
+            backtrack = Some((sp, st + 1));
         } else {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == star)
 }
 
 /// A rule field against a value the span may lack: `*` matches anything, even nothing; any
