@@ -108,7 +108,8 @@ impl SamplingPeer {
 
     /// Sets any of `rules` (the API's `SamplingRule` objects), `targets` (rule name ->
     /// `{FixedRate, ReservoirQuota, ReservoirQuotaTTL (seconds from now), Interval}`),
-    /// `page_size`, `last_rule_modification: "now"`.
+    /// `page_size`, `last_rule_modification: "now"`, `sigv4` (`{access_key, secret, region}`:
+    /// every call must be signed so), `delay` (seconds each call is held before its answer).
     pub fn set(&self, settings: Value) {
         let body = settings.to_string();
         let response = self.http(&format!(

@@ -25,7 +25,9 @@ in front of it) does, and holds both directions to botocore's X-Ray service mode
 Control (JSON): `POST /control` sets any of `rules` (SamplingRule objects, the API's field
 names; `Version` defaults to 1), `targets` (rule name -> {FixedRate, ReservoirQuota,
 ReservoirQuotaTTL: seconds from now, Interval}), `page_size`, `last_rule_modification`
-(`"now"`: the rules changed now), `sigv4` ({access_key, secret, region}). `GET /records`
+(`"now"`: the rules changed now), `sigv4` ({access_key, secret, region}), `delay` (seconds
+every sampling call is held before its answer: a slow endpoint; the call is recorded on
+arrival). `GET /records`
 gives the calls seen, the violations, `unsigned` (no call carried `Authorization`),
 `signed_ok` and `signature_failures`.
 
@@ -62,6 +64,7 @@ STATE = {
     "page_size": 100,
     "last_rule_modification": None,
     "sigv4": None,
+    "delay": 0.0,
 }
 RECORDS = {
     "rules_calls": [], "targets_calls": [], "violations": [], "unsigned": True,
@@ -246,7 +249,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/control":
             update = json.loads(body)
             with LOCK:
-                for key in ("rules", "targets", "page_size", "sigv4"):
+                for key in ("rules", "targets", "page_size", "sigv4", "delay"):
                     if key in update:
                         STATE[key] = update[key]
                 if update.get("last_rule_modification") == "now":
@@ -278,7 +281,12 @@ class Handler(BaseHTTPRequestHandler):
         if problems:
             self.violation(f"{op.name} request", problems, 400)
             return
-        out, problems = check_response(op, HANDLERS[op.name](params))
+        answer = HANDLERS[op.name](params)
+        with LOCK:
+            delay = float(STATE["delay"])
+        if delay > 0:
+            time.sleep(delay)
+        out, problems = check_response(op, answer)
         if problems:
             self.violation(f"{op.name} response", problems, 500)
             return

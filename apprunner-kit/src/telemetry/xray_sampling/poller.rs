@@ -30,6 +30,10 @@ use crate::telemetry::error::TelemetryError;
 /// How long one call may take (the X-Ray SDKs wait a few seconds too).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The first wait after a failed `GetSamplingRules` while no rules are in force; doubled after
+/// each failure, up to the polling interval.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
 /// `GetSamplingTargets` takes at most this many statistics documents per call.
 const MAX_DOCUMENTS: usize = 25;
 
@@ -334,24 +338,35 @@ async fn run(settings: XraySampling, state: Arc<SamplingState>) {
     let (mut rules_failing, mut targets_failing) = (Failing::default(), Failing::default());
     let mut next_rules = Instant::now();
     let mut next_targets = Instant::now() + settings.targets_interval();
+    let mut retry = FIRST_RETRY;
     loop {
         tokio::time::sleep_until(next_rules.min(next_targets).into()).await;
         if Instant::now() >= next_rules {
+            let interval = settings.rules_interval();
+            let mut wait = interval + jitter(interval);
             match fetch_rules(&client).await {
                 Ok(rules) => {
                     let now = SystemTime::now();
                     let old = state.current(now);
                     state.replace(RuleSet::new(rules, old.as_deref(), now));
                     rules_failing.succeeded("GetSamplingRules", &settings);
+                    retry = FIRST_RETRY;
                 }
-                Err(error) => rules_failing.failed(
-                    "fetch the X-Ray sampling rules (GetSamplingRules)",
-                    &settings,
-                    &error,
-                ),
+                Err(error) => {
+                    rules_failing.failed(
+                        "fetch the X-Ray sampling rules (GetSamplingRules)",
+                        &settings,
+                        &error,
+                    );
+                    // Without rules in force (a collector starting after the service), try
+                    // again soon rather than a whole polling interval later.
+                    if state.current(SystemTime::now()).is_none() {
+                        wait = wait.min(retry);
+                        retry = (retry * 2).min(interval);
+                    }
+                }
             }
-            let interval = settings.rules_interval();
-            next_rules = Instant::now() + interval + jitter(interval);
+            next_rules = Instant::now() + wait;
         }
         if Instant::now() >= next_targets {
             let mut interval = settings.targets_interval();
