@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::Sampler;
-
 use super::error::TelemetryError;
 use super::xray::{PropagatorKind, TraceHeaderPrecedence};
 
@@ -13,6 +11,7 @@ mod sigv4;
 
 pub(crate) use otlp::{BspSettings, EndpointSource, FileSetting, LimitSettings, OtlpEnv};
 pub use sampler::XraySampling;
+pub(crate) use sampler::{SamplerSetting, parse_sampler};
 pub(crate) use sigv4::{Signing, SigningSetting};
 
 /// Settings the kit could not honour but that lose nothing when ignored: logged once, as
@@ -167,41 +166,6 @@ pub struct TelemetryConfig {
     pub(crate) min_flush_interval: Duration,
 }
 
-/// `OTEL_TRACES_SAMPLER` parsed; kept as data so the config stays `Clone + Debug`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum SamplerSetting {
-    AlwaysOn,
-    AlwaysOff,
-    Ratio(f64),
-    ParentBasedAlwaysOn,
-    ParentBasedAlwaysOff,
-    ParentBasedRatio(f64),
-    /// `xray`: X-Ray centralized sampling (built by `init` with its poller; parent-based).
-    #[cfg(feature = "xray-sampling")]
-    Xray(Box<XraySampling>),
-}
-
-impl SamplerSetting {
-    /// The SDK sampler, plus the sampler a root span would get (for `Sampled=?` parents).
-    pub(crate) fn build(&self) -> (Sampler, Sampler) {
-        let parent_based = |root: Sampler| (Sampler::ParentBased(Box::new(root.clone())), root);
-        match *self {
-            SamplerSetting::AlwaysOn => (Sampler::AlwaysOn, Sampler::AlwaysOn),
-            SamplerSetting::AlwaysOff => (Sampler::AlwaysOff, Sampler::AlwaysOff),
-            SamplerSetting::Ratio(r) => {
-                (Sampler::TraceIdRatioBased(r), Sampler::TraceIdRatioBased(r))
-            }
-            SamplerSetting::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
-            SamplerSetting::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
-            SamplerSetting::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
-            // `init` builds the remote sampler itself; this is only its fixed-rate part of the
-            // local default (1 request per second, then 5 %), for completeness.
-            #[cfg(feature = "xray-sampling")]
-            SamplerSetting::Xray(_) => parent_based(Sampler::TraceIdRatioBased(0.05)),
-        }
-    }
-}
-
 fn parse_bool(var: &'static str, value: Option<&str>) -> Result<bool, TelemetryError> {
     match value.map(str::trim) {
         None | Some("") => Ok(false),
@@ -246,52 +210,6 @@ pub(crate) fn parse_resource_attributes(
         out.push((percent_decode(k), percent_decode(v.trim())));
     }
     Ok(out)
-}
-
-fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerSetting, TelemetryError> {
-    let ratio = || -> Result<f64, TelemetryError> {
-        match arg.map(str::trim) {
-            None | Some("") => Ok(1.0),
-            Some(v) => match v.parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-                _ => Err(TelemetryError::InvalidVar {
-                    var: "OTEL_TRACES_SAMPLER_ARG",
-                    value: v.to_owned(),
-                    expected: "a probability between 0.0 and 1.0",
-                }),
-            },
-        }
-    };
-    let name = name.map(|n| n.trim().to_ascii_lowercase());
-    Ok(match name.as_deref() {
-        None | Some("") | Some("parentbased_always_on") => SamplerSetting::ParentBasedAlwaysOn,
-        Some("always_on") => SamplerSetting::AlwaysOn,
-        Some("always_off") => SamplerSetting::AlwaysOff,
-        Some("traceidratio") => SamplerSetting::Ratio(ratio()?),
-        Some("parentbased_always_off") => SamplerSetting::ParentBasedAlwaysOff,
-        Some("parentbased_traceidratio") => SamplerSetting::ParentBasedRatio(ratio()?),
-        #[cfg(feature = "xray-sampling")]
-        Some("xray") => {
-            SamplerSetting::Xray(Box::new(XraySampling::from_arg(arg.unwrap_or_default())?))
-        }
-        #[cfg(not(feature = "xray-sampling"))]
-        Some("xray") => {
-            return Err(TelemetryError::InvalidVar {
-                var: "OTEL_TRACES_SAMPLER",
-                value: "xray".to_owned(),
-                expected: "a sampler this build has: X-Ray centralized sampling needs the \
-                           apprunner-kit feature `xray-sampling` (on by default)",
-            });
-        }
-        Some(other) => {
-            return Err(TelemetryError::InvalidVar {
-                var: "OTEL_TRACES_SAMPLER",
-                value: other.to_owned(),
-                expected: "always_on, always_off, traceidratio, parentbased_always_on, \
-                           parentbased_always_off, parentbased_traceidratio or xray",
-            });
-        }
-    })
 }
 
 fn parse_propagators(value: Option<String>) -> Result<Vec<PropagatorKind>, TelemetryError> {

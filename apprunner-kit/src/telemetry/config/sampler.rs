@@ -1,8 +1,10 @@
-//! `OTEL_TRACES_SAMPLER=xray` and its `OTEL_TRACES_SAMPLER_ARG`: the settings of X-Ray
-//! centralized sampling, kept as plain data so the configuration stays `Clone + Debug` and
-//! parses the same with or without the `xray-sampling` feature.
+//! `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`: the sampler settings, and those of X-Ray
+//! centralized sampling (`xray`), kept as plain data so the configuration stays `Clone + Debug`
+//! and parses the same with or without the `xray-sampling` feature.
 
 use std::time::Duration;
+
+use opentelemetry_sdk::trace::Sampler;
 
 use super::sigv4::{is_region, xray_region};
 use crate::telemetry::error::TelemetryError;
@@ -19,6 +21,90 @@ pub(crate) const DEFAULT_RULES_INTERVAL: Duration = Duration::from_secs(300);
 
 /// How often the reservoir quotas are fetched, until X-Ray's answer names another interval.
 pub(crate) const DEFAULT_TARGETS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `OTEL_TRACES_SAMPLER` parsed; kept as data so the config stays `Clone + Debug`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SamplerSetting {
+    AlwaysOn,
+    AlwaysOff,
+    Ratio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedRatio(f64),
+    /// `xray`: X-Ray centralized sampling (built by `init` with its poller; parent-based).
+    #[cfg(feature = "xray-sampling")]
+    Xray(Box<XraySampling>),
+}
+
+impl SamplerSetting {
+    /// The SDK sampler, plus the sampler a root span would get (for `Sampled=?` parents).
+    pub(crate) fn build(&self) -> (Sampler, Sampler) {
+        let parent_based = |root: Sampler| (Sampler::ParentBased(Box::new(root.clone())), root);
+        match *self {
+            SamplerSetting::AlwaysOn => (Sampler::AlwaysOn, Sampler::AlwaysOn),
+            SamplerSetting::AlwaysOff => (Sampler::AlwaysOff, Sampler::AlwaysOff),
+            SamplerSetting::Ratio(r) => {
+                (Sampler::TraceIdRatioBased(r), Sampler::TraceIdRatioBased(r))
+            }
+            SamplerSetting::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
+            SamplerSetting::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
+            SamplerSetting::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
+            // `init` builds the remote sampler itself; this is only its fixed-rate part of the
+            // local default (1 request per second, then 5 %), for completeness.
+            #[cfg(feature = "xray-sampling")]
+            SamplerSetting::Xray(_) => parent_based(Sampler::TraceIdRatioBased(0.05)),
+        }
+    }
+}
+
+pub(crate) fn parse_sampler(
+    name: Option<&str>,
+    arg: Option<&str>,
+) -> Result<SamplerSetting, TelemetryError> {
+    let ratio = || -> Result<f64, TelemetryError> {
+        match arg.map(str::trim) {
+            None | Some("") => Ok(1.0),
+            Some(v) => match v.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(TelemetryError::InvalidVar {
+                    var: "OTEL_TRACES_SAMPLER_ARG",
+                    value: v.to_owned(),
+                    expected: "a probability between 0.0 and 1.0",
+                }),
+            },
+        }
+    };
+    let name = name.map(|n| n.trim().to_ascii_lowercase());
+    Ok(match name.as_deref() {
+        None | Some("") | Some("parentbased_always_on") => SamplerSetting::ParentBasedAlwaysOn,
+        Some("always_on") => SamplerSetting::AlwaysOn,
+        Some("always_off") => SamplerSetting::AlwaysOff,
+        Some("traceidratio") => SamplerSetting::Ratio(ratio()?),
+        Some("parentbased_always_off") => SamplerSetting::ParentBasedAlwaysOff,
+        Some("parentbased_traceidratio") => SamplerSetting::ParentBasedRatio(ratio()?),
+        #[cfg(feature = "xray-sampling")]
+        Some("xray") => {
+            SamplerSetting::Xray(Box::new(XraySampling::from_arg(arg.unwrap_or_default())?))
+        }
+        #[cfg(not(feature = "xray-sampling"))]
+        Some("xray") => {
+            return Err(TelemetryError::InvalidVar {
+                var: "OTEL_TRACES_SAMPLER",
+                value: "xray".to_owned(),
+                expected: "a sampler this build has: X-Ray centralized sampling needs the \
+                           apprunner-kit feature `xray-sampling` (on by default)",
+            });
+        }
+        Some(other) => {
+            return Err(TelemetryError::InvalidVar {
+                var: "OTEL_TRACES_SAMPLER",
+                value: other.to_owned(),
+                expected: "always_on, always_off, traceidratio, parentbased_always_on, \
+                           parentbased_always_off, parentbased_traceidratio or xray",
+            });
+        }
+    })
+}
 
 /// Settings of X-Ray centralized sampling (`OTEL_TRACES_SAMPLER=xray`, feature
 /// `xray-sampling`): the sampling rules set in the X-Ray console (or CloudFormation,
@@ -45,7 +131,8 @@ pub(crate) const DEFAULT_TARGETS_INTERVAL: Duration = Duration::from_secs(10);
 ///   requests seen, sampled and borrowed since the last call (`ClientID`: 24 hex digits, new
 ///   for each process).
 /// - **The local default**, 1 request per second then 5 %, applies before the first rules
-///   arrive, and once the rules fetched last are 12 polling intervals old (an hour by default,
+///   arrive (until then a failed fetch is retried after 1, 2, 4, ... seconds, so a sampling
+///   proxy starting after the service takes over within seconds), and once the rules fetched last are 12 polling intervals old (an hour by default,
 ///   the X-Ray SDKs' cache lifetime) because the endpoint stopped answering: a short outage
 ///   does not change sampling. Failures are logged once, with what to do, and once on
 ///   recovery.
