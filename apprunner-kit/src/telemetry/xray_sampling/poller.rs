@@ -2,6 +2,10 @@
 //! statistics X-Ray asks for) every targets interval, on the kit's own thread so that a slow
 //! or absent endpoint never blocks a request; stopped by the telemetry guard.
 //!
+//! A thread of its own rather than the export thread: that one exists only when spans leave
+//! the process (not with `OTEL_TRACES_EXPORTER=none`), and a poll waiting up to its timeout on
+//! an unanswered endpoint must not delay an export on the same current-thread runtime.
+//!
 //! The two calls go through `aws-sdk-xray`: botocore-conformant requests, retries, timeouts,
 //! and for the X-Ray API SigV4 with the `aws-config` credential chain. A sampling proxy (the
 //! ADOT collector's `awsproxy` extension, the CloudWatch agent, the X-Ray daemon) signs the
