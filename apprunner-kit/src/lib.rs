@@ -45,9 +45,9 @@
 //! | `db` | yes | `apprunner::db` (sqlx 0.9: PostgreSQL, MySQL/MariaDB, SQLite) |
 //! | `client` | yes | `apprunner::client` (a `reqwest-middleware` middleware) |
 //! | `aws-sdk` | yes | `apprunner::client::AwsTracing`, an interceptor for AWS SDK clients, and `apprunner::aws_client!` |
-//! | `jobs` | no | `apprunner::jobs` (needs `http`, `db`, `aws-sns`) |
+//! | `xray-sampling` | yes | X-Ray centralized sampling: the console's sampling rules and reservoir quotas (`OTEL_TRACES_SAMPLER=xray`; `aws-sdk-xray`) |
 //! | `aws-s3`, `aws-sqs`, `aws-sns`, `aws-dynamodb` | no | the interceptor's service-specific attributes (`aws.s3.bucket`, `messaging.*`, `aws.dynamodb.table_names`), read from the service crate's typed input |
-//! | `jobs` | no | `apprunner::jobs`: verification of the messages SNS POSTs to an HTTP(S) subscription |
+//! | `jobs` | no | `apprunner::jobs`: background jobs over SNS HTTP push, a verified, deduplicated, traced endpoint and a publisher (needs `http`, `db`, `aws-sns`) |
 //! | `xray-otlp` | yes | SigV4-signed OTLP/HTTP export straight to X-Ray's OTLP endpoint (`APPRUNNER_OTLP_SIGV4`; `aws-config`, `aws-sigv4`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]

@@ -8,6 +8,8 @@
 //! - [`SecretsEmulator`]: a moto Secrets Manager server.
 //! - [`XrayOtlpPeer`]: X-Ray's OTLP endpoint verifying SigV4 with botocore, plus ECS container
 //!   credentials and task metadata endpoints (Python, in the test virtualenv).
+//! - [`SamplingPeer`]: X-Ray's `GetSamplingRules` / `GetSamplingTargets`, every request and
+//!   answer held to botocore's X-Ray model (Python, in the test virtualenv).
 //! - [`LogCapture`]: log output collected in memory.
 //! - [`load::Load`]: steady load from concurrent workers, every result recorded and classed.
 //! - [`AuroraProxy`]: a TCP proxy playing Aurora Serverless v2's pause and resume.
@@ -28,6 +30,7 @@ pub mod rotation;
 pub mod secrets_emulator;
 pub mod sigv4;
 pub mod xray;
+pub mod xray_sampling;
 
 pub use aurora_proxy::AuroraProxy;
 pub use logs::LogCapture;
@@ -42,6 +45,7 @@ pub use probe::{Probe, ProbeStats, block_on, grpc_env, one};
 pub use rotation::CountingProxy;
 pub use secrets_emulator::{IamUser, RecordedRequest, SecretsEmulator};
 pub use sigv4::{PEER_REGION, XrayOtlpPeer};
+pub use xray_sampling::SamplingPeer;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released).
 pub fn free_port() -> u16 {

@@ -31,7 +31,7 @@ pub struct XrayOtlpPeer {
 }
 
 /// The Python of the test virtualenv (next to `APPRUNNER_TEST_MOTO_SERVER`), else `python3`.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(moto) = std::env::var_os("APPRUNNER_TEST_MOTO_SERVER").filter(|p| !p.is_empty())
         && let Some(dir) = Path::new(&moto).parent()
         && dir.join("python").exists()

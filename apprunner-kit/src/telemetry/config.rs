@@ -2,15 +2,16 @@
 
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::Sampler;
-
 use super::error::TelemetryError;
 use super::xray::{PropagatorKind, TraceHeaderPrecedence};
 
 mod otlp;
+mod sampler;
 mod sigv4;
 
 pub(crate) use otlp::{BspSettings, EndpointSource, FileSetting, LimitSettings, OtlpEnv};
+pub use sampler::XraySampling;
+pub(crate) use sampler::{SamplerSetting, parse_sampler};
 pub(crate) use sigv4::{Signing, SigningSetting};
 
 /// Settings the kit could not honour but that lose nothing when ignored: logged once, as
@@ -110,7 +111,7 @@ pub enum LogFormat {
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE`, `..._CLIENT_KEY` | PEM files of the client's certificate and key (mutual TLS) |
 /// | `APPRUNNER_OTLP_SIGV4` | SigV4-sign every OTLP/HTTP export for X-Ray (service `xray`) with the `aws-config` credential chain. Unset: on when the endpoint's host is `xray.<region>.amazonaws.com[.cn]`, with that region. `true`: on for any endpoint (a proxy, a VPC endpoint), region from the host, else `AWS_REGION`. A region (`eu-west-1`): on, with that region. `false`: off. With no endpoint set, a region means `https://xray.<region>.amazonaws.com/v1/traces` ([`otlp_sigv4_region`](Self::otlp_sigv4_region)) |
 /// | `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE` | `true`: an endpoint without scheme is plain `http://` for gRPC (default `false`: `https://`) |
-/// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on` |
+/// | `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` | default `parentbased_always_on`; also `always_on`, `always_off`, `traceidratio`, `parentbased_always_off`, `parentbased_traceidratio` (`_ARG`: the ratio), and `xray`: X-Ray centralized sampling, the console's sampling rules polled from a sampling proxy or the X-Ray API (`_ARG`: `endpoint=http://localhost:2000,polling_interval=300`, see [`XraySampling`](super::XraySampling)); a parent's decision always wins |
 /// | `OTEL_PROPAGATORS` | `xray`, `tracecontext`, `baggage`, `none`; default `xray,tracecontext,baggage` |
 /// | `APPRUNNER_TRACE_HEADER_PRECEDENCE` | `xray` (default) or `tracecontext`: which of `X-Amzn-Trace-Id` and `traceparent` wins when both are valid ([`TraceHeaderPrecedence`](super::TraceHeaderPrecedence)) |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` | batch processor (defaults 5000 ms, 8192 — the kit's, four times the SDK's: 2048 lost spans under load —, 512, 30000 ms); the SDK allocates every queue slot at start-up, ~550 bytes each |
@@ -165,34 +166,6 @@ pub struct TelemetryConfig {
     pub(crate) min_flush_interval: Duration,
 }
 
-/// `OTEL_TRACES_SAMPLER` parsed; kept as data so the config stays `Clone + Debug`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum SamplerSetting {
-    AlwaysOn,
-    AlwaysOff,
-    Ratio(f64),
-    ParentBasedAlwaysOn,
-    ParentBasedAlwaysOff,
-    ParentBasedRatio(f64),
-}
-
-impl SamplerSetting {
-    /// The SDK sampler, plus the sampler a root span would get (for `Sampled=?` parents).
-    pub(crate) fn build(&self) -> (Sampler, Sampler) {
-        let parent_based = |root: Sampler| (Sampler::ParentBased(Box::new(root.clone())), root);
-        match *self {
-            SamplerSetting::AlwaysOn => (Sampler::AlwaysOn, Sampler::AlwaysOn),
-            SamplerSetting::AlwaysOff => (Sampler::AlwaysOff, Sampler::AlwaysOff),
-            SamplerSetting::Ratio(r) => {
-                (Sampler::TraceIdRatioBased(r), Sampler::TraceIdRatioBased(r))
-            }
-            SamplerSetting::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
-            SamplerSetting::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
-            SamplerSetting::ParentBasedRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
-        }
-    }
-}
-
 fn parse_bool(var: &'static str, value: Option<&str>) -> Result<bool, TelemetryError> {
     match value.map(str::trim) {
         None | Some("") => Ok(false),
@@ -237,39 +210,6 @@ pub(crate) fn parse_resource_attributes(
         out.push((percent_decode(k), percent_decode(v.trim())));
     }
     Ok(out)
-}
-
-fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerSetting, TelemetryError> {
-    let ratio = || -> Result<f64, TelemetryError> {
-        match arg.map(str::trim) {
-            None | Some("") => Ok(1.0),
-            Some(v) => match v.parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-                _ => Err(TelemetryError::InvalidVar {
-                    var: "OTEL_TRACES_SAMPLER_ARG",
-                    value: v.to_owned(),
-                    expected: "a probability between 0.0 and 1.0",
-                }),
-            },
-        }
-    };
-    let name = name.map(|n| n.trim().to_ascii_lowercase());
-    Ok(match name.as_deref() {
-        None | Some("") | Some("parentbased_always_on") => SamplerSetting::ParentBasedAlwaysOn,
-        Some("always_on") => SamplerSetting::AlwaysOn,
-        Some("always_off") => SamplerSetting::AlwaysOff,
-        Some("traceidratio") => SamplerSetting::Ratio(ratio()?),
-        Some("parentbased_always_off") => SamplerSetting::ParentBasedAlwaysOff,
-        Some("parentbased_traceidratio") => SamplerSetting::ParentBasedRatio(ratio()?),
-        Some(other) => {
-            return Err(TelemetryError::InvalidVar {
-                var: "OTEL_TRACES_SAMPLER",
-                value: other.to_owned(),
-                expected: "always_on, always_off, traceidratio, parentbased_always_on, \
-                           parentbased_always_off or parentbased_traceidratio",
-            });
-        }
-    })
 }
 
 fn parse_propagators(value: Option<String>) -> Result<Vec<PropagatorKind>, TelemetryError> {
@@ -416,10 +356,16 @@ impl TelemetryConfig {
             endpoint: None,
             export_timeout: None,
             otlp_env,
-            sampler: parse_sampler(
+            sampler: match parse_sampler(
                 lookup("OTEL_TRACES_SAMPLER").as_deref(),
                 lookup("OTEL_TRACES_SAMPLER_ARG").as_deref(),
-            )?,
+            )? {
+                #[cfg(feature = "xray-sampling")]
+                SamplerSetting::Xray(s) => SamplerSetting::Xray(Box::new(s.with_env_region(
+                    non_empty("AWS_REGION").or_else(|| non_empty("AWS_DEFAULT_REGION")),
+                )?)),
+                other => other,
+            },
             propagators: parse_propagators(lookup("OTEL_PROPAGATORS"))?,
             trace_header_precedence: TraceHeaderPrecedence::from_env_value(
                 lookup("APPRUNNER_TRACE_HEADER_PRECEDENCE").as_deref(),

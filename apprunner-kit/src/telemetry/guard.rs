@@ -28,6 +28,9 @@ pub struct TelemetryGuard {
     counters: Arc<Counters>,
     tracer: SdkTracer,
     shutdown_timeout: Duration,
+    /// The X-Ray sampling rules poller, stopped at shutdown.
+    #[cfg(feature = "xray-sampling")]
+    sampling_poller: Option<super::xray_sampling::Poller>,
 }
 
 impl TelemetryGuard {
@@ -44,7 +47,14 @@ impl TelemetryGuard {
             counters,
             tracer,
             shutdown_timeout,
+            #[cfg(feature = "xray-sampling")]
+            sampling_poller: None,
         }
+    }
+
+    #[cfg(feature = "xray-sampling")]
+    pub(super) fn set_sampling_poller(&mut self, poller: Option<super::xray_sampling::Poller>) {
+        self.sampling_poller = poller;
     }
 
     /// Flushes every finished span, stops the exporter and returns what it did.
@@ -132,6 +142,10 @@ impl TelemetryGuard {
         };
         export::clear_nudge();
         set_kit_tracer(None);
+        #[cfg(feature = "xray-sampling")]
+        if let Some(mut poller) = self.sampling_poller.take() {
+            poller.stop();
+        }
         let result = provider.shutdown_with_timeout(self.shutdown_timeout);
         if let Some(mut thread) = self.thread.take() {
             thread.stop();

@@ -51,17 +51,35 @@ impl TelemetryConfig {
         let log_filter = env_filter("RUST_LOG", &self.log_filter)?;
         let span_filter = env_filter("APPRUNNER_SPAN_FILTER", &self.span_filter)?;
 
-        let (sampler, root) = if self.disabled {
-            config::SamplerSetting::AlwaysOff.build()
-        } else {
-            self.sampler.build()
+        let resource = resource::resource(&self);
+        #[cfg(feature = "xray-sampling")]
+        let mut sampling_poller = None;
+        let sampler = match &self.sampler {
+            #[cfg(feature = "xray-sampling")]
+            config::SamplerSetting::Xray(settings) if !self.disabled => {
+                // Parent-based: the rules decide only for spans starting a trace (and for
+                // App Runner's deferred `Sampled=?`, through the root sampler).
+                let (root, poller) = super::xray_sampling::start(settings, &resource)?;
+                sampling_poller = Some(poller);
+                xray::XrayAwareSampler::with_root(
+                    opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(root.clone())),
+                    Box::new(root),
+                )
+            }
+            setting => {
+                let (sampler, root) = if self.disabled {
+                    config::SamplerSetting::AlwaysOff.build()
+                } else {
+                    setting.build()
+                };
+                xray::XrayAwareSampler::new(sampler, root)
+            }
         };
-        let sampler = xray::XrayAwareSampler::new(sampler, root);
         let builder = SdkTracerProvider::builder()
             .with_id_generator(XrayIdGenerator::default())
             .with_sampler(sampler)
             .with_span_limits(self.limits.sdk())
-            .with_resource(resource::resource(&self));
+            .with_resource(resource);
         let export::Pipeline {
             provider,
             thread,
@@ -76,6 +94,8 @@ impl TelemetryConfig {
             tracer.clone(),
             self.shutdown_timeout,
         );
+        #[cfg(feature = "xray-sampling")]
+        guard.set_sampling_poller(sampling_poller);
 
         if self.install_subscriber {
             // Source locations, thread ids and busy/idle timings would only add noise to

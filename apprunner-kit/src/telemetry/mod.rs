@@ -18,6 +18,9 @@
 //!   or slow never blocks the service, failures are logged once, and spans that do not fit the
 //!   bounded queue are dropped and counted ([`TelemetryGuard::stats`]). The kit's own HTTP and
 //!   SQL spans are ordinary SDK spans of the same provider;
+//! - with `OTEL_TRACES_SAMPLER=xray`, X-Ray centralized sampling: the console's sampling rules
+//!   and reservoir quotas, polled on the kit's own thread (see [`XraySampling`]; feature
+//!   `xray-sampling`);
 //! - the global `tracing` subscriber: `tracing-opentelemetry` turns `tracing` spans into
 //!   OpenTelemetry spans, and log lines are JSON (with `trace_id` in X-Ray form and `span_id`)
 //!   when standard output is not a terminal, readable text when it is. `RUST_LOG` filters logs.
@@ -54,8 +57,10 @@ mod resource;
 #[cfg(feature = "xray-otlp")]
 mod sigv4;
 mod xray;
+#[cfg(feature = "xray-sampling")]
+mod xray_sampling;
 
-pub use config::{LogFormat, OtlpProtocol, TelemetryConfig, TracesExporter};
+pub use config::{LogFormat, OtlpProtocol, TelemetryConfig, TracesExporter, XraySampling};
 pub use error::TelemetryError;
 pub use export::{ExportStats, export_soon};
 pub use guard::TelemetryGuard;

@@ -330,3 +330,35 @@ fn bsp_settings() {
     let c = config(&[("OTEL_BSP_EXPORT_TIMEOUT", "2500")]).unwrap();
     assert_eq!(c.bsp.export_timeout, Some(Duration::from_millis(2500)));
 }
+
+#[cfg(feature = "xray-sampling")]
+#[test]
+fn the_xray_sampler_reads_its_arg_and_names_it_when_malformed() {
+    let config = |arg: &str| {
+        let vars = [
+            ("OTEL_TRACES_SAMPLER", "xray"),
+            ("OTEL_TRACES_SAMPLER_ARG", arg),
+        ];
+        TelemetryConfig::from_lookup(|k| {
+            vars.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    };
+    match config("endpoint=http://collector:2000,polling_interval=60")
+        .unwrap()
+        .sampler
+    {
+        SamplerSetting::Xray(s) => {
+            assert_eq!(s.endpoint(), "http://collector:2000");
+            assert_eq!(s.rules_interval(), Duration::from_secs(60));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = config("polling_interval=soon").unwrap_err().to_string();
+    assert!(err.contains("OTEL_TRACES_SAMPLER_ARG"), "{err}");
+    let err = config("endpoint=http://proxy:2000,sigv4=true")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AWS_REGION"), "sigv4 without a region: {err}");
+}

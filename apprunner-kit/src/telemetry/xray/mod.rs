@@ -358,11 +358,20 @@ pub(crate) fn propagator(
 #[derive(Debug, Clone)]
 pub(crate) struct XrayAwareSampler {
     configured: Sampler,
-    root: Sampler,
+    root: Box<dyn ShouldSample>,
 }
 
 impl XrayAwareSampler {
     pub(crate) fn new(configured: Sampler, root: Sampler) -> Self {
+        Self {
+            configured,
+            root: Box::new(root),
+        }
+    }
+
+    /// With a root sampler of the kit's own (X-Ray centralized sampling).
+    #[cfg(feature = "xray-sampling")]
+    pub(crate) fn with_root(configured: Sampler, root: Box<dyn ShouldSample>) -> Self {
         Self { configured, root }
     }
 }
