@@ -174,66 +174,58 @@ fn stale_claim(placeholder: &str) -> String {
     )
 }
 
+/// Runs [`scenarios`] on `pool`, whose engine writes parameter 1 as `placeholder`.
+macro_rules! on_pool {
+    ($pool:expr, $placeholder:literal) => {{
+        let pool = $pool;
+        let sql = stale_claim($placeholder);
+        let stale_pool = pool.clone();
+        scenarios(pool.into(), move |id| {
+            let (pool, sql) = (stale_pool.clone(), sql.clone());
+            async move {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_runs_each_job_once() {
     let pg = Postgres::start();
-    let pool = PgPool::connect_with(DbConfig::from_url(pg.create_database("jobs")).unwrap())
-        .await
-        .unwrap();
-    let sql = stale_claim("$1");
-    let stale_pool = pool.clone();
-    scenarios(pool.into(), |id| {
-        let (pool, sql) = (stale_pool.clone(), sql.clone());
-        async move {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    })
-    .await;
+    let url = pg.create_database("jobs");
+    on_pool!(
+        PgPool::connect_with(DbConfig::from_url(url).unwrap())
+            .await
+            .unwrap(),
+        "$1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_runs_each_job_once() {
     let server = MariaDb::start();
-    let pool = MySqlPool::connect_with(DbConfig::from_url(server.create_database("jobs")).unwrap())
-        .await
-        .unwrap();
-    let sql = stale_claim("?");
-    let stale_pool = pool.clone();
-    scenarios(pool.into(), |id| {
-        let (pool, sql) = (stale_pool.clone(), sql.clone());
-        async move {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    })
-    .await;
+    let url = server.create_database("jobs");
+    on_pool!(
+        MySqlPool::connect_with(DbConfig::from_url(url).unwrap())
+            .await
+            .unwrap(),
+        "?"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_runs_each_job_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
-    let pool = SqlitePool::connect_with(DbConfig::from_url(url).unwrap())
-        .await
-        .unwrap();
-    let sql = stale_claim("?1");
-    let stale_pool = pool.clone();
-    scenarios(pool.into(), |id| {
-        let (pool, sql) = (stale_pool.clone(), sql.clone());
-        async move {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    })
-    .await;
+    on_pool!(
+        SqlitePool::connect_with(DbConfig::from_url(url).unwrap())
+            .await
+            .unwrap(),
+        "?1"
+    );
 }
