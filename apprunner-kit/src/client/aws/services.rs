@@ -50,7 +50,14 @@ pub(super) fn from_input(
 }
 
 /// Attributes known from the operation's endpoint parameters (resolved from its input).
-#[cfg_attr(not(feature = "aws-s3"), allow(unused_variables))]
+#[cfg_attr(
+    not(feature = "aws-s3"),
+    allow(
+        unused_variables,
+        clippy::ptr_arg,
+        reason = "it pushes only with the service's feature"
+    )
+)]
 pub(super) fn from_endpoint_params(service: &str, cfg: &ConfigBag, attributes: &mut Vec<KeyValue>) {
     #[cfg(feature = "aws-s3")]
     if service == "S3"
@@ -66,7 +73,11 @@ pub(super) fn from_endpoint_params(service: &str, cfg: &ConfigBag, attributes: &
 /// Attributes known from the operation's output, once it succeeded.
 #[cfg_attr(
     not(any(feature = "aws-sqs", feature = "aws-sns")),
-    allow(unused_variables)
+    allow(
+        unused_variables,
+        clippy::ptr_arg,
+        reason = "it pushes only with the services' features"
+    )
 )]
 pub(super) fn from_output(service: &str, output: &Output, attributes: &mut Vec<KeyValue>) {
     match service {
