@@ -1,7 +1,7 @@
 //! `apprunner::jobs`: each job runs once per SNS `MessageId`, on PostgreSQL, MariaDB and SQLite
 //! (the kit's `apprunner_jobs` table in the service's own database), through the real endpoint
 //! served over HTTP: redelivery, two deliveries at once, a failed run retried, a run past its
-//! budget, and a claim left behind by a runner that died.
+//! budget, a panicking run, and a claim left behind by a runner that died.
 //!
 //! Signatures are not what is tested here (see `jobs_signature.rs`): these endpoints run with
 //! the emulator setting.
@@ -26,6 +26,9 @@ struct Work {
     /// Sleep this long before finishing.
     #[serde(default)]
     sleep_ms: u64,
+    /// Panic on the first run.
+    #[serde(default)]
+    panic_first: bool,
 }
 
 /// A served jobs endpoint counting the runs that succeeded.
@@ -45,6 +48,7 @@ impl Drop for Served {
 async fn serve(store: JobStore) -> Served {
     let runs = Arc::new(AtomicUsize::new(0));
     let failed_once = Arc::new(AtomicUsize::new(0));
+    let panicked_once = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&runs);
     let router = Jobs::new()
         .topic(TOPIC)
@@ -54,8 +58,12 @@ async fn serve(store: JobStore) -> Served {
         .handle("work", move |work: Work| {
             let runs = Arc::clone(&counted);
             let failed_once = Arc::clone(&failed_once);
+            let panicked_once = Arc::clone(&panicked_once);
             async move {
                 tokio::time::sleep(Duration::from_millis(work.sleep_ms)).await;
+                if work.panic_first && panicked_once.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("first run panics on purpose");
+                }
                 if work.fail_first && failed_once.fetch_add(1, Ordering::SeqCst) == 0 {
                     return Err(std::io::Error::other("first run fails on purpose"));
                 }
@@ -160,10 +168,20 @@ where
     assert_eq!(served.deliver("m4", json!({})).await, (200, "done".into()));
     assert_eq!(served.runs(), 4);
 
+    // A panicking run gives its claim back: the next delivery runs it.
+    let panicking = json!({"panic_first": true});
+    assert_eq!(
+        served.deliver("m6", panicking.clone()).await,
+        (500, "panicked".into())
+    );
+    assert_eq!(served.runs(), 4);
+    assert_eq!(served.deliver("m6", panicking).await, (200, "done".into()));
+    assert_eq!(served.runs(), 5);
+
     // A claim whose runner died (older than the lease) is taken over.
     stale("m5").await;
     assert_eq!(served.deliver("m5", json!({})).await, (200, "done".into()));
-    assert_eq!(served.runs(), 5);
+    assert_eq!(served.runs(), 6);
 }
 
 /// The statement leaving a dead runner's claim; `$1`/`?` for the id.

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _};
@@ -351,8 +352,20 @@ async fn run_once(
             return (StatusCode::BAD_REQUEST, what);
         }
     };
-    match tokio::time::timeout(endpoint.budget, future).await {
-        Ok(Ok(())) => {
+    // A panicking job gives its claim back too, so that the next delivery runs it.
+    let guarded = std::panic::AssertUnwindSafe(future).catch_unwind();
+    match tokio::time::timeout(endpoint.budget, guarded).await {
+        Ok(Err(_panic)) => {
+            tracing::error!(
+                target: "apprunner::jobs",
+                message_id,
+                job,
+                "job panicked: SNS will deliver it again"
+            );
+            release(endpoint, message_id).await;
+            (StatusCode::INTERNAL_SERVER_ERROR, "panicked")
+        }
+        Ok(Ok(Ok(()))) => {
             if let Some(store) = &endpoint.store
                 && let Err(e) = store.complete(message_id).await
             {
@@ -367,7 +380,7 @@ async fn run_once(
             }
             (StatusCode::OK, "done")
         }
-        Ok(Err(e)) => {
+        Ok(Ok(Err(e))) => {
             tracing::error!(
                 target: "apprunner::jobs",
                 message_id,
