@@ -1,6 +1,6 @@
 //! `apprunner::jobs`: each job runs once per SNS `MessageId`, on PostgreSQL, MariaDB and SQLite
 //! (the kit's `apprunner_jobs` table in the service's own database), through the real endpoint
-//! served over HTTP: redelivery, two deliveries at once, a failed run retried, a run past its
+//! served over HTTP: redelivery, a second delivery while the first runs, a failed run retried, a run past its
 //! budget, a panicking run, and a claim left behind by a runner that died.
 //!
 //! Signatures are not what is tested here (see `jobs_signature.rs`): these endpoints run with
@@ -29,12 +29,23 @@ struct Work {
     /// Panic on the first run.
     #[serde(default)]
     panic_first: bool,
+    /// Say it started, then wait for the test's go before finishing.
+    #[serde(default)]
+    hold: bool,
+}
+
+/// The test's hold on a running job: `started` when it runs, `release` to let it finish.
+#[derive(Default)]
+struct Hold {
+    started: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 /// A served jobs endpoint counting the runs that succeeded.
 struct Served {
     base: String,
     runs: Arc<AtomicUsize>,
+    hold: Arc<Hold>,
     http: reqwest::Client,
     task: tokio::task::JoinHandle<()>,
 }
@@ -50,6 +61,8 @@ async fn serve(store: JobStore) -> Served {
     let failed_once = Arc::new(AtomicUsize::new(0));
     let panicked_once = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&runs);
+    let hold = Arc::new(Hold::default());
+    let held = Arc::clone(&hold);
     let router = Jobs::new()
         .topic(TOPIC)
         .store(store)
@@ -59,7 +72,12 @@ async fn serve(store: JobStore) -> Served {
             let runs = Arc::clone(&counted);
             let failed_once = Arc::clone(&failed_once);
             let panicked_once = Arc::clone(&panicked_once);
+            let held = Arc::clone(&held);
             async move {
+                if work.hold {
+                    held.started.notify_one();
+                    held.release.notified().await;
+                }
                 tokio::time::sleep(Duration::from_millis(work.sleep_ms)).await;
                 if work.panic_first && panicked_once.fetch_add(1, Ordering::SeqCst) == 0 {
                     panic!("first run panics on purpose");
@@ -82,6 +100,7 @@ async fn serve(store: JobStore) -> Served {
     Served {
         base,
         runs,
+        hold,
         http: reqwest::Client::new(),
         task,
     }
@@ -143,21 +162,21 @@ where
     assert_eq!(served.deliver("m2", failing).await, (200, "done".into()));
     assert_eq!(served.runs(), 2);
 
-    // Two deliveries at once: one runs it, the other is told to come back.
-    let slow = json!({"sleep_ms": 300});
-    let (a, b) = tokio::join!(
-        served.deliver("m3", slow.clone()),
-        served.deliver("m3", slow.clone())
-    );
-    let mut statuses = [a, b];
-    statuses.sort();
-    assert_eq!(
-        statuses,
-        [(200, "done".into()), (503, "in_progress".into())],
-        "{statuses:?}"
-    );
+    // A second delivery while the first runs the job: told to come back (503), and the job
+    // runs once.
+    let held = json!({"hold": true});
+    let first = served.deliver("m3", held.clone());
+    let second = async {
+        served.hold.started.notified().await;
+        let answer = served.deliver("m3", held.clone()).await;
+        served.hold.release.notify_one();
+        answer
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first, (200, "done".into()));
+    assert_eq!(second, (503, "in_progress".into()));
     assert_eq!(served.runs(), 3);
-    assert_eq!(served.deliver("m3", slow).await, (200, "duplicate".into()));
+    assert_eq!(served.deliver("m3", held).await, (200, "duplicate".into()));
 
     // Past its budget (800 ms): stopped, answered 504, and the claim given back.
     let too_slow = json!({"sleep_ms": 3000});
