@@ -72,10 +72,102 @@ fn span_through_batch_processor(c: &mut Criterion) {
     assert_eq!(stats.spans_failed, 0, "export failures: {stats:?}");
 }
 
+/// Telemetry whose spans are not exported, sampling as `vars` say.
+fn unexported(vars: &[(&str, String)]) -> apprunner::telemetry::TelemetryGuard {
+    let mut vars: HashMap<&str, String> = vars.iter().cloned().collect();
+    vars.insert("OTEL_TRACES_EXPORTER", "none".to_owned());
+    vars.insert("OTEL_SERVICE_NAME", "orders-api".to_owned());
+    TelemetryConfig::from_lookup(|k| vars.get(k).cloned())
+        .expect("config")
+        .install_subscriber(false)
+        .init()
+        .expect("telemetry init")
+}
+
+/// One request's root SERVER span, as the HTTP layer starts it (the sampler sees these
+/// attributes), ended at once.
+fn request_span(tracer: &opentelemetry_sdk::trace::SdkTracer) {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::SpanKind;
+    let mut span = tracer
+        .span_builder("GET /orders/{id}")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("url.path", "/orders/42"),
+            KeyValue::new("server.address", "orders.example.com"),
+        ])
+        .start(tracer);
+    black_box(span.span_context().is_sampled());
+    span.end();
+}
+
+/// A sampling rule as the X-Ray API returns it.
+fn rule(
+    name: &str,
+    priority: u32,
+    method: &str,
+    path: &str,
+    reservoir: u32,
+    rate: f64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "RuleName": name, "Priority": priority, "FixedRate": rate, "ReservoirSize": reservoir,
+        "ServiceName": "*", "ServiceType": "*", "Host": "*", "HTTPMethod": method,
+        "URLPath": path, "ResourceARN": "*", "Version": 1, "Attributes": {},
+    })
+}
+
+/// The decision for a root request span: the SDK's parent-based ratio sampler at X-Ray's
+/// default rate (what a service writes without the kit's X-Ray sampling), then the kit's
+/// `OTEL_TRACES_SAMPLER=xray` with five rules that do not match ahead of the one that does
+/// (rules fetched from the test peer), side by side. Most spans are not sampled (5 %), so the
+/// difference is the sampler's.
+fn sampler_decision(c: &mut Criterion) {
+    let baseline = unexported(&[
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.05".to_owned()),
+    ]);
+    let tracer = baseline.tracer();
+    c.bench_function("sampler_decision_sdk_ratio_baseline", |b| {
+        b.iter(|| request_span(&tracer));
+    });
+    baseline.shutdown_blocking().expect("shutdown");
+
+    let peer = apprunner_kit_tests::xray_sampling::SamplingPeer::start();
+    peer.set(serde_json::json!({"rules": [
+        rule("admin", 1, "POST", "/admin/*", 1, 1.0),
+        rule("health", 2, "GET", "/healthz", 0, 0.0),
+        rule("users", 3, "*", "/users/*", 5, 0.1),
+        rule("put-orders", 4, "PUT", "/orders/*", 1, 0.5),
+        rule("reports", 5, "GET", "/reports?*", 1, 0.2),
+        rule("Default", 10000, "*", "*", 1, 0.05),
+    ]}));
+    let kit = unexported(&[
+        ("OTEL_TRACES_SAMPLER", "xray".to_owned()),
+        (
+            "OTEL_TRACES_SAMPLER_ARG",
+            format!("endpoint={},polling_interval=300", peer.endpoint()),
+        ),
+    ]);
+    peer.wait_for("the rules", std::time::Duration::from_secs(20), |r| {
+        !r["rules_calls"].as_array().is_none_or(Vec::is_empty)
+    });
+    // The poller installs the rules right after the answer.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let tracer = kit.tracer();
+    c.bench_function("sampler_decision_xray_rules", |b| {
+        b.iter(|| request_span(&tracer));
+    });
+    kit.shutdown_blocking().expect("shutdown");
+    assert!(peer.violations().is_empty(), "{:?}", peer.violations());
+}
+
 criterion_group!(
     benches,
     trace_id,
     extract_inject,
-    span_through_batch_processor
+    span_through_batch_processor,
+    sampler_decision
 );
 criterion_main!(benches);
