@@ -224,6 +224,14 @@ pub enum JobsError {
         /// The SDK's error, with its context.
         cause: String,
     },
+    /// [`Jobs::router`](super::Jobs::router) was called with no handler registered.
+    #[error(
+        "no job handler is registered: register each job with Jobs::handle before Jobs::router"
+    )]
+    NoHandlers,
+    /// The default SNS message verifier could not be built.
+    #[error("the SNS message verifier could not be built: {0}")]
+    Verifier(#[from] VerifierBuildError),
     /// The kit's deduplication table could not be created.
     #[error(
         "could not create the jobs table `{table}` in the service's database: {source} (the \

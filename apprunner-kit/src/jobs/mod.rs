@@ -163,7 +163,27 @@ impl Jobs {
     /// # Ok::<(), apprunner::jobs::JobsError>(())
     /// ```
     pub fn from_env() -> Result<Self, JobsError> {
-        let mut jobs = Self::new().topic(topic_from_env()?);
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), with the variables from `lookup`.
+    ///
+    /// # Errors
+    ///
+    /// [`JobsError::Config`] naming the variable that is missing or invalid.
+    ///
+    /// ```
+    /// let err = apprunner::jobs::Jobs::from_lookup(|var| match var {
+    ///     "APPRUNNER_JOBS_TOPIC_ARN" => Some("arn:aws:sns:eu-west-1:123456789012:jobs".into()),
+    ///     "APPRUNNER_JOBS_BUDGET_SECS" => Some("600".into()),
+    ///     _ => None,
+    /// })
+    /// .unwrap_err();
+    /// assert!(err.to_string().starts_with("APPRUNNER_JOBS_BUDGET_SECS: 600 s"));
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, JobsError> {
+        let non_empty = |var: &str| lookup(var).filter(|v| !v.is_empty());
+        let mut jobs = Self::new().topic(topic_arn(non_empty(TOPIC_ARN))?);
         if let Some(value) = non_empty(BUDGET_SECS) {
             let secs: u64 = value.parse().map_err(|_| JobsError::Config {
                 var: BUDGET_SECS,
@@ -292,8 +312,9 @@ impl Jobs {
     ///
     /// # Errors
     ///
-    /// [`JobsError::Config`] when no topic or no handler is given, [`JobsError::Table`] when
-    /// the table cannot be created.
+    /// [`JobsError::Config`] when no topic is named, [`JobsError::NoHandlers`] when no handler
+    /// is registered, [`JobsError::Verifier`] when the verifier cannot be built,
+    /// [`JobsError::Table`] when the table cannot be created.
     ///
     /// ```no_run
     /// # async fn demo(jobs: apprunner::jobs::Jobs) -> Result<(), apprunner::jobs::JobsError> {
@@ -310,10 +331,7 @@ impl Jobs {
             });
         }
         if self.registry.is_empty() {
-            return Err(JobsError::Config {
-                var: TOPIC_ARN,
-                reason: "no job handler is registered: call Jobs::handle".into(),
-            });
+            return Err(JobsError::NoHandlers);
         }
         if let Some(store) = &self.store {
             store
@@ -343,10 +361,7 @@ impl Jobs {
         } else {
             let verifier = match self.verifier {
                 Some(verifier) => verifier,
-                None => Verifier::builder().build().map_err(|e| JobsError::Config {
-                    var: TOPIC_ARN,
-                    reason: format!("the SNS message verifier could not be built: {e}"),
-                })?,
+                None => Verifier::builder().build()?,
             };
             Verification::Verify(verifier)
         };
@@ -366,14 +381,14 @@ impl Jobs {
     }
 }
 
-/// The variable's value, unless unset or empty.
-fn non_empty(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.is_empty())
+/// `APPRUNNER_JOBS_TOPIC_ARN` from the environment, checked to be an SNS topic ARN.
+fn topic_from_env() -> Result<String, JobsError> {
+    topic_arn(std::env::var(TOPIC_ARN).ok().filter(|v| !v.is_empty()))
 }
 
-/// `APPRUNNER_JOBS_TOPIC_ARN`, checked to be an SNS topic ARN.
-fn topic_from_env() -> Result<String, JobsError> {
-    let arn = non_empty(TOPIC_ARN).ok_or_else(|| JobsError::Config {
+/// The value of `APPRUNNER_JOBS_TOPIC_ARN`, checked to be an SNS topic ARN.
+fn topic_arn(value: Option<String>) -> Result<String, JobsError> {
+    let arn = value.ok_or_else(|| JobsError::Config {
         var: TOPIC_ARN,
         reason: "unset: name the SNS topic jobs are published to \
                  (arn:aws:sns:<region>:<account>:<topic>)"
@@ -394,4 +409,52 @@ fn topic_from_env() -> Result<String, JobsError> {
 /// `arn:aws:sns:region:account:topic` → `topic`.
 pub(crate) fn topic_name(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Jobs, JobsError> {
+        Jobs::from_lookup(|var| {
+            vars.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    const TOPIC: (&str, &str) = (TOPIC_ARN, "arn:aws:sns:eu-west-1:123456789012:jobs");
+
+    #[test]
+    fn settings_are_read_and_bad_ones_name_their_variable() {
+        let jobs = from(&[TOPIC, (BUDGET_SECS, "20"), (SKIP_SIGNATURE_CHECK, "true")]).unwrap();
+        assert_eq!(jobs.topics, ["arn:aws:sns:eu-west-1:123456789012:jobs"]);
+        assert_eq!(jobs.budget, Duration::from_secs(20));
+        assert!(jobs.skip_signature_check);
+        let defaults = from(&[TOPIC]).unwrap();
+        assert_eq!(defaults.budget, Jobs::DEFAULT_BUDGET);
+        assert!(!defaults.skip_signature_check);
+
+        let message = |vars: &[(&str, &str)]| from(vars).unwrap_err().to_string();
+        assert!(message(&[]).starts_with("APPRUNNER_JOBS_TOPIC_ARN: unset"));
+        assert!(
+            message(&[(TOPIC_ARN, "arn:aws:sqs:eu-west-1:123456789012:jobs")])
+                .contains("is not an SNS topic ARN")
+        );
+        assert!(message(&[TOPIC, (BUDGET_SECS, "ten")]).starts_with("APPRUNNER_JOBS_BUDGET_SECS"));
+        assert!(message(&[TOPIC, (BUDGET_SECS, "0")]).contains("between 1 and 119 s"));
+        assert!(message(&[TOPIC, (BUDGET_SECS, "120")]).contains("between 1 and 119 s"));
+        assert!(
+            message(&[TOPIC, (SKIP_SIGNATURE_CHECK, "yes")])
+                .starts_with("APPRUNNER_JOBS_SKIP_SIGNATURE_CHECK_FOR_EMULATOR")
+        );
+    }
+
+    #[test]
+    fn topic_names_come_from_arns() {
+        assert_eq!(
+            topic_name("arn:aws:sns:eu-west-1:123456789012:users-api-jobs"),
+            "users-api-jobs"
+        );
+    }
 }
