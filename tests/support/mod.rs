@@ -24,6 +24,7 @@ pub mod load;
 pub mod logs;
 pub mod mariadb;
 pub mod otlp;
+mod peer_control;
 pub mod postgres;
 pub mod probe;
 pub mod rotation;

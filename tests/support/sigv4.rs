@@ -7,15 +7,13 @@
 //! - an ECS container credentials endpoint handing out new short-lived credentials per call;
 //! - an ECS task metadata endpoint v4 serving recorded documents (`sigv4/ecs_*.json`).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::TestCa;
+use crate::{TestCa, peer_control};
 
 /// The region the peer verifies signatures for.
 pub const PEER_REGION: &str = "eu-west-1";
@@ -160,26 +158,14 @@ impl XrayOtlpPeer {
 
     /// Sets how the peer behaves: `{"mode": "tamper"}`, `{"creds_delay": 3}`, ...
     pub fn set(&self, settings: Value) {
-        let body = settings.to_string();
-        let response = self.http(&format!(
-            "POST /mode HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        peer_control::set(self.control_port, "/mode", &settings);
     }
 
     /// Every OTLP request seen (`status`, `message`, `access_key`, `region`, `service`,
     /// `signed_headers`, `received_at`, `key_expiration`, `spans`) and every credentials call
     /// (`creds_calls`: `at`, `key`).
     pub fn records(&self) -> Value {
-        let response =
-            self.http("GET /records HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .expect("an HTTP answer");
-        serde_json::from_str(body).expect("records JSON")
+        peer_control::get_json(self.control_port, "/records")
     }
 
     /// The OTLP requests of [`records`](Self::records).
@@ -188,18 +174,6 @@ impl XrayOtlpPeer {
             .as_array()
             .cloned()
             .unwrap_or_default()
-    }
-
-    fn http(&self, request: &str) -> String {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.control_port));
-        let mut stream = TcpStream::connect(addr).expect("connect to the peer");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        response
     }
 }
 

@@ -4,13 +4,13 @@
 //! holding every request it receives and every answer it sends to botocore's X-Ray service
 //! model (violations are answered 400/500 and recorded: [`SamplingPeer::violations`]).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::peer_control;
 
 /// A running `xray_sampling_peer.py`; stopped on drop.
 #[derive(Debug)]
@@ -111,25 +111,13 @@ impl SamplingPeer {
     /// `page_size`, `last_rule_modification: "now"`, `sigv4` (`{access_key, secret, region}`:
     /// every call must be signed so), `delay` (seconds each call is held before its answer).
     pub fn set(&self, settings: Value) {
-        let body = settings.to_string();
-        let response = self.http(&format!(
-            "POST /control HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        peer_control::set(self.port, "/control", &settings);
     }
 
     /// `rules_calls` and `targets_calls` (each `{at, params}`), `violations`, and `unsigned`
     /// (no request carried an `Authorization` header).
     pub fn records(&self) -> Value {
-        let response =
-            self.http("GET /records HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .expect("an HTTP answer");
-        serde_json::from_str(body).expect("records JSON")
+        peer_control::get_json(self.port, "/records")
     }
 
     /// Requests or answers that broke botocore's X-Ray model.
@@ -177,28 +165,7 @@ impl SamplingPeer {
     /// Sends `body` to `path` as the kit would (`POST`, JSON) and returns the status line and
     /// body of the answer: for checking the peer itself.
     pub fn post(&self, path: &str, body: &str) -> (String, String) {
-        let response = self.http(&format!(
-            "POST {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        (
-            head.lines().next().unwrap_or_default().to_owned(),
-            body.to_owned(),
-        )
-    }
-
-    fn http(&self, request: &str) -> String {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut stream = TcpStream::connect(addr).expect("connect to the sampling peer");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        response
+        peer_control::post(self.port, path, body)
     }
 }
 
