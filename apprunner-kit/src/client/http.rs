@@ -14,7 +14,7 @@ use opentelemetry_http::HeaderInjector;
 use reqwest::{Request, Response, Url};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 
-use super::{inject, mark_failed, start_client_span};
+use super::{inject, start_client_span};
 
 /// What replaces a redacted part of `url.full`, as the HTTP conventions spell it.
 const REDACTED: &str = "REDACTED";
@@ -138,10 +138,10 @@ impl Middleware for TracingMiddleware {
                     i64::from(status),
                 ));
                 if status >= 400 {
-                    mark_failed(&mut span, status.to_string());
+                    span.fail(status.to_string());
                 }
             }
-            Err(error) => mark_failed(&mut span, error_type(error)),
+            Err(error) => span.fail(error_type(error)),
         }
         span.end();
         outcome

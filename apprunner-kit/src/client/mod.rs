@@ -31,38 +31,23 @@ pub(crate) use self::aws::{AWS_LOCAL_SERVICE, AWS_SPAN_KIND, LOCAL_ROOT, Recorde
 pub use self::aws::{AwsTracing, load_aws_config};
 pub use self::http::{TracingMiddleware, traced};
 
+use opentelemetry::Context;
 use opentelemetry::propagation::Injector;
-use opentelemetry::trace::{Span as _, SpanBuilder, Status, TraceContextExt as _};
-use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry::trace::SpanBuilder;
 
-use crate::telemetry::{KitSpan, current_parent, start_kit_span};
+use crate::telemetry::{KitSpan, current_parent, start_kit_span_in};
 
 /// A call's CLIENT span, started from `builder` under the current span, and the context its
 /// trace headers carry (the current one, with the CLIENT span as its span).
 fn start_client_span(builder: SpanBuilder) -> (KitSpan, Context) {
-    start_client_span_in(builder, current_parent())
-}
-
-/// A call's CLIENT span, started from `builder` under `parent`, and the context its trace
-/// headers carry.
-fn start_client_span_in(builder: SpanBuilder, parent: Context) -> (KitSpan, Context) {
-    let span = start_kit_span(builder, &parent);
-    let cx = parent.with_remote_span_context(span.span_context().clone());
-    (span, cx)
+    start_kit_span_in(builder, current_parent())
 }
 
 /// Writes the propagators' headers for `cx` through `injector`.
-fn inject(cx: &Context, injector: &mut dyn Injector) {
+pub(crate) fn inject(cx: &Context, injector: &mut dyn Injector) {
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(cx, injector);
     });
-}
-
-/// Marks the call failed: `error.type` and an ERROR status (no message: an error's text may
-/// quote a URL or a payload).
-fn mark_failed(span: &mut KitSpan, error_type: impl Into<Value>) {
-    span.set_attribute(KeyValue::new("error.type", error_type));
-    span.set_status(Status::error(""));
 }
 
 /// The `reqwest-middleware` crate the traced client is built with, for naming its types

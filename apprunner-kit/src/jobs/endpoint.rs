@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 
 use super::dedup::{Claim, JobStore};
@@ -21,7 +21,7 @@ use super::handlers::{Envelope, Registry, StartError};
 use super::message::{MessageType, SnsMessage};
 use super::topic_name;
 use super::verify::Verifier;
-use crate::telemetry::{current_parent, start_kit_span};
+use crate::telemetry::{current_parent, start_kit_span_in};
 
 /// How messages are checked.
 #[derive(Debug)]
@@ -282,15 +282,13 @@ async fn run(endpoint: &Endpoint, message: &SnsMessage) -> Response {
             builder = builder.with_links(vec![Link::with_context(server)]);
         }
     }
-    let mut span = start_kit_span(builder, &parent);
-    let cx = parent.with_remote_span_context(span.span_context().clone());
+    let (mut span, cx) = start_kit_span_in(builder, parent);
     let (status, outcome) = run_once(endpoint, message.message_id.as_str(), envelope)
         .with_context(cx)
         .await;
     span.set_attribute(KeyValue::new("apprunner.job.outcome", outcome));
     if status.is_server_error() || status.is_client_error() {
-        span.set_attribute(KeyValue::new("error.type", outcome));
-        span.set_status(Status::error(""));
+        span.fail(outcome);
     }
     span.end();
     refuse(status, outcome)

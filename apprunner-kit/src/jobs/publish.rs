@@ -7,13 +7,14 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use opentelemetry::KeyValue;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::Injector;
-use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt as _};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind};
 use serde::Serialize;
 
 use super::error::JobsError;
 use super::handlers::Envelope;
 use super::topic_name;
-use crate::telemetry::{current_parent, start_kit_span};
+use crate::client::inject;
+use crate::telemetry::{current_parent, start_kit_span_in};
 
 /// Publishes jobs to the service's SNS topic, through an SNS client traced by
 /// [`AwsTracing`](crate::client::AwsTracing).
@@ -155,7 +156,6 @@ impl Publisher {
     /// Sends job `job` with `payload`, in a span `publish {job}` whose context the message
     /// carries (in its attributes and in its body).
     async fn send(&self, job: &str, payload: serde_json::Value) -> Result<String, JobsError> {
-        let parent = current_parent();
         let builder = SpanBuilder::from_name(format!("publish {job}"))
             .with_kind(SpanKind::Internal)
             .with_attributes([
@@ -167,12 +167,9 @@ impl Publisher {
                 KeyValue::new("messaging.operation.type", "send"),
                 KeyValue::new("apprunner.job", job.to_owned()),
             ]);
-        let span = start_kit_span(builder, &parent);
-        let cx = parent.with_remote_span_context(span.span_context().clone());
+        let (mut span, cx) = start_kit_span_in(builder, current_parent());
         let mut attributes = Attributes::default();
-        opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(&cx, &mut attributes);
-        });
+        inject(&cx, &mut attributes);
         let body = serde_json::to_string(&Envelope {
             job: job.to_owned(),
             payload,
@@ -192,7 +189,6 @@ impl Publisher {
             .send()
             .with_context(cx)
             .await;
-        let mut span = span;
         match result {
             Ok(output) => {
                 let id = output.message_id().unwrap_or_default().to_owned();
@@ -201,8 +197,7 @@ impl Publisher {
                 Ok(id)
             }
             Err(err) => {
-                span.set_attribute(KeyValue::new("error.type", "publish"));
-                span.set_status(opentelemetry::trace::Status::error(""));
+                span.fail("publish");
                 span.end();
                 Err(JobsError::Publish {
                     topic_arn: self.topic_arn.clone(),

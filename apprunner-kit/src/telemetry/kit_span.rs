@@ -14,8 +14,10 @@ use opentelemetry_sdk::trace::SdkTracer;
 pub(crate) use spans::KitSpan;
 #[cfg(any(feature = "db", feature = "client"))]
 pub(crate) use spans::current_parent;
-#[cfg(any(feature = "http", feature = "db", feature = "client"))]
+#[cfg(any(feature = "http", feature = "db"))]
 pub(crate) use spans::start_kit_span;
+#[cfg(feature = "client")]
+pub(crate) use spans::start_kit_span_in;
 
 /// The tracer [`init`](super::init) installed; `None` before `init` and after shutdown.
 static KIT_TRACER: RwLock<Option<SdkTracer>> = RwLock::new(None);
@@ -126,6 +128,16 @@ mod spans {
         }
     }
 
+    /// Starts one of the kit's spans from `builder` under `parent`, and returns it with the
+    /// context whose span it is: what its children and the trace headers it sends carry.
+    #[cfg(feature = "client")]
+    pub(crate) fn start_kit_span_in(builder: SpanBuilder, parent: Context) -> (KitSpan, Context) {
+        use opentelemetry::trace::Span as _;
+        let span = start_kit_span(builder, &parent);
+        let cx = parent.with_remote_span_context(span.span_context().clone());
+        (span, cx)
+    }
+
     /// A span started by [`start_kit_span`].
     #[derive(Debug)]
     #[allow(
@@ -137,6 +149,18 @@ mod spans {
         Sdk(opentelemetry_sdk::trace::Span),
         /// A span of the application's own global provider.
         Global(opentelemetry::global::BoxedSpan),
+    }
+
+    #[cfg(any(feature = "db", feature = "client"))]
+    impl KitSpan {
+        /// Marks the operation failed: `error.type` and an ERROR status without a message (an
+        /// error's text may quote a URL, a payload or a literal).
+        #[cfg(feature = "client")]
+        pub(crate) fn fail(&mut self, error_type: impl Into<opentelemetry::Value>) {
+            use opentelemetry::trace::Span as _;
+            self.set_attribute(KeyValue::new("error.type", error_type));
+            self.set_status(Status::error(""));
+        }
     }
 
     macro_rules! each_span {

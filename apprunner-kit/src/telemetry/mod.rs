@@ -79,5 +79,7 @@ pub(crate) use kit_span::KitSpan;
 pub(crate) use kit_span::current_parent;
 #[cfg(feature = "aws-sdk")]
 pub(crate) use kit_span::local_service_name;
-#[cfg(any(feature = "http", feature = "db", feature = "client"))]
+#[cfg(any(feature = "http", feature = "db"))]
 pub(crate) use kit_span::start_kit_span;
+#[cfg(feature = "client")]
+pub(crate) use kit_span::start_kit_span_in;

@@ -18,8 +18,8 @@ use opentelemetry::propagation::Injector;
 use opentelemetry::trace::{Event, Span as _, SpanBuilder, SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, Value};
 
-use super::{inject, mark_failed, start_client_span_in};
-use crate::telemetry::{KitSpan, current_parent, local_service_name};
+use super::inject;
+use crate::telemetry::{KitSpan, current_parent, local_service_name, start_kit_span_in};
 
 mod services;
 
@@ -232,7 +232,7 @@ impl Sink {
 
     fn fail(&mut self, error_type: impl Into<Value>) {
         match self {
-            Sink::Live(span) => mark_failed(span, error_type),
+            Sink::Live(span) => span.fail(error_type),
             Sink::Recorded {
                 builder, failed, ..
             } => {
@@ -346,7 +346,7 @@ impl Intercept for AwsTracing {
                     attributes.push(KeyValue::new(AWS_SPAN_KIND, LOCAL_ROOT));
                     attributes.push(KeyValue::new(AWS_LOCAL_SERVICE, local.to_string()));
                 }
-                let (span, cx) = start_client_span_in(builder.with_attributes(attributes), parent);
+                let (span, cx) = start_kit_span_in(builder.with_attributes(attributes), parent);
                 (Sink::Live(span), cx)
             }
         };
