@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, TraceContextExt as _};
+use opentelemetry::trace::{
+    Link, Span as _, SpanBuilder, SpanContext, SpanKind, TraceContextExt as _,
+};
 use opentelemetry::{Context, KeyValue};
 
 use super::dedup::{Claim, JobStore};
@@ -216,10 +218,11 @@ impl Extractor for Attributes<'_> {
     }
 }
 
-/// The context a delivery continues: the publisher's, from the message (its attributes, or the
-/// copy in the envelope), when it carries one;
+/// The context a delivery continues, and the request's span to link to it: the publisher's
+/// context, from the message (its attributes, or the copy in the envelope), when it carries one,
+/// linked to the POST's span;
 /// else the request's (SNS's own header, when the topic has active tracing).
-fn delivery_parent(message: &SnsMessage, envelope: &Envelope) -> (Context, bool) {
+fn delivery_parent(message: &SnsMessage, envelope: &Envelope) -> (Context, Option<SpanContext>) {
     let request = current_parent();
     // The message attributes, else the copy in the body.
     let mut carried: HashMap<String, &str> = envelope
@@ -240,9 +243,10 @@ fn delivery_parent(message: &SnsMessage, envelope: &Envelope) -> (Context, bool)
         propagator.extract_with_context(&Context::new(), &attributes)
     });
     if carried.span().span_context().is_valid() {
-        (carried, true)
+        let server = request.span().span_context().clone();
+        (carried, server.is_valid().then_some(server))
     } else {
-        (request, false)
+        (request, None)
     }
 }
 
@@ -259,28 +263,21 @@ async fn run(endpoint: &Endpoint, message: &SnsMessage) -> Response {
         }
     };
     let job = envelope.job.clone();
-    let (parent, from_message) = delivery_parent(message, &envelope);
+    let (parent, request) = delivery_parent(message, &envelope);
     let topic = topic_name(message.topic_arn.as_str()).to_owned();
     let mut builder = SpanBuilder::from_name(format!("process {topic}"))
         .with_kind(SpanKind::Consumer)
         .with_attributes([
             KeyValue::new("messaging.system", "aws_sns"),
             KeyValue::new("messaging.destination.name", topic),
-            KeyValue::new(
-                "messaging.message.id",
-                message.message_id.as_str().to_owned(),
-            ),
+            KeyValue::new("messaging.message.id", message.message_id.clone()),
             KeyValue::new("messaging.operation.type", "process"),
             KeyValue::new("messaging.operation.name", "process"),
             KeyValue::new("apprunner.job", job.clone()),
         ]);
-    if from_message {
+    if let Some(request) = request {
         // The POST's own SERVER span, linked: the delivery is also that request.
-        let request = current_parent();
-        let server = request.span().span_context().clone();
-        if server.is_valid() {
-            builder = builder.with_links(vec![Link::with_context(server)]);
-        }
+        builder = builder.with_links(vec![Link::with_context(request)]);
     }
     let (mut span, cx) = start_kit_span_in(builder, parent);
     let (status, outcome) = run_once(endpoint, message.message_id.as_str(), envelope)
