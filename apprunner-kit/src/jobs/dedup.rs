@@ -91,23 +91,14 @@ impl JobStore {
                  done_at_ms BIGINT NULL)"
             )
         };
-        match self {
-            JobStore::Postgres(pool) => {
-                sqlx::query(sqlx::AssertSqlSafe(ddl("VARCHAR(128)", "VARCHAR(256)")))
-                    .execute(pool)
-                    .await?;
-            }
-            JobStore::MySql(pool) => {
-                sqlx::query(sqlx::AssertSqlSafe(ddl("VARCHAR(128)", "VARCHAR(256)")))
-                    .execute(pool)
-                    .await?;
-            }
-            JobStore::Sqlite(pool) => {
-                sqlx::query(sqlx::AssertSqlSafe(ddl("TEXT", "TEXT")))
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        // SQLite has no length-limited VARCHAR; the others need one for a primary key.
+        let sql = match self {
+            JobStore::Sqlite(_) => ddl("TEXT", "TEXT"),
+            _ => ddl("VARCHAR(128)", "VARCHAR(256)"),
+        };
+        on_each!(self, |pool, _p| {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await?;
+        });
         Ok(())
     }
 
